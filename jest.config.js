@@ -1,0 +1,9 @@
+/** Tests run against the TypeScript sources (ts-jest, transpile only: `npm run build` type-checks),
+ * and integration tests start the built CLI from dist/ with real DCMTK / Orthanc peers. */
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  testMatch: ['**/*.test.ts'],
+  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.test.json', isolatedModules: true }] },
+  testTimeout: 60000,
+};

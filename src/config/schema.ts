@@ -1,0 +1,122 @@
+/**
+ * The one source of truth for Sonogate's configuration: defaults, validation and the meaning
+ * of every key. `config/default.json` is this schema's defaults written out.
+ */
+import { z } from 'zod';
+
+const aeTitle = z
+  .string()
+  .min(1)
+  .max(16)
+  .regex(/^[\x20-\x5b\x5d-\x7e]+$/, 'an AE title is 1–16 printable ASCII characters without backslash')
+  .refine((s) => s.trim().length > 0, 'an AE title cannot be only spaces');
+
+const port = z.number().int().min(1).max(65535);
+
+const tlsFiles = z
+  .object({
+    cert: z.string().min(1).describe('PEM certificate file'),
+    key: z.string().min(1).describe('PEM private key file'),
+    ca: z.string().min(1).describe('PEM CA bundle used to verify the peer'),
+  })
+  .strict();
+
+export const listenerTlsSchema = tlsFiles
+  .extend({
+    port: port.default(2762),
+    requireClientCert: z.boolean().default(true),
+    /** false closes the plain (non-TLS) DICOM port */
+    plain: z.boolean().default(true),
+    minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+  })
+  .strict();
+
+export const callerSchema = z
+  .object({
+    aeTitle,
+    /** IP address the association must come from; omitted = any host */
+    host: z.string().min(1).optional(),
+    /** send this caller's results back to it (C-STORE SCP at host:port under aeTitle) */
+    returnToSender: z
+      .object({ port, host: z.string().min(1).optional(), aeTitle: aeTitle.optional() })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+export const destinationSchema = z
+  .object({
+    name: z.string().min(1).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
+    aeTitle,
+    host: z.string().min(1),
+    port,
+    tls: tlsFiles.nullable().default(null),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    dicom: z
+      .object({
+        aeTitle: aeTitle.default('SONOGATE'),
+        host: z.string().min(1).default('0.0.0.0'),
+        port: port.default(11112),
+        /** empty = accept any calling AE */
+        allowedCallers: z.array(callerSchema).default([]),
+        tls: listenerTlsSchema.nullable().default(null),
+        /** largest instance accepted; larger ones are refused with A700 */
+        maxInstanceBytes: z.number().int().positive().default(2 * 1024 * 1024 * 1024),
+        /** seconds an idle association may stay open */
+        associationTimeoutSeconds: z.number().int().positive().default(60),
+      })
+      .strict()
+      .prefault({}),
+    destinations: z
+      .array(destinationSchema)
+      .default([])
+      .refine((d) => new Set(d.map((x) => x.name)).size === d.length, 'destination names must be unique'),
+    http: z
+      .object({ host: z.string().min(1).default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(8080) })
+      .strict()
+      .prefault({}),
+    dataDir: z.string().min(1).default('./data'),
+    study: z
+      .object({ quietSeconds: z.number().positive().default(30) })
+      .strict()
+      .prefault({}),
+    inference: z
+      .object({
+        model: z.string().min(1).default('model/model.json'),
+        providers: z.array(z.enum(['cuda', 'cpu'])).min(1).default(['cuda', 'cpu']),
+        /** worker threads running onnxruntime sessions */
+        workers: z.number().int().min(1).max(16).default(1),
+        /** frames per inference call (cine frames are batched) */
+        batchSize: z.number().int().min(1).max(64).default(8),
+        /** components smaller than this (pixels of the analysed region) are dropped */
+        minLesionAreaPixels: z.number().int().min(0).default(100),
+      })
+      .strict()
+      .prefault({}),
+    outputs: z
+      .object({ seg: z.boolean().default(true), sr: z.boolean().default(true), overlay: z.boolean().default(true) })
+      .strict()
+      .prefault({}),
+    send: z
+      .object({
+        /** first retry delay; doubles per attempt up to maxDelaySeconds */
+        initialDelaySeconds: z.number().positive().default(5),
+        maxDelaySeconds: z.number().positive().default(600),
+        timeoutSeconds: z.number().positive().default(30),
+      })
+      .strict()
+      .prefault({}),
+    log: z
+      .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;
+export type DestinationConfig = z.infer<typeof destinationSchema>;
+export type CallerConfig = z.infer<typeof callerSchema>;

@@ -1,0 +1,102 @@
+/**
+ * The typed values that travel between the stages of the pipeline (SPEC.md "data flow").
+ * Each stage takes one of these and returns another; no stage reaches into another's internals.
+ */
+
+/** A naturalized dcmjs dataset (keyword → value), as produced by DicomMetaDictionary.naturalizeDataset. */
+export type Dataset = Record<string, any>;
+
+/** One 8-bit grayscale frame, row-major, width × height bytes. */
+export interface GrayFrame {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+/** Pixel rectangle inside the full frame, inclusive min / exclusive max. */
+export interface Rect {
+  x0: number;
+  y0: number;
+  x1: number;
+  y1: number;
+}
+
+/** Physical calibration of a region (mm per pixel), from SequenceOfUltrasoundRegions (PS3.3 C.8.5.5). */
+export interface Calibration {
+  mmPerPixelX: number;
+  mmPerPixelY: number;
+}
+
+/** The part of the image that is analysed: the B-mode ultrasound region, or the whole frame. */
+export interface AnalysisRegion {
+  rect: Rect;
+  /** null when the image has no usable calibration: sizes are then reported in pixels. */
+  calibration: Calibration | null;
+  /** where the rect came from */
+  source: 'ultrasound-region' | 'whole-frame';
+}
+
+/** Output of dicom/decode: the frames of one instance, ready for inference. */
+export interface DecodedInstance {
+  sopInstanceUid: string;
+  sopClassUid: string;
+  rows: number;
+  columns: number;
+  /** one GrayFrame per source frame, at full frame size */
+  frames: GrayFrame[];
+  region: AnalysisRegion;
+}
+
+/** Output of inference for one frame, at the analysed region's size. */
+export interface FramePrediction {
+  /** lesion probability per pixel of the analysis region, width × height */
+  probability: Float32Array;
+  width: number;
+  height: number;
+  /** softmax over model.json's class labels */
+  classProbabilities: number[];
+}
+
+/** One lesion found by postprocessing, in full-frame pixel coordinates. */
+export interface Lesion {
+  frameIndex: number;
+  /** 1-based index within the frame, ordered by decreasing area */
+  index: number;
+  bbox: Rect;
+  areaPixels: number;
+  /** major / minor axis of the lesion in pixels (Feret diameter and its perpendicular width) */
+  longAxisPixels: number;
+  shortAxisPixels: number;
+  /** in mm / mm² when the region is calibrated, else null */
+  longAxisMm: number | null;
+  shortAxisMm: number | null;
+  areaMm2: number | null;
+  /** end points of the long and short axis (full-frame pixel coordinates) */
+  longAxisLine: [number, number, number, number];
+  shortAxisLine: [number, number, number, number];
+  /** mean lesion probability inside the component */
+  meanProbability: number;
+}
+
+export type Label = 'normal' | 'benign' | 'malignant';
+
+/** The analysis of one source instance: masks and lesions per frame, and one classification. */
+export interface InstanceResult {
+  source: DecodedInstance;
+  /** binary lesion mask per frame at full frame size (1 = lesion), after postprocessing */
+  masks: Uint8Array[];
+  lesions: Lesion[];
+  /** class probabilities of the reported frame */
+  classProbabilities: Record<Label, number>;
+  label: Label;
+  /** probability of malignancy reported in the SR */
+  malignancyProbability: number;
+  /** frame whose classification and lesion are reported (the most suspicious one) */
+  reportedFrameIndex: number;
+  timingsMs: Record<string, number>;
+}
+
+export interface ModelInfo {
+  name: string;
+  version: string;
+}

@@ -1,0 +1,50 @@
+"""Batch augmentation for ultrasound, on tensors (N x 1 x H x W, 0..1 images, 0/1 masks).
+
+Geometry: horizontal flip, scale, aspect, small rotation and shift (no vertical flip: the
+skin line is always at the top). Appearance: gain, gamma, contrast, speckle (multiplicative
+noise, smoothed), blur, and a depth-dependent gain ramp (time-gain compensation differs by
+scanner and operator).
+"""
+import math
+import torch
+import torch.nn.functional as F
+
+
+def _u(n, lo, hi, g):
+    return lo + (hi - lo) * torch.rand(n, generator=g)
+
+
+def augment(x, m, g):
+    n, _, h, w = x.shape
+    flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+    s = _u(n, 0.8, 1.25, g)
+    aspect = torch.exp(_u(n, -0.15, 0.15, g))
+    rot = _u(n, -12, 12, g) * math.pi / 180
+    tx, ty = _u(n, -0.1, 0.1, g), _u(n, -0.1, 0.1, g)
+    sx, sy = flip / (s * aspect), 1.0 / (s / aspect)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = sx * torch.cos(rot)
+    theta[:, 0, 1] = -torch.sin(rot) * sy
+    theta[:, 1, 0] = torch.sin(rot) * sx
+    theta[:, 1, 1] = sy * torch.cos(rot)
+    theta[:, 0, 2], theta[:, 1, 2] = tx, ty
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    m = (F.grid_sample(m, grid, mode="bilinear", padding_mode="zeros", align_corners=False) > 0.5).float()
+
+    # appearance
+    gain = _u(n, 0.6, 1.4, g).view(n, 1, 1, 1)
+    gamma = torch.exp(_u(n, -0.4, 0.4, g)).view(n, 1, 1, 1)
+    x = (x.clamp(0, 1) ** gamma) * gain
+    ramp = torch.linspace(0, 1, h).view(1, 1, h, 1)
+    tgc = _u(n, -0.3, 0.3, g).view(n, 1, 1, 1)
+    x = x * (1 + tgc * (ramp - 0.5))
+    # speckle: multiplicative noise, lightly smoothed so it has a grain size
+    sigma = _u(n, 0.0, 0.25, g).view(n, 1, 1, 1)
+    noise = torch.randn(n, 1, h, w, generator=g)
+    noise = F.avg_pool2d(noise, 3, stride=1, padding=1) * 3
+    x = x * (1 + sigma * noise)
+    # blur some images (lower-resolution probes)
+    blur = (torch.rand(n, generator=g) < 0.25).view(n, 1, 1, 1).float()
+    x = blur * F.avg_pool2d(x, 3, stride=1, padding=1) + (1 - blur) * x
+    return x.clamp(0, 1), m

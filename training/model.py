@@ -1,0 +1,72 @@
+"""Attention U-Net (Oktay et al., 2018, arXiv:1804.03999) with a classification head.
+
+Input: N x 1 x H x W, pixels already scaled per model.json ((p*scale-mean)/std, i.e. 0..1).
+The network first standardises each image by its own mean and standard deviation
+(robust to scanner gain), so brightness differences between hospitals do not shift it.
+Outputs: mask_logits N x 1 x H x W, class_logits N x 3 (normal, benign, malignant).
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def conv_block(cin, cout):
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+    )
+
+
+class AttentionGate(nn.Module):
+    """Additive attention gate on a skip connection: alpha = sigmoid(psi(relu(Wg g + Wx x)))."""
+
+    def __init__(self, f_g, f_x, f_int):
+        super().__init__()
+        self.w_g = nn.Sequential(nn.Conv2d(f_g, f_int, 1, bias=False), nn.BatchNorm2d(f_int))
+        self.w_x = nn.Sequential(nn.Conv2d(f_x, f_int, 1, bias=False), nn.BatchNorm2d(f_int))
+        self.psi = nn.Sequential(nn.Conv2d(f_int, 1, 1), nn.BatchNorm2d(1), nn.Sigmoid())
+
+    def forward(self, g, x):
+        a = self.psi(F.relu(self.w_g(g) + self.w_x(x), inplace=True))
+        return x * a
+
+
+class Up(nn.Module):
+    def __init__(self, cin, cskip, cout):
+        super().__init__()
+        self.up = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                                nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                                nn.ReLU(inplace=True))
+        self.gate = AttentionGate(cout, cskip, max(cskip // 2, 8))
+        self.conv = conv_block(cout + cskip, cout)
+
+    def forward(self, g, skip):
+        g = self.up(g)
+        return self.conv(torch.cat([self.gate(g, skip), g], dim=1))
+
+
+class AttentionUNet(nn.Module):
+    def __init__(self, base=16, n_classes=3, dropout=0.3):
+        super().__init__()
+        f = [base, base * 2, base * 4, base * 8, base * 16]
+        self.enc = nn.ModuleList([conv_block(1, f[0])] + [conv_block(f[i], f[i + 1]) for i in range(4)])
+        self.ups = nn.ModuleList([Up(f[i + 1], f[i], f[i]) for i in reversed(range(4))])
+        self.head = nn.Conv2d(f[0], 1, 1)
+        self.cls = nn.Sequential(nn.Dropout(dropout), nn.Linear(f[4] + f[3], n_classes))
+
+    def forward(self, x):
+        mu = x.mean(dim=(2, 3), keepdim=True)
+        sd = x.std(dim=(2, 3), keepdim=True)
+        x = (x - mu) / (sd + 1e-3)
+        skips = []
+        for i, block in enumerate(self.enc):
+            x = block(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        bottleneck = skips[-1]
+        y = bottleneck
+        decoded = []
+        for up, skip in zip(self.ups, reversed(skips[:-1])):
+            y = up(y, skip)
+            decoded.append(y)
+        pooled = torch.cat([bottleneck.mean(dim=(2, 3)), decoded[0].mean(dim=(2, 3))], dim=1)
+        return self.head(y), self.cls(pooled)
