@@ -1,0 +1,62 @@
+/**
+ * The seam between the gateway's I/O (listener, store, sender) and the analysis pipeline:
+ * the store hands a complete study to a StudyProcessor and files what it returns.
+ */
+import { Label } from './domain';
+
+/** Reason codes travel to the database, the dashboard and the metrics (STYLE.md). */
+export type ReasonCode =
+  | 'decode.malformed'
+  | 'decode.unsupported_transfer_syntax'
+  | 'decode.unsupported_photometric'
+  | 'decode.too_large'
+  | 'decode.no_pixel_data'
+  | 'route.not_ultrasound'
+  | 'route.filtered'
+  | 'inference.failed'
+  | 'report.failed'
+  | 'internal';
+
+export interface StudyJobInput {
+  studyInstanceUid: string;
+  /** Part 10 files as stored by the listener */
+  instances: { sopInstanceUid: string; path: string }[];
+  /** folder for this run's output files (created by the caller, emptied before each run) */
+  outDir: string;
+}
+
+export interface InstanceOutcome {
+  sopInstanceUid: string;
+  status: 'analysed' | 'failed' | 'skipped';
+  reason?: ReasonCode;
+  message?: string;
+  label?: Label;
+  /** probability of the reported label */
+  probability?: number;
+  malignancyProbability?: number;
+  lesionCount?: number;
+  /** long axis of the largest lesion (mm if calibrated, else pixels, see unit) */
+  largestLesion?: { longAxis: number; shortAxis: number; area: number; unit: 'mm' | 'px' } | null;
+  frames?: number;
+  timingsMs?: Record<string, number>;
+}
+
+export interface OutputObject {
+  kind: 'seg' | 'sr' | 'overlay';
+  path: string;
+  sopClassUid: string;
+  sopInstanceUid: string;
+  seriesInstanceUid: string;
+  sourceSopInstanceUid: string;
+}
+
+export interface StudyJobOutput {
+  outputs: OutputObject[];
+  instances: InstanceOutcome[];
+  /** most suspicious label over the analysed instances (null when none was analysed) */
+  label: Label | null;
+  malignancyProbability: number | null;
+  timingsMs: Record<string, number>;
+}
+
+export type StudyProcessor = (input: StudyJobInput) => Promise<StudyJobOutput>;
