@@ -1,0 +1,129 @@
+/**
+ * What the three result objects share (SPEC.md "What goes back to the PACS"): they join the source
+ * study, each in a new series per kind, with deterministic UIDs and the equipment being the model.
+ */
+import { Dataset, ModelInfo } from '../types/domain';
+import { Code, Codes } from './codes';
+import { derivedUid } from './uids';
+
+export type ResultKind = 'seg' | 'sr' | 'overlay';
+
+export interface BuildOptions {
+  /** creation time of the object (ContentDate/Time etc.); defaults to now */
+  now?: Date;
+  /** Device Serial Number of the gateway (type 1 in the Enhanced General Equipment module of SEG) */
+  deviceSerialNumber?: string;
+}
+
+export const MANUFACTURER = 'Sonogate';
+export const NOT_FOR_DIAGNOSIS = 'AI result — not for diagnostic use';
+export const NO_LESION_FOUND = 'No lesion found';
+
+export const SopClass = {
+  seg: '1.2.840.10008.5.1.4.1.1.66.4',
+  sr: '1.2.840.10008.5.1.4.1.1.88.33',
+  overlay: '1.2.840.10008.5.1.4.1.1.7',
+} as const;
+
+const MODALITY: Record<ResultKind, string> = { seg: 'SEG', sr: 'SR', overlay: 'OT' };
+/** high numbers so that the AI series sort after the scanner's own */
+const SERIES_NUMBER: Record<ResultKind, number> = { seg: 9001, sr: 9002, overlay: 9003 };
+const SERIES_DESCRIPTION: Record<ResultKind, string> = {
+  seg: `AI lesion segmentation (${NOT_FOR_DIAGNOSIS})`,
+  sr: `AI lesion report (${NOT_FOR_DIAGNOSIS})`,
+  overlay: `AI lesion overlay (${NOT_FOR_DIAGNOSIS})`,
+};
+
+/**
+ * Series: one per source series, model version and kind, so all results of a source series land in
+ * one series. Instance: one per source instance, model version and kind.
+ */
+export function resultUids(source: Dataset, model: ModelInfo, kind: ResultKind) {
+  return {
+    seriesInstanceUid: derivedUid('series', source.SeriesInstanceUID, model.name, model.version, kind),
+    sopInstanceUid: derivedUid('instance', source.SOPInstanceUID, model.name, model.version, kind),
+  };
+}
+
+/** Patient and General Study modules, copied so the result files into the source study. */
+const STUDY_ATTRIBUTES = [
+  'PatientName', 'PatientID', 'IssuerOfPatientID', 'PatientBirthDate', 'PatientSex', 'PatientAge',
+  'StudyInstanceUID', 'StudyDate', 'StudyTime', 'AccessionNumber', 'ReferringPhysicianName', 'StudyID',
+  'StudyDescription',
+];
+/** type 2 in the Patient / General Study modules: present even when the source lacks them */
+const TYPE2 = new Set(['PatientName', 'PatientID', 'PatientBirthDate', 'PatientSex', 'StudyDate', 'StudyTime', 'AccessionNumber', 'ReferringPhysicianName', 'StudyID']);
+
+export function studyAttributes(source: Dataset): Dataset {
+  const out: Dataset = {};
+  for (const key of STUDY_ATTRIBUTES) {
+    if (source[key] !== undefined && source[key] !== null) out[key] = source[key];
+    else if (TYPE2.has(key)) out[key] = '';
+  }
+  return out;
+}
+
+const pad = (n: number, width = 2) => String(n).padStart(width, '0');
+/** DICOM DA / TM in local time, as modalities write them */
+export const dicomDate = (d: Date) => `${d.getFullYear()}${pad(d.getMonth() + 1)}${pad(d.getDate())}`;
+export const dicomTime = (d: Date) => `${pad(d.getHours())}${pad(d.getMinutes())}${pad(d.getSeconds())}`;
+
+/**
+ * SOP Common, Patient, General Study, General Series, General Equipment and the dates shared by
+ * all three objects. The builders add their own modules on top.
+ */
+export function commonAttributes(source: Dataset, model: ModelInfo, kind: ResultKind, opts: BuildOptions = {}): Dataset {
+  const now = opts.now ?? new Date();
+  const { seriesInstanceUid, sopInstanceUid } = resultUids(source, model, kind);
+  const date = dicomDate(now);
+  const time = dicomTime(now);
+  return {
+    // dcmjs always writes UTF-8 (and the disclaimer has an em dash)
+    SpecificCharacterSet: 'ISO_IR 192',
+    SOPClassUID: SopClass[kind],
+    SOPInstanceUID: sopInstanceUid,
+    InstanceCreationDate: date,
+    InstanceCreationTime: time,
+    ...studyAttributes(source),
+    Modality: MODALITY[kind],
+    SeriesInstanceUID: seriesInstanceUid,
+    SeriesNumber: SERIES_NUMBER[kind],
+    SeriesDescription: SERIES_DESCRIPTION[kind],
+    SeriesDate: date,
+    SeriesTime: time,
+    InstanceNumber: Number(source.InstanceNumber ?? 1) || 1,
+    ContentDate: date,
+    ContentTime: time,
+    Manufacturer: MANUFACTURER,
+    ManufacturerModelName: model.name,
+    DeviceSerialNumber: opts.deviceSerialNumber ?? 'SONOGATE',
+    SoftwareVersions: [`${model.name} ${model.version}`],
+  };
+}
+
+/** The source is a multi-frame image when it has Number of Frames (PS3.3 C.7.6.6). */
+export const isMultiFrame = (source: Dataset) => source.NumberOfFrames !== undefined && source.NumberOfFrames !== null && source.NumberOfFrames !== '';
+
+/**
+ * Image SOP Instance Reference (PS3.3 10.3): Referenced Frame Number only for a multi-frame source;
+ * dciodvfy flags it on a single-frame one.
+ */
+export function imageReference(source: Dataset, frameIndex?: number): Dataset {
+  const ref: Dataset = {
+    ReferencedSOPClassUID: source.SOPClassUID,
+    ReferencedSOPInstanceUID: source.SOPInstanceUID,
+  };
+  if (frameIndex !== undefined && isMultiFrame(source)) ref.ReferencedFrameNumber = frameIndex + 1;
+  return ref;
+}
+
+/** The side imaged (Image Laterality, else Laterality): null when unknown or both. */
+export function side(source: Dataset): 'L' | 'R' | null {
+  const value = String(source.ImageLaterality ?? source.Laterality ?? '').trim().toUpperCase();
+  return value === 'L' || value === 'R' ? value : null;
+}
+
+export function lateralityCode(source: Dataset): Code | null {
+  const s = side(source);
+  return s === 'L' ? Codes.left : s === 'R' ? Codes.right : null;
+}

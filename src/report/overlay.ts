@@ -1,0 +1,172 @@
+/**
+ * Secondary Capture (PS3.3 A.8.1) for viewers that show neither SEG nor SR: the reported frame in
+ * RGB with the lesion contour and axes burned in, and a caption band below the image with the
+ * disclaimer, the classification and the sizes. The caption sits outside the picture so that it
+ * never hides anatomy and stays legible whatever the image looks like.
+ */
+import sharp from 'sharp';
+import { Dataset, GrayFrame, InstanceResult, Lesion, ModelInfo } from '../types/domain';
+import { Codes } from './codes';
+import { BuildOptions, MANUFACTURER, NOT_FOR_DIAGNOSIS, NO_LESION_FOUND, commonAttributes, imageReference, side } from './common';
+
+const CONTOUR = [255, 255, 0]; // yellow, as the SEG's recommended display colour
+const AXIS = '#00e5ff';
+const MAX_LESION_LINES = 3;
+const LINE_HEIGHT = 1.25;
+/** DejaVu Sans (bold) is at most about 0.62 em per character on average */
+const EM_PER_CHAR = 0.62;
+
+const pct = (p: number) => `${(p * 100).toFixed(1)} %`;
+const escapeXml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/** The caption lines: disclaimer first, then the model's call, then one line per lesion. */
+export function captionLines(result: InstanceResult, model: ModelInfo): string[] {
+  const label = result.label[0].toUpperCase() + result.label.slice(1);
+  let call = `${label} ${pct(result.classProbabilities[result.label])}`;
+  if (result.label !== 'malignant') call += ` · malignancy ${pct(result.malignancyProbability)}`;
+  const lines = [NOT_FOR_DIAGNOSIS, call];
+  const lesions = result.lesions.filter((l) => l.frameIndex === result.reportedFrameIndex);
+  if (lesions.length === 0) lines.push(NO_LESION_FOUND);
+  for (const l of lesions.slice(0, MAX_LESION_LINES)) lines.push(`Lesion ${l.index}: ${sizeText(l)}`);
+  if (lesions.length > MAX_LESION_LINES) lines.push(`+ ${lesions.length - MAX_LESION_LINES} more lesions (see SR)`);
+  lines.push(`${model.name} ${model.version}`);
+  return lines;
+}
+
+/** mm when calibrated; otherwise pixels, flagged as uncalibrated rather than passed off as mm */
+function sizeText(l: Lesion): string {
+  if (l.longAxisMm !== null && l.shortAxisMm !== null && l.areaMm2 !== null) {
+    return `${l.longAxisMm.toFixed(1)} × ${l.shortAxisMm.toFixed(1)} mm, ${l.areaMm2.toFixed(1)} mm²`;
+  }
+  return `${Math.round(l.longAxisPixels)} × ${Math.round(l.shortAxisPixels)} px, uncalibrated`;
+}
+
+/** Paints the outline of the mask (mask pixels with a 4-neighbour outside it) into an RGB buffer. */
+function paintContour(rgb: Uint8Array, mask: Uint8Array, width: number, height: number, thickness: number): void {
+  const lo = -Math.floor((thickness - 1) / 2);
+  const hi = Math.ceil((thickness - 1) / 2);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = y * width + x;
+      if (!mask[i]) continue;
+      const edge = x === 0 || y === 0 || x === width - 1 || y === height - 1 || !mask[i - 1] || !mask[i + 1] || !mask[i - width] || !mask[i + width];
+      if (!edge) continue;
+      for (let dy = lo; dy <= hi; dy++) {
+        for (let dx = lo; dx <= hi; dx++) {
+          const px = x + dx;
+          const py = y + dy;
+          if (px < 0 || py < 0 || px >= width || py >= height) continue;
+          rgb.set(CONTOUR, (py * width + px) * 3);
+        }
+      }
+    }
+  }
+}
+
+function grayToRgb(frame: GrayFrame): Uint8Array {
+  const rgb = new Uint8Array(frame.width * frame.height * 3);
+  for (let i = 0; i < frame.data.length; i++) rgb.fill(frame.data[i], i * 3, i * 3 + 3);
+  return rgb;
+}
+
+/** Breaks a caption line at spaces so that it fits `maxChars`, rather than shrinking the font. */
+export function wrap(text: string, maxChars: number): string[] {
+  const out: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > maxChars) {
+      out.push(line);
+      line = word;
+    } else {
+      line = line ? `${line} ${word}` : word;
+    }
+  }
+  out.push(line);
+  return out;
+}
+
+/** SVG drawn over the extended canvas: axis lines on the image, caption rows in the band below. */
+function overlaySvg(width: number, height: number, band: number, fontSize: number, rows: { text: string; warning: boolean }[], lesions: Lesion[], stroke: number): string {
+  const parts: string[] = [];
+  for (const l of lesions) {
+    const [a, b, c, d] = l.longAxisLine;
+    const [e, f, g, h] = l.shortAxisLine;
+    parts.push(`<line x1="${a}" y1="${b}" x2="${c}" y2="${d}" stroke="${AXIS}" stroke-width="${stroke}"/>`);
+    parts.push(`<line x1="${e}" y1="${f}" x2="${g}" y2="${h}" stroke="${AXIS}" stroke-width="${stroke}" stroke-dasharray="${4 * stroke},${2 * stroke}"/>`);
+  }
+  const pad = Math.round(fontSize * 0.5);
+  rows.forEach(({ text, warning }, i) => {
+    const y = height + pad + Math.round(fontSize * LINE_HEIGHT * (i + 1)) - Math.round(fontSize * 0.3);
+    const style = warning ? 'fill="#ffd000" font-weight="bold"' : 'fill="#ffffff"';
+    parts.push(`<text x="${pad}" y="${y}" font-family="DejaVu Sans, sans-serif" font-size="${fontSize}" ${style}>${escapeXml(text)}</text>`);
+  });
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height + band}">${parts.join('')}</svg>`;
+}
+
+/** Renders the overlay picture: RGB, 8 bits, interleaved; the image plus the caption band below it. */
+export async function renderOverlay(result: InstanceResult, model: ModelInfo): Promise<{ width: number; height: number; rgb: Buffer }> {
+  const f = result.reportedFrameIndex;
+  const frame = result.source.frames[f];
+  if (!frame) throw new Error(`overlay: no decoded frame ${f}`);
+  const { width, height } = frame;
+  const stroke = Math.max(1, Math.round(Math.min(width, height) / 250));
+  // the font follows the image width but never drops below 12 px: long lines wrap instead
+  const fontSize = Math.max(12, Math.min(40, Math.round(width / 28)));
+  const maxChars = Math.max(8, Math.floor((width - fontSize) / (EM_PER_CHAR * fontSize)));
+  const rows = captionLines(result, model).flatMap((line, i) => wrap(line, maxChars).map((text) => ({ text, warning: i === 0 })));
+  const band = Math.round(fontSize * LINE_HEIGHT * rows.length + fontSize);
+
+  const rgb = grayToRgb(frame);
+  const mask = result.masks[f];
+  if (mask) paintContour(rgb, mask, width, height, stroke);
+  const lesions = result.lesions.filter((l) => l.frameIndex === f);
+  const svg = overlaySvg(width, height, band, fontSize, rows, lesions, stroke);
+
+  const { data, info } = await sharp(Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength), { raw: { width, height, channels: 3 } })
+    .extend({ bottom: band, background: { r: 0, g: 0, b: 0 } })
+    .composite([{ input: Buffer.from(svg), top: 0, left: 0 }])
+    .removeAlpha()
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3) throw new Error(`overlay: expected 3 channels, got ${info.channels}`);
+  return { width: info.width, height: info.height, rgb: data };
+}
+
+export async function buildOverlay(source: Dataset, result: InstanceResult, model: ModelInfo, opts: BuildOptions = {}): Promise<Dataset> {
+  const { width, height, rgb } = await renderOverlay(result, model);
+  const ds = commonAttributes(source, model, 'overlay', opts);
+  const pixels = new Uint8Array(rgb.length + (rgb.length % 2)); // OB: even length
+  pixels.set(rgb);
+  return {
+    ...ds,
+    ImageType: ['DERIVED', 'SECONDARY'],
+    BodyPartExamined: source.BodyPartExamined ?? 'BREAST',
+    // General Series: type 2C for a paired body part, so present, empty when the side is unknown
+    Laterality: side(source) ?? '',
+    // General Image module: type 2C, required without a Frame of Reference; empty is allowed
+    PatientOrientation: '',
+    BurnedInAnnotation: 'YES',
+    ImageComments: NOT_FOR_DIAGNOSIS,
+    DerivationDescription: `Lesion contour and axes from ${model.name} ${model.version} drawn on frame ${result.reportedFrameIndex + 1}, caption band added below`,
+    SourceImageSequence: [{ ...imageReference(source, result.reportedFrameIndex), PurposeOfReferenceCodeSequence: [Codes.sourceImageForProcessing] }],
+    // SC Equipment module (PS3.3 C.8.6.1): WSD = workstation
+    ConversionType: 'WSD',
+    SecondaryCaptureDeviceManufacturer: MANUFACTURER,
+    SecondaryCaptureDeviceManufacturerModelName: model.name,
+    SecondaryCaptureDeviceSoftwareVersions: [`${model.name} ${model.version}`],
+    DateOfSecondaryCapture: ds.ContentDate,
+    TimeOfSecondaryCapture: ds.ContentTime,
+    LossyImageCompression: '00',
+    SamplesPerPixel: 3,
+    PhotometricInterpretation: 'RGB',
+    PlanarConfiguration: 0,
+    Rows: height,
+    Columns: width,
+    BitsAllocated: 8,
+    BitsStored: 8,
+    HighBit: 7,
+    PixelRepresentation: 0,
+    PixelData: [pixels.buffer],
+    _vrMap: { PixelData: 'OB' },
+  };
+}

@@ -1,0 +1,166 @@
+/**
+ * Comprehensive SR (PS3.3 A.35.3) following TID 1500 Measurement Report, written as plain
+ * naturalized JSON: dcmjs's sr helpers cannot reference a SEG segment today (NOTES.md).
+ *
+ * Tree:
+ *   Imaging Measurement Report (TID 1500)
+ *   ├ language, device observer (the model), procedure reported
+ *   ├ Image Library ─ Image Library Group ─ the source image
+ *   ├ Imaging Measurements ─ one Measurement Group per lesion (TID 1411 rows)
+ *   └ Qualitative Evaluations: disclaimer, class probabilities, "No lesion found"
+ */
+import { Dataset, InstanceResult, Lesion, ModelInfo } from '../types/domain';
+import { Code, Codes, Units } from './codes';
+import { BuildOptions, MANUFACTURER, NOT_FOR_DIAGNOSIS, NO_LESION_FOUND, SopClass, commonAttributes, imageReference, isMultiFrame, lateralityCode } from './common';
+import { LESION_SEGMENT_NUMBER } from './seg';
+import { derivedUid } from './uids';
+
+type Relationship = 'CONTAINS' | 'HAS CONCEPT MOD' | 'HAS OBS CONTEXT';
+type Item = Dataset;
+
+export const NO_CALIBRATION = 'The image has no ultrasound region calibration: sizes are in pixels, not mm';
+
+// Content items (PS3.3 C.17.3): one small constructor per value type.
+const container = (rel: Relationship, name: Code, children: Item[]): Item => ({
+  RelationshipType: rel,
+  ValueType: 'CONTAINER',
+  ConceptNameCodeSequence: [name],
+  ContinuityOfContent: 'SEPARATE',
+  ContentSequence: children,
+});
+const codeItem = (rel: Relationship, name: Code, value: Code, children?: Item[]): Item => ({
+  RelationshipType: rel,
+  ValueType: 'CODE',
+  ConceptNameCodeSequence: [name],
+  ConceptCodeSequence: [value],
+  ...(children ? { ContentSequence: children } : {}),
+});
+const textItem = (rel: Relationship, name: Code, text: string): Item => ({
+  RelationshipType: rel,
+  ValueType: 'TEXT',
+  ConceptNameCodeSequence: [name],
+  TextValue: text,
+});
+const uidItem = (rel: Relationship, name: Code, uid: string): Item => ({
+  RelationshipType: rel,
+  ValueType: 'UIDREF',
+  ConceptNameCodeSequence: [name],
+  UID: uid,
+});
+const numItem = (name: Code, value: number, unit: Code): Item => ({
+  RelationshipType: 'CONTAINS',
+  ValueType: 'NUM',
+  ConceptNameCodeSequence: [name],
+  // DS holds at most 16 characters
+  MeasuredValueSequence: [{ NumericValue: Number(value.toPrecision(6)), MeasurementUnitsCodeSequence: [unit] }],
+});
+const imageItem = (name: Code | null, ref: Dataset): Item => ({
+  RelationshipType: 'CONTAINS',
+  ValueType: 'IMAGE',
+  ...(name ? { ConceptNameCodeSequence: [name] } : {}),
+  ReferencedSOPSequence: [ref],
+});
+
+const pct = (p: number) => `${(p * 100).toFixed(1)} %`;
+
+/** The model's benign / malignant call as a code; null for "normal" (no neoplasm claimed). */
+function classificationCode(result: InstanceResult): Code | null {
+  if (result.label === 'malignant') return Codes.malignant;
+  if (result.label === 'benign') return Codes.benign;
+  return null;
+}
+
+function measurementGroup(source: Dataset, result: InstanceResult, model: ModelInfo, seg: Dataset | null, lesion: Lesion): Item {
+  const multi = isMultiFrame(source);
+  const name = multi ? `Lesion ${lesion.index}, frame ${lesion.frameIndex + 1}` : `Lesion ${lesion.index}`;
+  const side = lateralityCode(source);
+  const items: Item[] = [
+    textItem('HAS OBS CONTEXT', Codes.trackingIdentifier, name),
+    uidItem('HAS OBS CONTEXT', Codes.trackingUid, derivedUid('tracking', source.SOPInstanceUID, model.name, model.version, String(lesion.frameIndex), String(lesion.index))),
+    codeItem('CONTAINS', Codes.finding, Codes.mass),
+  ];
+  if (seg) {
+    // The segment as a whole: Referenced Segment Number without Referenced Frame Number (NOTES.md)
+    items.push(imageItem(Codes.referencedSegment, { ReferencedSOPClassUID: SopClass.seg, ReferencedSOPInstanceUID: seg.SOPInstanceUID, ReferencedSegmentNumber: LESION_SEGMENT_NUMBER }));
+    items.push(uidItem('CONTAINS', Codes.sourceSeriesForSegmentation, source.SeriesInstanceUID));
+  }
+  items.push(imageItem(Codes.sourceImageForSegmentation, imageReference(source, lesion.frameIndex)));
+  items.push(codeItem('HAS CONCEPT MOD', Codes.findingSite, Codes.breast, side ? [codeItem('HAS CONCEPT MOD', Codes.laterality, side)] : undefined));
+
+  const classification = classificationCode(result);
+  if (classification) items.push(codeItem('CONTAINS', Codes.pathology, classification));
+  items.push(numItem(Codes.probabilityOfCancer, result.malignancyProbability, Units.one));
+
+  // Sizes in mm only when the region is calibrated; otherwise in pixels, never invented mm.
+  if (lesion.longAxisMm !== null && lesion.shortAxisMm !== null && lesion.areaMm2 !== null) {
+    items.push(numItem(Codes.longAxis, lesion.longAxisMm, Units.mm));
+    items.push(numItem(Codes.shortAxis, lesion.shortAxisMm, Units.mm));
+    items.push(numItem(Codes.area, lesion.areaMm2, Units.mm2));
+  } else {
+    items.push(numItem(Codes.longAxis, lesion.longAxisPixels, Units.pixels));
+    items.push(numItem(Codes.shortAxis, lesion.shortAxisPixels, Units.pixels));
+    items.push(numItem(Codes.area, lesion.areaPixels, Units.pixels));
+    items.push(textItem('CONTAINS', Codes.comment, NO_CALIBRATION));
+  }
+  return container('CONTAINS', Codes.measurementGroup, items);
+}
+
+function qualitativeEvaluations(result: InstanceResult, multiFrame: boolean): Item {
+  const items: Item[] = [textItem('CONTAINS', Codes.comment, `${NOT_FOR_DIAGNOSIS}. Decision support, not a diagnosis.`)];
+  if (result.lesions.length === 0) items.push(textItem('CONTAINS', Codes.finding, NO_LESION_FOUND));
+  const probs = Object.entries(result.classProbabilities).map(([label, p]) => `${label} ${pct(p)}`).join(', ');
+  const frame = multiFrame ? ` (frame ${result.reportedFrameIndex + 1})` : '';
+  items.push(textItem('CONTAINS', Codes.comment, `Model classification: ${result.label}${frame}; class probabilities: ${probs}`));
+  return container('CONTAINS', Codes.qualitativeEvaluations, items);
+}
+
+/** Hierarchical SOP Instance Reference (PS3.3 C.17.2.3) of one instance of the source study. */
+function evidence(source: Dataset, seriesInstanceUid: string, ref: Dataset): Dataset[] {
+  return [
+    {
+      StudyInstanceUID: source.StudyInstanceUID,
+      ReferencedSeriesSequence: [{ SeriesInstanceUID: seriesInstanceUid, ReferencedSOPSequence: [ref] }],
+    },
+  ];
+}
+
+/** `seg` is the SEG built for the same result, or null when SEG output is off (no segment reference then). */
+export function buildSr(source: Dataset, result: InstanceResult, model: ModelInfo, seg: Dataset | null, opts: BuildOptions = {}): Dataset {
+  const ds = commonAttributes(source, model, 'sr', opts);
+  const sourceRef = imageReference(source);
+
+  const content: Item[] = [
+    codeItem('HAS CONCEPT MOD', Codes.language, Codes.englishUS),
+    // TID 1004 Device Observer Identifying Attributes: the model is the observer
+    codeItem('HAS OBS CONTEXT', Codes.observerType, Codes.device),
+    uidItem('HAS OBS CONTEXT', Codes.deviceObserverUid, derivedUid('device', model.name, model.version)),
+    textItem('HAS OBS CONTEXT', Codes.deviceObserverName, model.name),
+    textItem('HAS OBS CONTEXT', Codes.deviceObserverManufacturer, MANUFACTURER),
+    textItem('HAS OBS CONTEXT', Codes.deviceObserverModelName, `${model.name} ${model.version}`),
+    codeItem('HAS CONCEPT MOD', Codes.procedureReported, Codes.breastUltrasound),
+    container('CONTAINS', Codes.imageLibrary, [container('CONTAINS', Codes.imageLibraryGroup, [imageItem(null, sourceRef)])]),
+  ];
+  if (result.lesions.length > 0) {
+    content.push(container('CONTAINS', Codes.imagingMeasurements, result.lesions.map((l) => measurementGroup(source, result, model, seg, l))));
+  }
+  content.push(qualitativeEvaluations(result, isMultiFrame(source)));
+
+  return {
+    ...ds,
+    // SR Document Series / General modules (PS3.3 C.17.1, C.17.2)
+    ReferencedPerformedProcedureStepSequence: [],
+    PerformedProcedureCodeSequence: [],
+    CompletionFlag: 'COMPLETE',
+    VerificationFlag: 'UNVERIFIED',
+    // every instance referenced in the tree is listed here (C.17.2.3): the source image as the
+    // evidence of the procedure, the SEG as other evidence
+    CurrentRequestedProcedureEvidenceSequence: evidence(source, source.SeriesInstanceUID, sourceRef),
+    ...(seg ? { PertinentOtherEvidenceSequence: evidence(source, seg.SeriesInstanceUID, { ReferencedSOPClassUID: SopClass.seg, ReferencedSOPInstanceUID: seg.SOPInstanceUID }) } : {}),
+    // SR Document Content module: the root CONTAINER (C.17.3)
+    ValueType: 'CONTAINER',
+    ConceptNameCodeSequence: [Codes.imagingMeasurementReport],
+    ContinuityOfContent: 'SEPARATE',
+    ContentTemplateSequence: [{ MappingResource: 'DCMR', TemplateIdentifier: '1500' }],
+    ContentSequence: content,
+  };
+}

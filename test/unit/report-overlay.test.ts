@@ -1,0 +1,122 @@
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'fs';
+import { join } from 'path';
+import sharp from 'sharp';
+import { readPart10 } from '../../src/dicom/part10';
+import { buildOverlay, captionLines, wrap } from '../../src/report/overlay';
+import { checkFile, tempDir, writeDataset } from '../helpers/dicomTools';
+import { LesionCaseOptions, lesionCase } from '../helpers/lesionResult';
+
+const model = { name: 'attention-unet-busi', version: '1.0.0' };
+const now = new Date(2026, 10, 26, 14, 30, 0);
+const OUTPUT = join(__dirname, '..', '..', 'test-output');
+let dir: string;
+beforeAll(() => {
+  dir = tempDir();
+  mkdirSync(OUTPUT, { recursive: true });
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function overlayFor(name: string, opts: LesionCaseOptions) {
+  const c = lesionCase(opts);
+  const ds = await buildOverlay(c.source, c.result, model, { now });
+  const path = writeDataset(dir, `${name}.dcm`, ds);
+  const check = checkFile(path);
+  expect(check.errors).toEqual([]);
+  expect(check.dcmdumpStatus).toBe(0);
+  const px = check.pydicom.pixels!;
+  // an example for people to look at (test-output/ is gitignored)
+  const png = await sharp(px, { raw: { width: ds.Columns, height: ds.Rows, channels: 3 } }).png().toBuffer();
+  writeFileSync(join(OUTPUT, `overlay-${name}.png`), png);
+  const rgbAt = (x: number, y: number) => Array.from(px.subarray((y * ds.Columns + x) * 3, (y * ds.Columns + x) * 3 + 3));
+  return { ...c, ds, read: readPart10(readFileSync(path)).dataset, pydicom: check.pydicom, rgbAt };
+}
+
+describe('Secondary Capture overlay', () => {
+  test('burns the contour into the reported frame and captions it below, with the disclaimer', async () => {
+    const { source, result, read, pydicom, rgbAt } = await overlayFor('calibrated', {});
+    const frame = result.source.frames[0];
+    expect(pydicom.sopClassUid).toBe('1.2.840.10008.5.1.4.1.1.7');
+    expect(read.PhotometricInterpretation).toBe('RGB');
+    expect(read.PlanarConfiguration).toBe(0);
+    expect(read.SamplesPerPixel).toBe(3);
+    expect(read.BitsAllocated).toBe(8);
+    expect(read.ConversionType).toBe('WSD');
+    expect(read.BurnedInAnnotation).toBe('YES');
+    expect(read.ImageComments).toBe('AI result — not for diagnostic use');
+    expect(read.StudyInstanceUID).toBe(source.StudyInstanceUID);
+    expect(read.PatientID).toBe(source.PatientID);
+    expect(read.Manufacturer).toBe('Sonogate');
+    expect(read.SourceImageSequence[0].ReferencedSOPInstanceUID).toBe(source.SOPInstanceUID);
+    expect(read.SourceImageSequence[0].ReferencedFrameNumber).toBeUndefined();
+    expect(read.Columns).toBe(frame.width);
+    expect(read.Rows).toBeGreaterThan(frame.height); // the caption band
+    expect(pydicom.shape).toEqual([read.Rows, read.Columns, 3]);
+
+    // the image itself is the source frame in grey, except where the contour and axes are drawn
+    expect(rgbAt(3, 3)).toEqual([frame.data[3 * frame.width + 3], frame.data[3 * frame.width + 3], frame.data[3 * frame.width + 3]]);
+    const lesion = result.lesions[0];
+    const mask = result.masks[0];
+    const y = lesion.bbox.y0 + Math.round((lesion.bbox.y1 - lesion.bbox.y0) / 4); // clear of the long axis line
+    let leftEdge = lesion.bbox.x0;
+    while (!mask[y * frame.width + leftEdge]) leftEdge++;
+    expect(rgbAt(leftEdge, y)).toEqual([255, 255, 0]);
+    // caption band: black with text in it
+    const band = pydicom.pixels!.subarray(frame.height * frame.width * 3);
+    expect(band.filter((v) => v > 200).length).toBeGreaterThan(500);
+  });
+
+  test('caption: label with probability, mm sizes when calibrated, "px, uncalibrated" otherwise', async () => {
+    const calibrated = lesionCase({});
+    const lines = captionLines(calibrated.result, model);
+    expect(lines[0]).toBe('AI result — not for diagnostic use');
+    expect(lines[1]).toBe('Malignant 83.0 %');
+    expect(lines[2]).toMatch(/^Lesion 1: 10\.2 × 6\.4 mm, \d+\.\d mm²$/);
+
+    const { result } = await overlayFor('uncalibrated', { mmPerPixel: null, label: 'benign', seed: 2 });
+    const uncal = captionLines(result, model);
+    expect(uncal[1]).toMatch(/^Benign \d+\.\d % · malignancy 12\.0 %$/);
+    expect(uncal[2]).toBe('Lesion 1: 102 × 64 px, uncalibrated');
+    expect(uncal.join('\n')).not.toMatch(/mm/);
+  });
+
+  test('no lesion: says so, and draws no contour', async () => {
+    const { result, rgbAt } = await overlayFor('no-lesion', { lesion: false, seed: 3 });
+    expect(captionLines(result, model)).toContain('No lesion found');
+    const frame = result.source.frames[0];
+    for (let y = 0; y < frame.height; y += 7) {
+      for (let x = 0; x < frame.width; x += 7) {
+        const [r, g, b] = rgbAt(x, y);
+        expect(r === g && g === b).toBe(true);
+      }
+    }
+  });
+
+  test('multi-frame: draws the reported frame and references it', async () => {
+    const { read } = await overlayFor('multi', { frames: 3, emptyFrames: [0], seed: 4 });
+    expect(read.SourceImageSequence[0].ReferencedFrameNumber).toBe(2);
+    expect(read.DerivationDescription).toContain('frame 2');
+  });
+
+  test('small image: caption lines wrap rather than shrink below 12 px', async () => {
+    expect(wrap('AI result — not for diagnostic use', 25)).toEqual(['AI result — not for', 'diagnostic use']);
+    expect(wrap('short', 25)).toEqual(['short']);
+    const { read } = await overlayFor('small', { rows: 150, columns: 200, seed: 7 });
+    // 12 px font, 1.25 line height: more than the 4 caption lines once wrapped
+    expect(read.Rows - 150).toBeGreaterThan(Math.round(12 * 1.25 * 4 + 12));
+  });
+
+  test('large image: text scales with the image', async () => {
+    const { read } = await overlayFor('large', { rows: 503, columns: 601, frames: 2, seed: 5 });
+    expect(read.Rows - 503).toBeGreaterThan(100); // caption band of a 20 px font, 4 lines
+  });
+
+  test('UIDs are the same when built again and differ per model version', async () => {
+    const c = lesionCase({ seed: 6 });
+    const a = await buildOverlay(c.source, c.result, model, { now });
+    const b = await buildOverlay(c.source, c.result, model, { now: new Date(2027, 0, 1) });
+    const v2 = await buildOverlay(c.source, c.result, { ...model, version: '2.0.0' }, { now });
+    expect(b.SOPInstanceUID).toBe(a.SOPInstanceUID);
+    expect(b.SeriesInstanceUID).toBe(a.SeriesInstanceUID);
+    expect(v2.SOPInstanceUID).not.toBe(a.SOPInstanceUID);
+  });
+});

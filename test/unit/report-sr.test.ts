@@ -1,0 +1,157 @@
+import { readFileSync, rmSync } from 'fs';
+import { join } from 'path';
+import { readPart10 } from '../../src/dicom/part10';
+import { buildSeg } from '../../src/report/seg';
+import { NO_LESION_FOUND } from '../../src/report/common';
+import { NO_CALIBRATION, buildSr } from '../../src/report/sr';
+import { Dataset } from '../../src/types/domain';
+import { checkFile, dsrdump, pydicomSrTexts, sharedDir, tempDir, writeDataset } from '../helpers/dicomTools';
+import { LesionCaseOptions, lesionCase } from '../helpers/lesionResult';
+
+const model = { name: 'attention-unet-busi', version: '1.0.0' };
+const now = new Date(2026, 10, 26, 14, 30, 0);
+let dir: string;
+beforeAll(() => (dir = tempDir()));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function srFor(name: string, opts: LesionCaseOptions, withSeg = true) {
+  const c = lesionCase(opts);
+  const seg = withSeg ? buildSeg(c.source, c.result, model, { now }) : null;
+  const sr = buildSr(c.source, c.result, model, seg, { now });
+  const path = writeDataset(dir, `${name}.dcm`, sr);
+  const check = checkFile(path);
+  expect(check.errors).toEqual([]);
+  expect(check.dcmdumpStatus).toBe(0);
+  expect(check.pydicom.sopClassUid).toBe('1.2.840.10008.5.1.4.1.1.88.33');
+  // DCMTK's SR reader checks the tree against the Comprehensive SR relationship constraints
+  const dsr = dsrdump(path);
+  expect(dsr.status).toBe(0);
+  expect(dsr.output).not.toMatch(/^E:/m);
+  return { ...c, seg, sr, path, read: readPart10(readFileSync(path)).dataset };
+}
+
+/** All content items below `node`, depth first. */
+function items(node: Dataset): Dataset[] {
+  return (node.ContentSequence ?? []).flatMap((item: Dataset) => [item, ...items(item)]);
+}
+const named = (node: Dataset, meaning: string) => items(node).filter((i) => i.ConceptNameCodeSequence?.[0]?.CodeMeaning === meaning);
+const one = (node: Dataset, meaning: string) => {
+  const found = named(node, meaning);
+  expect([meaning, found.length]).toEqual([meaning, 1]);
+  return found[0];
+};
+const num = (item: Dataset) => ({ value: Number(item.MeasuredValueSequence[0].NumericValue), unit: item.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue });
+
+describe('Comprehensive SR (TID 1500)', () => {
+  test('a malignant lesion: classification, probability, sizes in mm, SEG segment and source image', () => {
+    const { source, result, seg, read, path } = srFor('malignant', {});
+    expect(read.ConceptNameCodeSequence[0]).toMatchObject({ CodeValue: '126000', CodingSchemeDesignator: 'DCM' });
+    expect(read.ContentTemplateSequence[0]).toMatchObject({ MappingResource: 'DCMR', TemplateIdentifier: '1500' });
+    expect(read.StudyInstanceUID).toBe(source.StudyInstanceUID);
+    expect(String(read.PatientName)).toBe(String(source.PatientName));
+    expect(read.AccessionNumber).toBe(source.AccessionNumber);
+    expect(read.VerificationFlag).toBe('UNVERIFIED');
+    expect(read.Manufacturer).toBe('Sonogate');
+    expect(one(read, 'Device Observer Name').TextValue).toBe(model.name);
+    expect(one(read, 'Device Observer Model Name').TextValue).toContain(model.version);
+    expect(one(read, 'Language of Content Item and Descendants').ConceptCodeSequence[0].CodeValue).toBe('en-US');
+    expect(one(read, 'Procedure reported').ConceptCodeSequence[0].CodeValue).toBe('47079000');
+    expect(pydicomSrTexts(path)).toContain('AI result — not for diagnostic use. Decision support, not a diagnosis.');
+
+    const group = one(read, 'Measurement Group');
+    expect(one(group, 'Tracking Identifier').TextValue).toBe('Lesion 1');
+    expect(one(group, 'Tracking Unique Identifier').UID).toMatch(/^2\.25\.\d+$/);
+    expect(one(group, 'Finding').ConceptCodeSequence[0]).toMatchObject({ CodeValue: '4147007', CodingSchemeDesignator: 'SCT' });
+    expect(one(group, 'Pathology').ConceptCodeSequence[0]).toMatchObject({ CodeValue: '86049000', CodingSchemeDesignator: 'SCT' });
+    expect(num(one(group, 'Probability of cancer'))).toEqual({ value: 0.83, unit: '1' });
+    const lesion = result.lesions[0];
+    const long = num(one(group, 'Long axis'));
+    expect(long.unit).toBe('mm');
+    expect(long.value).toBeCloseTo(lesion.longAxisMm!, 3);
+    expect(num(one(group, 'Short axis')).value).toBeCloseTo(lesion.shortAxisMm!, 3);
+    expect(num(one(group, 'Area'))).toEqual({ value: Number(lesion.areaMm2!.toPrecision(6)), unit: 'mm2' });
+    expect(named(group, 'Comment').map((i) => i.TextValue)).not.toContain(NO_CALIBRATION);
+
+    const segRef = one(group, 'Referenced Segment').ReferencedSOPSequence[0];
+    expect(segRef.ReferencedSOPInstanceUID).toBe(seg!.SOPInstanceUID);
+    expect(segRef.ReferencedSegmentNumber).toBe(1);
+    expect(segRef.ReferencedFrameNumber).toBeUndefined(); // not beside the segment number (NOTES.md)
+    expect(one(group, 'Source series for segmentation').UID).toBe(source.SeriesInstanceUID);
+    expect(one(group, 'Source image for segmentation').ReferencedSOPSequence[0].ReferencedSOPInstanceUID).toBe(source.SOPInstanceUID);
+    expect(one(group, 'Laterality').ConceptCodeSequence[0].CodeValue).toBe('7771000');
+
+    const library = one(read, 'Image Library Group').ContentSequence[0];
+    expect(library.ValueType).toBe('IMAGE');
+    expect(library.ReferencedSOPSequence[0].ReferencedSOPInstanceUID).toBe(source.SOPInstanceUID);
+    // every referenced instance is listed as evidence (PS3.3 C.17.2.3)
+    expect(read.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID).toBe(source.SOPInstanceUID);
+    expect(read.PertinentOtherEvidenceSequence[0].ReferencedSeriesSequence[0].SeriesInstanceUID).toBe(seg!.SeriesInstanceUID);
+  });
+
+  test('a benign call is coded as "Neoplasm, benign"', () => {
+    const { read } = srFor('benign', { label: 'benign', seed: 2 });
+    expect(one(read, 'Pathology').ConceptCodeSequence[0]).toMatchObject({ CodeValue: '3898006', CodeMeaning: 'Neoplasm, benign' });
+    expect(num(one(read, 'Probability of cancer')).value).toBe(0.12);
+  });
+
+  test('no lesion: says "No lesion found" and has no measurement group', () => {
+    const { read, path } = srFor('none', { lesion: false, seed: 3 });
+    expect(pydicomSrTexts(path)).toContain(NO_LESION_FOUND);
+    expect(named(read, 'Measurement Group')).toHaveLength(0);
+    expect(one(read, 'Finding').TextValue).toBe(NO_LESION_FOUND);
+    expect(named(read, 'Pathology')).toHaveLength(0);
+  });
+
+  test('uncalibrated image: sizes in pixels with a note, never in mm', () => {
+    const { result, read } = srFor('uncalibrated', { mmPerPixel: null, seed: 4 });
+    const group = one(read, 'Measurement Group');
+    expect(num(one(group, 'Long axis'))).toEqual({ value: Number(result.lesions[0].longAxisPixels.toPrecision(6)), unit: '{pixels}' });
+    expect(num(one(group, 'Area'))).toEqual({ value: result.lesions[0].areaPixels, unit: '{pixels}' });
+    expect(named(group, 'Comment').map((i) => i.TextValue)).toContain(NO_CALIBRATION);
+    const units = items(read).filter((i) => i.ValueType === 'NUM').map((i) => num(i).unit);
+    expect(units).not.toContain('mm');
+    expect(units).not.toContain('mm2');
+  });
+
+  test('multi-frame: one group per lesion frame, each pointing at its source frame', () => {
+    const { read } = srFor('multi', { frames: 3, emptyFrames: [1], seed: 5 });
+    const groups = named(read, 'Measurement Group');
+    expect(groups.map((g) => one(g, 'Tracking Identifier').TextValue)).toEqual(['Lesion 1, frame 1', 'Lesion 1, frame 3']);
+    expect(groups.map((g) => one(g, 'Source image for segmentation').ReferencedSOPSequence[0].ReferencedFrameNumber)).toEqual([1, 3]);
+    const trackingUids = groups.map((g) => one(g, 'Tracking Unique Identifier').UID);
+    expect(new Set(trackingUids).size).toBe(2);
+  });
+
+  test('without a SEG: no segment reference and no other evidence, still valid', () => {
+    const { read } = srFor('noseg', { seed: 6 }, false);
+    expect(named(read, 'Referenced Segment')).toHaveLength(0);
+    expect(read.PertinentOtherEvidenceSequence).toBeUndefined();
+  });
+
+  test('UIDs are the same when built again and differ per model version', () => {
+    const c = lesionCase({ seed: 7 });
+    const a = buildSr(c.source, c.result, model, null, { now });
+    const b = buildSr(c.source, c.result, model, null, { now: new Date(2027, 0, 1) });
+    const v2 = buildSr(c.source, c.result, { ...model, version: '2.0.0' }, null, { now });
+    expect(b.SOPInstanceUID).toBe(a.SOPInstanceUID);
+    expect(b.SeriesInstanceUID).toBe(a.SeriesInstanceUID);
+    expect(v2.SOPInstanceUID).not.toBe(a.SOPInstanceUID);
+    expect(v2.SeriesInstanceUID).not.toBe(a.SeriesInstanceUID);
+    const uid = (ds: Dataset) => one(ds, 'Tracking Unique Identifier').UID;
+    expect(uid(b)).toBe(uid(a));
+  });
+});
+
+describe('SR compared with a reference Comprehensive SR written by DCMTK', () => {
+  const shared = sharedDir();
+  const refTest = shared ? test : test.skip;
+
+  refTest('has the reference\'s document-level attributes, less those for verified or amended documents', () => {
+    const ref = readPart10(readFileSync(join(shared!, 'dicom-samples', 'reference', 'test-SR.dcm'))).dataset;
+    const ours = srFor('compare', { seed: 8 }).read;
+    // VERIFIED documents name their verifier; amendments name their predecessor
+    const notForUs = new Set(['_vrMap', 'InstanceCreatorUID', 'ObservationDateTime', 'VerifyingObserverSequence', 'PredecessorDocumentsSequence', 'CompletionFlagDescription']);
+    expect(Object.keys(ref).filter((k) => !notForUs.has(k) && !(k in ours))).toEqual([]);
+    expect(ours.SOPClassUID).toBe(ref.SOPClassUID);
+  });
+});
