@@ -8,12 +8,16 @@ Fits on split 'train', picks the checkpoint and the mask threshold on 'val', and
 'test' once at the end (at each image's original resolution). Progress goes to stdout and
 to <out>/train.log. A checkpoint is written every epoch; --resume continues from it.
 """
-import argparse
-import copy
-import json
-import math
 import os
-import sys
+
+# OpenMP threads that busy-wait slow training to a crawl when other processes share the 2 cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import json
+import math  # noqa: E402
+import sys  # noqa: E402
 import time
 
 import numpy as np
@@ -27,6 +31,7 @@ from data import CLASSES, load_arrays, read_split, union_mask  # noqa: E402
 from metrics import auc, binary_f1, dice_iou  # noqa: E402
 from model import AttentionUNet  # noqa: E402
 from preprocess import gray_from_file, to_input  # noqa: E402
+from reference import write_reference  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
 
@@ -36,7 +41,7 @@ def parse_args():
     p.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "datasets", "busi"))
     p.add_argument("--out", default=os.path.join(ROOT, "training", "runs", "default"))
     p.add_argument("--model-dir", default=os.path.join(ROOT, "model"))
-    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--size", type=int, default=192)
     p.add_argument("--base", type=int, default=16)
     p.add_argument("--batch", type=int, default=8)
@@ -258,6 +263,7 @@ def export(model, args, spec, threshold, best, test, seconds, log):
     with open(os.path.join(args.model_dir, "model.json"), "w") as f:
         json.dump(meta, f, indent=2)
         f.write("\n")
+    write_reference(model, args.size, os.path.join(args.model_dir, "reference-outputs.json"))
     torch.save(model.state_dict(), os.path.join(args.out, "final.pt"))
     log("exported", onnx_path, sha)
 

@@ -94,6 +94,8 @@ export const configSchema = z
         batchSize: z.number().int().min(1).max(64).default(8),
         /** components smaller than this (pixels of the analysed region) are dropped */
         minLesionAreaPixels: z.number().int().min(0).default(100),
+        /** report no lesion on a frame the classifier calls normal (fewer false lesions) */
+        suppressLesionsWhenNormal: z.boolean().default(true),
       })
       .strict()
       .prefault({}),

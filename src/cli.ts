@@ -1,0 +1,109 @@
+#!/usr/bin/env node
+/**
+ * The `sonogate` command line (SPEC.md "Command line").
+ * Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad configuration.
+ */
+import { Command, CommanderError } from 'commander';
+import { ConfigError, loadConfig } from './config/load';
+import { Config } from './config/schema';
+import { createLogger } from './log';
+import { ModelError } from './inference/modelSpec';
+
+const EXIT_OK = 0;
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+
+class UsageError extends Error {}
+
+function configFrom(opts: { config?: string }): Config {
+  return loadConfig(opts.config).config;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = new Command();
+  program
+    .name('sonogate')
+    .description('AI gateway for breast ultrasound: DICOM in, SEG + SR + overlay back to the PACS.\nDecision support only, not a diagnosis.')
+    .version(require('../package.json').version)
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  let code = EXIT_OK;
+
+  program
+    .command('serve')
+    .description('run the gateway: DICOM listener, pipeline, sender, dashboard')
+    .option('-c, --config <file>', 'configuration file (default: config/default.json or $SONOGATE_CONFIG)')
+    .action(async (opts) => {
+      const config = configFrom(opts);
+      const { runServe } = await import('./cli/serve');
+      code = await runServe(config, createLogger(config.log.level));
+    });
+
+  program
+    .command('analyze')
+    .description('run the pipeline on DICOM files or folders; write SEG, SR and overlay into --out; one JSON line per study')
+    .argument('<paths...>', 'DICOM files or folders')
+    .requiredOption('-o, --out <dir>', 'output folder')
+    .option('-c, --config <file>', 'configuration file')
+    .action(async (paths: string[], opts) => {
+      const config = configFrom(opts);
+      const { runAnalyze } = await import('./cli/analyze');
+      code = await runAnalyze(paths, opts.out, config, createLogger(process.env.SONOGATE_LOG_LEVEL ?? 'warn'));
+    });
+
+  program
+    .command('evaluate')
+    .description('score the model on images + masks in the BUSI layout; prints JSON metrics')
+    .requiredOption('-d, --data <dir>', 'dataset folder (BUSI layout)')
+    .option('-s, --split <file>', 'split CSV (default: DIR/split.csv)')
+    .option('--subset <name>', 'split to score: train, val, test or all', 'test')
+    .option('-c, --config <file>', 'configuration file (its inference.model is scored)')
+    .option('--model <file>', 'model.json to score (overrides the config)')
+    .option('--update-model-json', 'write the metrics into model.json (metrics.<subset>)')
+    .action(async (opts) => {
+      const config = configFrom(opts);
+      if (opts.model) config.inference.model = opts.model;
+      const { runEvaluate } = await import('./cli/evaluate');
+      code = await runEvaluate({ data: opts.data, split: opts.split, subset: opts.subset, updateModelJson: opts.updateModelJson }, config);
+    });
+
+  program
+    .command('send')
+    .description('C-STORE files or folders to a DICOM peer')
+    .argument('<paths...>', 'DICOM files or folders')
+    .requiredOption('-t, --to <AET@HOST:PORT>', 'destination')
+    .option('-a, --calling-ae <aet>', 'our AE title', 'SONOGATE')
+    .option('--timeout <seconds>', 'network timeout', '30')
+    .action(async (paths: string[], opts) => {
+      const m = /^([^@]{1,16})@([^:]+):(\d{1,5})$/.exec(opts.to);
+      if (!m) throw new UsageError(`--to must look like AET@HOST:PORT, got "${opts.to}"`);
+      const { runSend } = await import('./cli/send');
+      code = await runSend(paths, { aeTitle: m[1], host: m[2], port: Number(m[3]) }, opts.callingAe, Number(opts.timeout));
+    });
+
+  try {
+    await program.parseAsync(argv);
+    return code;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    if (e instanceof ConfigError || e instanceof UsageError || e instanceof ModelError) {
+      process.stderr.write(`sonogate: ${e.message}\n`);
+      return EXIT_USAGE;
+    }
+    process.stderr.write(`sonogate: ${(e as Error).stack ?? e}\n`);
+    return EXIT_FAILURE;
+  }
+}
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    process.stderr.write(`sonogate: ${e}\n`);
+    process.exitCode = EXIT_FAILURE;
+  },
+);

@@ -1,0 +1,58 @@
+/** `sonogate evaluate --data DIR [--split FILE] [--subset test]`: JSON metrics on stdout. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { Config } from '../config/schema';
+import { loadModelSpec } from '../inference/modelSpec';
+import { InferencePool } from '../inference/workerPool';
+import { evaluateImages, readSplit } from '../evaluate/evaluate';
+import { analyzeOptions } from '../runtime';
+
+function progressBar(done: number, total: number): void {
+  if (!process.stderr.isTTY) return;
+  const w = 30;
+  const f = Math.round((done / total) * w);
+  process.stderr.write(`\r[${'#'.repeat(f)}${'.'.repeat(w - f)}] ${done}/${total}${done === total ? '\n' : ''}`);
+}
+
+export interface EvaluateArgs {
+  data: string;
+  split?: string;
+  subset: string;
+  updateModelJson?: boolean;
+}
+
+export async function runEvaluate(args: EvaluateArgs, config: Config): Promise<number> {
+  const splitFile = args.split ?? path.join(args.data, 'split.csv');
+  if (!fs.existsSync(splitFile)) {
+    process.stderr.write(`sonogate evaluate: split file ${splitFile} not found\n`);
+    return 2;
+  }
+  const rows = readSplit(splitFile).filter((r) => args.subset === 'all' || r.split === args.subset);
+  if (!rows.length) {
+    process.stderr.write(`sonogate evaluate: no rows with split "${args.subset}" in ${splitFile}\n`);
+    return 2;
+  }
+  const model = loadModelSpec(config.inference.model);
+  const pool = await InferencePool.start({ specPath: model.specPath, providers: config.inference.providers }, 1);
+  try {
+    const metrics = await evaluateImages(args.data, rows, pool, analyzeOptions(config, model), progressBar);
+    const result = { model: `${model.spec.name} ${model.spec.version}`, provider: pool.provider, subset: args.subset, threshold: model.spec.outputs.mask.threshold, ...metrics };
+    process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+    if (args.updateModelJson) {
+      const spec = JSON.parse(fs.readFileSync(model.specPath, 'utf8'));
+      spec.metrics = spec.metrics ?? {};
+      spec.metrics[args.subset] = {
+        dice: metrics.dice, iou: metrics.iou, auc_malignant: metrics.auc_malignant, f1_malignant: metrics.f1_malignant,
+        dice_ci95: metrics.dice_ci95, auc_malignant_ci95: metrics.auc_malignant_ci95, mean_iou_keras: metrics.mean_iou_keras,
+        pixel_f1: metrics.pixel_f1, f1_benign: metrics.f1_benign, sensitivity_malignant: metrics.sensitivity_malignant,
+        specificity_malignant: metrics.specificity_malignant, accuracy_3class: metrics.accuracy_3class,
+        normal_with_false_lesion: metrics.normal_with_false_lesion, n: metrics.n,
+      };
+      spec.metrics.scorer = 'sonogate evaluate (gateway code path)';
+      fs.writeFileSync(model.specPath, JSON.stringify(spec, null, 2) + '\n');
+    }
+  } finally {
+    await pool.close();
+  }
+  return 0;
+}

@@ -1,0 +1,129 @@
+/**
+ * `sonogate evaluate`: scores the model on a folder in the BUSI layout through the gateway's own
+ * code path — the same preprocessing, inference worker, upsampling and postprocessing
+ * (threshold, minimum area, normal suppression) as a study coming in over DICOM. Masks are
+ * compared at each image's original resolution.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { AnalyzeOptions, analyzeDecoded, FramePredictor } from '../pipeline/analyzeInstance';
+import { DecodedInstance, Label } from '../types/domain';
+import { readGrayImage, readMask } from './images';
+import { auc, binaryStats, bootstrapCi, diceIou, mean } from './metrics';
+
+export interface SplitRow {
+  file: string;
+  class: Label;
+  split: string;
+  masks: string[];
+}
+
+export function readSplit(file: string): SplitRow[] {
+  const lines = fs.readFileSync(file, 'utf8').split(/\r?\n/).filter((l) => l.trim());
+  const header = lines[0].split(',');
+  const col = (n: string) => {
+    const i = header.indexOf(n);
+    if (i < 0) throw new Error(`${file}: no "${n}" column`);
+    return i;
+  };
+  const [fi, ci, si, mi] = [col('file'), col('class'), col('split'), col('masks')];
+  return lines.slice(1).map((l) => {
+    const c = l.split(',');
+    return { file: c[fi], class: c[ci] as Label, split: c[si], masks: c[mi] ? c[mi].split('|').filter(Boolean) : [] };
+  });
+}
+
+export interface PerImage {
+  file: string;
+  truth: Label;
+  predicted: Label;
+  probabilities: Record<Label, number>;
+  dice: number | null;
+  iou: number | null;
+  lesionPixels: number;
+  ms: number;
+}
+
+export async function evaluateImages(
+  dataDir: string,
+  rows: SplitRow[],
+  predictor: FramePredictor,
+  opts: AnalyzeOptions,
+  progress?: (done: number, total: number) => void,
+) {
+  const per: PerImage[] = [];
+  let tpAll = 0;
+  let fpAll = 0;
+  let fnAll = 0;
+  let tnAll = 0;
+  for (const row of rows) {
+    const t0 = performance.now();
+    const img = await readGrayImage(path.join(dataDir, row.file));
+    const decoded: DecodedInstance = {
+      sopInstanceUid: row.file,
+      sopClassUid: '',
+      rows: img.height,
+      columns: img.width,
+      frames: [img],
+      region: { rect: { x0: 0, y0: 0, x1: img.width, y1: img.height }, calibration: null, source: 'whole-frame' },
+    };
+    const r = await analyzeDecoded(decoded, predictor, opts);
+    const ms = performance.now() - t0;
+    const truth = new Uint8Array(img.width * img.height);
+    for (const m of row.masks) {
+      const mk = await readMask(path.join(dataDir, path.dirname(row.file), m));
+      if (mk.width !== img.width || mk.height !== img.height) throw new Error(`${m}: mask size differs from its image`);
+      for (let i = 0; i < truth.length; i++) truth[i] |= mk.data[i];
+    }
+    const s = diceIou(r.masks[0], truth);
+    tpAll += s.tp;
+    fpAll += s.fp;
+    fnAll += s.fn;
+    tnAll += truth.length - s.tp - s.fp - s.fn;
+    per.push({
+      file: row.file,
+      truth: row.class,
+      predicted: r.label,
+      probabilities: r.classProbabilities,
+      dice: row.class === 'normal' ? null : s.dice,
+      iou: row.class === 'normal' ? null : s.iou,
+      lesionPixels: s.tp + s.fp,
+      ms,
+    });
+    progress?.(per.length, rows.length);
+  }
+  return summarize(per, { tp: tpAll, fp: fpAll, fn: fnAll, tn: tnAll });
+}
+
+export function summarize(per: PerImage[], px: { tp: number; fp: number; fn: number; tn: number }) {
+  const lesion = per.filter((p) => p.truth !== 'normal');
+  const normals = per.filter((p) => p.truth === 'normal');
+  const isMal = per.map((p) => p.truth === 'malignant');
+  const pMal = per.map((p) => p.probabilities.malignant);
+  const mal = binaryStats(isMal, per.map((p) => p.predicted === 'malignant'));
+  const ben = binaryStats(per.map((p) => p.truth === 'benign'), per.map((p) => p.predicted === 'benign'));
+  const iouLesionPx = px.tp / (px.tp + px.fp + px.fn);
+  const iouBackgroundPx = px.tn / (px.tn + px.fp + px.fn);
+  const dices = lesion.map((p) => p.dice!);
+  return {
+    n: per.length,
+    n_lesion: lesion.length,
+    n_normal: normals.length,
+    dice: mean(dices),
+    dice_ci95: bootstrapCi(dices.length, (idx) => mean(idx.map((i) => dices[i]))),
+    iou: mean(lesion.map((p) => p.iou!)),
+    pixel_f1: (2 * px.tp) / (2 * px.tp + px.fp + px.fn),
+    mean_iou_keras: (iouLesionPx + iouBackgroundPx) / 2,
+    auc_malignant: auc(isMal, pMal),
+    auc_malignant_ci95: bootstrapCi(per.length, (idx) => auc(idx.map((i) => isMal[i]), idx.map((i) => pMal[i])), 1000, 2),
+    f1_malignant: mal.f1,
+    f1_benign: ben.f1,
+    sensitivity_malignant: mal.sensitivity,
+    specificity_malignant: mal.specificity,
+    accuracy_3class: mean(per.map((p) => (p.predicted === p.truth ? 1 : 0))),
+    normal_with_false_lesion: normals.length ? mean(normals.map((p) => (p.lesionPixels > 0 ? 1 : 0))) : NaN,
+    ms_per_image: mean(per.map((p) => p.ms)),
+  };
+}
+
+export type EvaluationSummary = ReturnType<typeof summarize>;

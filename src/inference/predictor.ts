@@ -1,0 +1,93 @@
+/**
+ * Frames → per-frame lesion probability maps and class probabilities, following model.json.
+ * Used inside the worker thread (see workerPool.ts), and directly by tests.
+ */
+import * as ort from 'onnxruntime-node';
+import { FramePrediction, GrayFrame, Rect } from '../types/domain';
+import { ModelSpec } from './modelSpec';
+import { cropFrame, toInputTensor } from './preprocess';
+import { upsampleBilinear } from './resize';
+import { createSession, ModelSession, Provider } from './session';
+
+export interface PredictTimings {
+  preprocessMs: number;
+  inferenceMs: number;
+  postprocessMs: number;
+}
+
+function softmax(v: ArrayLike<number>, from: number, n: number): number[] {
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) max = Math.max(max, v[from + i]);
+  const e: number[] = [];
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    e.push(Math.exp(v[from + i] - max));
+    sum += e[i];
+  }
+  return e.map((x) => x / sum);
+}
+
+export class Predictor {
+  private constructor(
+    readonly spec: ModelSpec,
+    private readonly ms: ModelSession,
+  ) {}
+
+  static async create(spec: ModelSpec, onnxPath: string, providers: Provider[], threads?: number): Promise<Predictor> {
+    return new Predictor(spec, await createSession(onnxPath, providers, threads));
+  }
+
+  get provider(): Provider {
+    return this.ms.provider;
+  }
+
+  get skippedProviders(): string[] {
+    return this.ms.skipped;
+  }
+
+  /** Runs the model on raw input tensors (N×1×H×W) and returns the raw output tensors. */
+  async runTensors(input: Float32Array, n: number): Promise<{ mask: Float32Array; cls: Float32Array }> {
+    const [h, w] = this.spec.input.size;
+    const feeds = { [this.spec.input.name]: new ort.Tensor('float32', input, [n, 1, h, w]) };
+    const out = await this.ms.session.run(feeds);
+    const mask = out[this.spec.outputs.mask.name];
+    const cls = out[this.spec.outputs.class.name];
+    if (!mask || !cls) throw new Error(`model outputs ${Object.keys(out).join(', ')} lack the names in model.json`);
+    return { mask: mask.data as Float32Array, cls: cls.data as Float32Array };
+  }
+
+  /**
+   * Predicts each frame's `rect` region; batches of `batchSize` frames per run (cine frames).
+   * Probability maps come back at the region's own size.
+   */
+  async predict(frames: GrayFrame[], rect: Rect, batchSize = 8): Promise<{ predictions: FramePrediction[]; timings: PredictTimings }> {
+    const [h, w] = this.spec.input.size;
+    const rw = rect.x1 - rect.x0;
+    const rh = rect.y1 - rect.y0;
+    const nLabels = this.spec.outputs.class.labels.length;
+    const timings: PredictTimings = { preprocessMs: 0, inferenceMs: 0, postprocessMs: 0 };
+    const predictions: FramePrediction[] = [];
+    for (let b = 0; b < frames.length; b += batchSize) {
+      const batch = frames.slice(b, b + batchSize);
+      let t = performance.now();
+      const input = new Float32Array(batch.length * h * w);
+      batch.forEach((f, i) => toInputTensor(cropFrame(f, rect), rw, rh, this.spec.input, input, i * h * w));
+      timings.preprocessMs += performance.now() - t;
+      t = performance.now();
+      const { mask, cls } = await this.runTensors(input, batch.length);
+      timings.inferenceMs += performance.now() - t;
+      t = performance.now();
+      for (let i = 0; i < batch.length; i++) {
+        const logits = upsampleBilinear(mask.subarray(i * h * w, (i + 1) * h * w), w, h, rw, rh);
+        for (let k = 0; k < logits.length; k++) logits[k] = 1 / (1 + Math.exp(-logits[k]));
+        predictions.push({ probability: logits, width: rw, height: rh, classProbabilities: softmax(cls, i * nLabels, nLabels) });
+      }
+      timings.postprocessMs += performance.now() - t;
+    }
+    return { predictions, timings };
+  }
+
+  async release(): Promise<void> {
+    await this.ms.session.release();
+  }
+}

@@ -1,0 +1,31 @@
+/** Worker thread: owns one onnxruntime session and answers predict requests (see workerPool.ts). */
+import { parentPort, workerData } from 'node:worker_threads';
+import { loadModelSpec } from './modelSpec';
+import { Predictor } from './predictor';
+import type { WorkerInit, WorkerReply, WorkerRequest } from './workerPool';
+
+async function main(): Promise<void> {
+  const init = workerData as WorkerInit;
+  const port = parentPort!;
+  let predictor: Predictor;
+  try {
+    const model = loadModelSpec(init.specPath, { verifySha256: false });
+    predictor = await Predictor.create(model.spec, model.onnxPath, init.providers, init.threads);
+    port.postMessage({ type: 'ready', provider: predictor.provider, skipped: predictor.skippedProviders } satisfies WorkerReply);
+  } catch (e) {
+    port.postMessage({ type: 'init-error', message: (e as Error).message } satisfies WorkerReply);
+    return;
+  }
+  port.on('message', async (req: WorkerRequest) => {
+    try {
+      const frames = req.frames.map((f) => ({ width: f.width, height: f.height, data: new Uint8Array(f.data) }));
+      const { predictions, timings } = await predictor.predict(frames, req.rect, req.batchSize);
+      const reply: WorkerReply = { type: 'result', id: req.id, predictions, timings };
+      port.postMessage(reply, predictions.map((p) => p.probability.buffer as ArrayBuffer));
+    } catch (e) {
+      port.postMessage({ type: 'error', id: req.id, message: (e as Error).message } satisfies WorkerReply);
+    }
+  });
+}
+
+void main();

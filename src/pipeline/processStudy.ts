@@ -1,0 +1,136 @@
+/**
+ * The analysis pipeline of one study, composed from its stages (SPEC.md "The data flow"):
+ *
+ *   Part 10 file ─▶ route (US only) ─▶ dicom/decode ─▶ inference (worker pool)
+ *       ─▶ postprocess (lesions, sizes) ─▶ report (SEG, SR, overlay) ─▶ files in outDir
+ *
+ * It is the StudyProcessor the gateway calls for a complete study, and what `sonogate analyze`
+ * runs on files. Every instance gets an outcome; one bad instance never stops the others.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { DecodeError, decodeInstance, isUltrasoundSopClass } from '../dicom/decode';
+import { readPart10, writePart10 } from '../dicom/part10';
+import { buildOverlay } from '../report/overlay';
+import { buildSeg } from '../report/seg';
+import { buildSr } from '../report/sr';
+import { Dataset, InstanceResult, Label, ModelInfo } from '../types/domain';
+import { InstanceOutcome, OutputObject, StudyJobInput, StudyJobOutput, StudyProcessor } from '../types/pipeline';
+import { AnalyzeOptions, analyzeDecoded, FramePredictor } from './analyzeInstance';
+
+export interface PipelineOptions extends AnalyzeOptions {
+  outputs: { seg: boolean; sr: boolean; overlay: boolean };
+  model: ModelInfo;
+}
+
+const SEVERITY: Record<Label, number> = { normal: 0, benign: 1, malignant: 2 };
+
+function summarize(r: InstanceResult): InstanceOutcome['largestLesion'] {
+  const l = r.lesions.filter((x) => x.frameIndex === r.reportedFrameIndex)[0] ?? r.lesions[0];
+  if (!l) return null;
+  return l.longAxisMm !== null
+    ? { longAxis: l.longAxisMm, shortAxis: l.shortAxisMm!, area: l.areaMm2!, unit: 'mm' }
+    : { longAxis: l.longAxisPixels, shortAxis: l.shortAxisPixels, area: l.areaPixels, unit: 'px' };
+}
+
+function outputObject(kind: OutputObject['kind'], ds: Dataset, file: string, source: string): OutputObject {
+  return { kind, path: file, sopClassUid: ds.SOPClassUID, sopInstanceUid: ds.SOPInstanceUID, seriesInstanceUid: ds.SeriesInstanceUID, sourceSopInstanceUid: source };
+}
+
+/** Analyses one Part 10 file and writes its result objects into outDir. */
+export async function processInstanceFile(
+  file: string,
+  outDir: string,
+  predictor: FramePredictor,
+  opts: PipelineOptions,
+): Promise<{ outcome: InstanceOutcome; outputs: OutputObject[] }> {
+  const t0 = performance.now();
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (e) {
+    return { outcome: { sopInstanceUid: path.basename(file), status: 'failed', reason: 'internal', message: `cannot read ${file}: ${(e as Error).message}` }, outputs: [] };
+  }
+  let header: Dataset;
+  try {
+    header = readPart10(bytes, { untilTag: '7FE00010' }).dataset;
+  } catch (e) {
+    return { outcome: { sopInstanceUid: path.basename(file), status: 'failed', reason: 'decode.malformed', message: `not a readable DICOM file: ${(e as Error).message}` }, outputs: [] };
+  }
+  const sop = String(header.SOPInstanceUID ?? path.basename(file));
+  if (!isUltrasoundSopClass(String(header.SOPClassUID ?? ''))) {
+    return { outcome: { sopInstanceUid: sop, status: 'skipped', reason: 'route.not_ultrasound', message: `SOP class ${header.SOPClassUID} is not an ultrasound image` }, outputs: [] };
+  }
+  let result: InstanceResult;
+  const timings: Record<string, number> = {};
+  try {
+    const decoded = await decodeInstance(bytes);
+    timings.decode = performance.now() - t0;
+    result = await analyzeDecoded(decoded, predictor, opts);
+    Object.assign(timings, result.timingsMs);
+  } catch (e) {
+    const reason = e instanceof DecodeError ? e.reason : 'inference.failed';
+    return { outcome: { sopInstanceUid: sop, status: 'failed', reason, message: (e as Error).message }, outputs: [] };
+  }
+  const outputs: OutputObject[] = [];
+  try {
+    const t1 = performance.now();
+    let seg: Dataset | null = null;
+    const write = (kind: OutputObject['kind'], ds: Dataset) => {
+      const f = path.join(outDir, `${kind}-${ds.SOPInstanceUID}.dcm`);
+      fs.writeFileSync(f, writePart10(ds));
+      outputs.push(outputObject(kind, ds, f, sop));
+    };
+    if (opts.outputs.seg && result.lesions.length > 0) {
+      seg = buildSeg(header, result, opts.model);
+      write('seg', seg);
+    }
+    if (opts.outputs.sr) write('sr', buildSr(header, result, opts.model, seg));
+    if (opts.outputs.overlay) write('overlay', await buildOverlay(header, result, opts.model));
+    timings.report = performance.now() - t1;
+  } catch (e) {
+    return { outcome: { sopInstanceUid: sop, status: 'failed', reason: 'report.failed', message: (e as Error).message }, outputs: [] };
+  }
+  timings.total = performance.now() - t0;
+  return {
+    outcome: {
+      sopInstanceUid: sop,
+      status: 'analysed',
+      label: result.label,
+      probability: result.classProbabilities[result.label],
+      malignancyProbability: result.malignancyProbability,
+      lesionCount: result.lesions.filter((l) => l.frameIndex === result.reportedFrameIndex).length,
+      largestLesion: summarize(result),
+      frames: result.source.frames.length,
+      timingsMs: timings,
+    },
+    outputs,
+  };
+}
+
+export function createStudyProcessor(predictor: FramePredictor, opts: PipelineOptions): StudyProcessor {
+  return async (input: StudyJobInput): Promise<StudyJobOutput> => {
+    const t0 = performance.now();
+    fs.mkdirSync(input.outDir, { recursive: true });
+    const outputs: OutputObject[] = [];
+    const instances: InstanceOutcome[] = [];
+    for (const inst of input.instances) {
+      const r = await processInstanceFile(inst.path, input.outDir, predictor, opts);
+      instances.push(r.outcome);
+      outputs.push(...r.outputs);
+    }
+    const analysed = instances.filter((i) => i.status === 'analysed');
+    const worst = analysed.reduce<InstanceOutcome | null>((a, b) => {
+      if (!a) return b;
+      const d = SEVERITY[b.label!] - SEVERITY[a.label!];
+      return d > 0 || (d === 0 && (b.malignancyProbability ?? 0) > (a.malignancyProbability ?? 0)) ? b : a;
+    }, null);
+    return {
+      outputs,
+      instances,
+      label: worst?.label ?? null,
+      malignancyProbability: worst?.malignancyProbability ?? null,
+      timingsMs: { total: performance.now() - t0 },
+    };
+  };
+}

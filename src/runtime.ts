@@ -1,0 +1,48 @@
+/**
+ * Builds the analysis engine from the configuration: model description (checksum verified),
+ * inference worker pool (CUDA first when configured, else CPU, one log line saying which),
+ * and the study processor that the gateway and `sonogate analyze` share.
+ */
+import { Config } from './config/schema';
+import { loadModelSpec, LoadedModel } from './inference/modelSpec';
+import { InferencePool } from './inference/workerPool';
+import { Logger } from './log';
+import { AnalyzeOptions } from './pipeline/analyzeInstance';
+import { createStudyProcessor, PipelineOptions } from './pipeline/processStudy';
+import { StudyProcessor } from './types/pipeline';
+
+export interface AnalysisEngine {
+  model: LoadedModel;
+  pool: InferencePool;
+  processor: StudyProcessor;
+  options: PipelineOptions;
+  close(): Promise<void>;
+}
+
+export function analyzeOptions(config: Config, model: LoadedModel): AnalyzeOptions {
+  return {
+    labels: model.spec.outputs.class.labels,
+    threshold: model.spec.outputs.mask.threshold,
+    minLesionAreaPixels: config.inference.minLesionAreaPixels,
+    batchSize: config.inference.batchSize,
+    suppressLesionsWhenNormal: config.inference.suppressLesionsWhenNormal,
+  };
+}
+
+export async function startAnalysisEngine(config: Config, logger: Logger): Promise<AnalysisEngine> {
+  const model = loadModelSpec(config.inference.model);
+  const pool = await InferencePool.start({ specPath: model.specPath, providers: config.inference.providers }, config.inference.workers);
+  logger.info(
+    { provider: pool.provider, skipped: pool.skippedProviders, model: model.spec.name, version: model.spec.version, workers: config.inference.workers },
+    `inference runs on ${pool.provider.toUpperCase()}${pool.skippedProviders.length ? ` (${pool.skippedProviders.join('; ')})` : ''}`,
+  );
+  if (model.spec.training && (model.spec.training as Record<string, unknown>).note === 'untrained test fixture') {
+    logger.warn({ model: model.spec.name }, 'the configured model is an UNTRAINED test fixture: its results are not meaningful');
+  }
+  const options: PipelineOptions = {
+    ...analyzeOptions(config, model),
+    outputs: config.outputs,
+    model: { name: model.spec.name, version: model.spec.version },
+  };
+  return { model, pool, options, processor: createStudyProcessor(pool, options), close: () => pool.close() };
+}

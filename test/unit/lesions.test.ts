@@ -1,0 +1,77 @@
+import { extractLesions } from '../../src/postprocess/lesions';
+import { AnalysisRegion, FramePrediction } from '../../src/types/domain';
+
+function ellipseMap(w: number, h: number, shapes: { cx: number; cy: number; ax: number; ay: number }[]): FramePrediction {
+  const p = new Float32Array(w * h);
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++)
+      for (const s of shapes) if (((x - s.cx) / s.ax) ** 2 + ((y - s.cy) / s.ay) ** 2 <= 1) p[y * w + x] = 0.9;
+  return { probability: p, width: w, height: h, classProbabilities: [0.1, 0.6, 0.3] };
+}
+
+const whole = (w: number, h: number, mm: number | null): AnalysisRegion => ({
+  rect: { x0: 0, y0: 0, x1: w, y1: h },
+  calibration: mm ? { mmPerPixelX: mm, mmPerPixelY: mm } : null,
+  source: mm ? 'ultrasound-region' : 'whole-frame',
+});
+
+describe('lesion measurement', () => {
+  test('an ellipse of semi-axes 60 × 25 px measures about 120 × 50 px and its area', () => {
+    const { lesions, mask } = extractLesions(ellipseMap(200, 120, [{ cx: 100, cy: 60, ax: 60, ay: 25 }]), 0, whole(200, 120, null), 200, 120, {
+      threshold: 0.5,
+      minAreaPixels: 10,
+    });
+    expect(lesions).toHaveLength(1);
+    const l = lesions[0];
+    expect(l.longAxisPixels).toBeGreaterThan(117);
+    expect(l.longAxisPixels).toBeLessThan(121);
+    expect(l.shortAxisPixels).toBeGreaterThan(47);
+    expect(l.shortAxisPixels).toBeLessThan(51);
+    expect(l.areaPixels).toBeGreaterThan(Math.PI * 60 * 25 * 0.97);
+    expect(l.areaPixels).toBeLessThan(Math.PI * 60 * 25 * 1.03);
+    expect(l.longAxisMm).toBeNull();
+    expect(l.areaMm2).toBeNull();
+    expect(mask.reduce((a, b) => a + b, 0)).toBe(l.areaPixels);
+  });
+
+  test('calibration converts sizes to mm and mm², and region offsets map back to the full frame', () => {
+    const region: AnalysisRegion = { rect: { x0: 30, y0: 20, x1: 230, y1: 140 }, calibration: { mmPerPixelX: 0.1, mmPerPixelY: 0.1 }, source: 'ultrasound-region' };
+    const { lesions, mask } = extractLesions(ellipseMap(200, 120, [{ cx: 100, cy: 60, ax: 60, ay: 25 }]), 0, region, 300, 200, {
+      threshold: 0.5,
+      minAreaPixels: 10,
+    });
+    const l = lesions[0];
+    expect(l.longAxisMm!).toBeCloseTo(l.longAxisPixels * 0.1, 5);
+    expect(l.areaMm2!).toBeCloseTo(l.areaPixels * 0.01, 5);
+    expect(l.bbox.x0).toBe(30 + 40);
+    expect(l.bbox.y0).toBe(20 + 35);
+    expect(mask[(20 + 60) * 300 + (30 + 100)]).toBe(1);
+    expect(mask[(20 + 60) * 300 + 100 - 35]).toBe(0); // left of the shifted lesion
+  });
+
+  test('anisotropic pixels: a circle in pixels is an ellipse in mm', () => {
+    const region: AnalysisRegion = { rect: { x0: 0, y0: 0, x1: 200, y1: 200 }, calibration: { mmPerPixelX: 0.2, mmPerPixelY: 0.1 }, source: 'ultrasound-region' };
+    const { lesions } = extractLesions(ellipseMap(200, 200, [{ cx: 100, cy: 100, ax: 40, ay: 40 }]), 0, region, 200, 200, { threshold: 0.5, minAreaPixels: 1 });
+    expect(lesions[0].longAxisMm!).toBeGreaterThan(15.5); // 80 px × 0.2 mm
+    expect(lesions[0].shortAxisMm!).toBeLessThan(8.5); // 80 px × 0.1 mm
+  });
+
+  test('components below the minimum area are dropped; lesions are ordered by size', () => {
+    const map = ellipseMap(300, 100, [
+      { cx: 50, cy: 50, ax: 10, ay: 10 },
+      { cx: 150, cy: 50, ax: 30, ay: 20 },
+      { cx: 260, cy: 50, ax: 2, ay: 2 },
+    ]);
+    const { lesions } = extractLesions(map, 0, whole(300, 100, null), 300, 100, { threshold: 0.5, minAreaPixels: 50 });
+    expect(lesions.map((l) => l.index)).toEqual([1, 2]);
+    expect(lesions[0].areaPixels).toBeGreaterThan(lesions[1].areaPixels);
+    expect(lesions[0].bbox.x0).toBeGreaterThan(100);
+  });
+
+  test('nothing above threshold gives no lesion and an empty mask', () => {
+    const p = ellipseMap(50, 50, []);
+    const { lesions, mask } = extractLesions(p, 0, whole(50, 50, null), 50, 50, { threshold: 0.5, minAreaPixels: 1 });
+    expect(lesions).toHaveLength(0);
+    expect(mask.some((v) => v)).toBe(false);
+  });
+});
