@@ -39,3 +39,30 @@ meta = {"name": "tiny-untrained-fixture", "version": "0.0.1", "file": "tiny-atte
 json.dump(meta, open(os.path.join(out, "model.json"), "w"), indent=2)
 write_reference(m, size, os.path.join(out, "reference-outputs.json"))
 print("wrote", out)
+
+
+class DarkRegionNet(torch.nn.Module):
+    """Deterministic stand-in used only by integration tests: marks dark, smooth areas (the
+    phantom's hypoechoic 'lesion') as lesion, and calls an image with such an area benign.
+    It exercises the whole gateway path with a predictable result; it is not a model."""
+
+    def forward(self, x):
+        smooth = torch.nn.functional.avg_pool2d(x, 9, stride=1, padding=4, count_include_pad=False)
+        mask = 40.0 * (0.2 - smooth)
+        frac = (smooth < 0.2).float().mean(dim=(1, 2, 3))
+        cls = torch.stack([1.0 - 40 * frac, 0.5 + 40 * frac, 0.2 + 10 * frac], dim=1)
+        return mask, cls
+
+
+dark_out = os.path.join(os.path.dirname(HERE), "test", "fixtures", "dark-lesion-model")
+os.makedirs(dark_out, exist_ok=True)
+dark_onnx = os.path.join(dark_out, "dark-lesion.onnx")
+dark_meta = dict(meta, name="dark-lesion-fixture", version="0.0.1", file="dark-lesion.onnx",
+                 input=dict(meta["input"], size=[128, 128]),
+                 training={"note": "deterministic test fixture, not a model"})
+torch.onnx.export(DarkRegionNet(), torch.zeros(1, 1, 128, 128), dark_onnx, input_names=["image"],
+                  output_names=["mask_logits", "class_logits"],
+                  dynamic_axes={"image": {0: "batch"}, "mask_logits": {0: "batch"}, "class_logits": {0: "batch"}}, opset_version=13)
+dark_meta["sha256"] = hashlib.sha256(open(dark_onnx, "rb").read()).hexdigest()
+json.dump(dark_meta, open(os.path.join(dark_out, "model.json"), "w"), indent=2)
+print("wrote", dark_out)

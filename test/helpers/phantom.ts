@@ -145,6 +145,7 @@ export function phantomDataset(opts: PhantomOptions = {}): Dataset {
     HighBit: 7,
     PixelRepresentation: 0,
     PixelData: [all.buffer],
+    _vrMap: { PixelData: 'OB' },
   };
   if (spp === 3) ds.PlanarConfiguration = 0;
   if (frames > 1) {
