@@ -65,7 +65,6 @@ export function buildSeg(source: Dataset, result: InstanceResult, model: ModelIn
       },
     ],
     FrameContentSequence: [{ DimensionIndexValues: [LESION_SEGMENT_NUMBER, f + 1], TemporalPositionIndex: f + 1 }],
-    SegmentIdentificationSequence: [{ ReferencedSegmentNumber: LESION_SEGMENT_NUMBER }],
   }));
 
   return {
@@ -117,8 +116,10 @@ export function buildSeg(source: Dataset, result: InstanceResult, model: ModelIn
         DimensionDescriptionLabel: 'Source Frame',
       },
     ],
-    // type 1 with one item, which may be empty: nothing is shared (no pixel measures or geometry)
-    SharedFunctionalGroupsSequence: [{}],
+    // Every frame belongs to the one lesion segment, so Segment Identification is shared
+    // (PS3.3 C.7.6.16). This also keeps the item non-empty: an empty item does not survive
+    // re-encoding by some toolkits (dcmjs-dimse drops it on send), and dciodvfy then rejects it.
+    SharedFunctionalGroupsSequence: [{ SegmentIdentificationSequence: [{ ReferencedSegmentNumber: LESION_SEGMENT_NUMBER }] }],
     PerFrameFunctionalGroupsSequence: perFrame,
     NumberOfFrames: frames,
     SamplesPerPixel: 1,
