@@ -1,0 +1,15 @@
+/**
+ * Default ceilings on what a file may make decode allocate. A header is a claim, not a fact:
+ * sizes are checked against these before any frame-sized buffer exists.
+ */
+
+/** frames per instance; a 60 s cine at 60 fps is 3 600 */
+export const DEFAULT_MAX_FRAMES = 10_000;
+
+/** pixels over all frames (512 Mi): bounds the gray output and, per frame, the decoder buffers */
+export const DEFAULT_MAX_PIXELS = 512 * 1024 * 1024;
+
+/** The most a Deflated data set may inflate to: every pixel 3 bytes, plus room for the header. */
+export function maxInflatedBytes(maxPixels: number): number {
+  return 3 * maxPixels + 16 * 1024 * 1024;
+}

@@ -1,0 +1,81 @@
+/**
+ * Small builders for decode tests: synthetic pixel layouts the phantom does not produce
+ * (RLE fragments, Deflated files), written by hand so that the tests need no external tools.
+ */
+import { deflateRawSync } from 'zlib';
+import { writePart10 } from '../../src/dicom/part10';
+import { Dataset } from '../../src/types/domain';
+import { phantomDataset } from './phantom';
+
+/** A phantom dataset with its pixel attributes and Pixel Data replaced. */
+export function imageDataset(pixels: ArrayBufferView | ArrayBuffer | ArrayBuffer[], attrs: Dataset): Dataset {
+  const ds = phantomDataset({ rows: 2, columns: 2, mmPerPixel: null }); // attributes only: its pixels are replaced
+  delete ds.PlanarConfiguration;
+  const buffers = Array.isArray(pixels) ? pixels : [pixels instanceof ArrayBuffer ? pixels : copyBuffer(pixels)];
+  return { ...ds, BitsStored: attrs.BitsAllocated ?? 8, HighBit: (attrs.BitsAllocated ?? 8) - 1, ...attrs, PixelData: buffers };
+}
+
+function copyBuffer(v: ArrayBufferView): ArrayBuffer {
+  const out = new ArrayBuffer(v.byteLength);
+  new Uint8Array(out).set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+  return out;
+}
+
+/** One RLE Lossless frame (PS3.5 Annex G): a 64-byte header, then one segment per byte plane, literal runs only. */
+export function rleFrame(planes: Uint8Array[]): ArrayBuffer {
+  const segments = planes.map((plane) => {
+    const out: number[] = [];
+    for (let i = 0; i < plane.length; i += 128) {
+      const run = plane.subarray(i, Math.min(plane.length, i + 128));
+      out.push(run.length - 1, ...run);
+    }
+    if (out.length % 2) out.push(0x80); // -128 is a no-op; segments have even length
+    return out;
+  });
+  const header = new Uint32Array(16);
+  header[0] = segments.length;
+  let offset = 64;
+  segments.forEach((s, i) => {
+    header[i + 1] = offset;
+    offset += s.length;
+  });
+  const frame = new Uint8Array(offset);
+  frame.set(new Uint8Array(header.buffer), 0);
+  let at = 64;
+  for (const s of segments) {
+    frame.set(s, at);
+    at += s.length;
+  }
+  return frame.buffer;
+}
+
+/**
+ * A Deflated Explicit VR Little Endian file (PS3.5 A.5) whose data set is `dataset` followed by
+ * an OB element of `extraZeros` zero bytes: a few kilobytes on disk, as large as asked inflated.
+ */
+export function deflatedFile(dataset: Dataset, extraZeros = 0): Buffer {
+  const plain = writePart10(dataset);
+  const view = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
+  const metaEnd = 144 + view.getUint32(140, true);
+  const meta = Buffer.from(plain.subarray(132, metaEnd));
+  // swap the Transfer Syntax UID value (2 bytes longer) and fix both lengths
+  const explicit = Buffer.from('1.2.840.10008.1.2.1\0', 'latin1');
+  const at = meta.indexOf(explicit);
+  if (at < 0) throw new Error('transfer syntax not found in File Meta');
+  const deflated = Buffer.from('1.2.840.10008.1.2.1.99', 'latin1');
+  const newMeta = Buffer.concat([meta.subarray(0, at), deflated, meta.subarray(at + explicit.length)]);
+  newMeta.writeUInt16LE(deflated.length, at - 2);
+  newMeta.writeUInt32LE(newMeta.length - 12, 8);
+
+  let body = Buffer.from(plain.subarray(metaEnd));
+  if (extraZeros > 0) {
+    // an OB element in an odd (private) group, first in the data set: only its size matters here
+    const element = Buffer.alloc(12);
+    element.writeUInt16LE(0x0009, 0);
+    element.writeUInt16LE(0x1000, 2);
+    element.write('OB', 4, 'latin1');
+    element.writeUInt32LE(extraZeros, 8);
+    body = Buffer.concat([element, Buffer.alloc(extraZeros), body]);
+  }
+  return Buffer.concat([plain.subarray(0, 132), newMeta, deflateRawSync(body)]);
+}
