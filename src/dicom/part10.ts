@@ -54,3 +54,48 @@ export function naturalize(dict: Record<string, unknown>): Dataset {
 export function denaturalize(dataset: Dataset): Record<string, unknown> {
   return DicomMetaDictionary.denaturalizeDataset(dataset);
 }
+
+/**
+ * The Part 10 preamble, "DICM" and File Meta Information (PS3.10 7.1) for a data set received
+ * over the network, whose bytes (already in `transferSyntaxUid`) are appended unchanged: the
+ * listener stores what the sender sent, without re-encoding.
+ */
+export function part10Header(meta: { sopClassUid: string; sopInstanceUid: string; transferSyntaxUid: string; sourceAeTitle?: string }): Buffer {
+  const m: Dataset = {
+    FileMetaInformationVersion: new Uint8Array([0, 1]).buffer,
+    MediaStorageSOPClassUID: meta.sopClassUid,
+    MediaStorageSOPInstanceUID: meta.sopInstanceUid,
+    TransferSyntaxUID: meta.transferSyntaxUid,
+    ImplementationClassUID: IMPLEMENTATION_CLASS_UID,
+    ImplementationVersionName: IMPLEMENTATION_VERSION_NAME,
+  };
+  if (meta.sourceAeTitle) m.SourceApplicationEntityTitle = meta.sourceAeTitle;
+  const dict = new DicomDict(DicomMetaDictionary.denaturalizeDataset(m));
+  dict.dict = {};
+  return Buffer.from(dict.write());
+}
+
+/** Value Representations whose explicit-VR header has a 4-byte length (PS3.5 7.1.2). */
+const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
+
+/**
+ * Where the data set starts in Part 10 bytes: after the preamble, "DICM" and the File Meta
+ * Information (group 0002, always Explicit VR Little Endian, PS3.10 7.1). Walks the elements
+ * instead of trusting the group length. Throws when the bytes are not Part 10.
+ */
+export function part10DatasetOffset(bytes: Uint8Array): number {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (b.length < 132 || b.toString('latin1', 128, 132) !== 'DICM') throw new Error('not a DICOM Part 10 file (no DICM prefix)');
+  let off = 132;
+  while (off + 8 <= b.length && b.readUInt16LE(off) === 0x0002) {
+    const vr = b.toString('latin1', off + 4, off + 6);
+    if (LONG_VRS.has(vr)) {
+      if (off + 12 > b.length) throw new Error('truncated File Meta Information');
+      off += 12 + b.readUInt32LE(off + 8);
+    } else {
+      off += 8 + b.readUInt16LE(off + 6);
+    }
+  }
+  if (off > b.length) throw new Error('truncated File Meta Information');
+  return off;
+}

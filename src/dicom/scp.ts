@@ -1,0 +1,237 @@
+/**
+ * The DICOM listener: association checks, C-ECHO, and C-STORE of ultrasound images streamed to
+ * disk through InstanceReceiver. Built on dcmjs-dimse's Scp, but with our own net.Server (its
+ * Server cannot bind a host, report an ephemeral port, set TCP_NODELAY or drain on close).
+ */
+import net from 'node:net';
+import type { Socket } from 'node:net';
+import dimse from 'dcmjs-dimse';
+import type { CallerConfig } from '../config/schema';
+import type { Logger } from '../log';
+import { IncomingInstance, InstanceReceiver } from './receive';
+import { SopClass, chooseTransferSyntax, chooseVerificationTransferSyntax, isUltrasoundSopClass } from './sopClasses';
+
+const { Scp, Dataset } = dimse;
+const { CEchoResponse, CStoreResponse } = dimse.responses;
+const { Status, PresentationContextResult, RejectResult, RejectSource, RejectReason } = dimse.constants;
+
+type Association = dimse.association.Association;
+type PresentationContext = dimse.association.PresentationContext;
+type CStoreRequest = dimse.requests.CStoreRequest;
+
+export interface ListenerOptions {
+  aeTitle: string;
+  host: string;
+  /** 0 picks a free port (tests) */
+  port: number;
+  /** empty = any caller */
+  allowedCallers: CallerConfig[];
+  associationTimeoutSeconds: number;
+  receiver: InstanceReceiver;
+  logger: Logger;
+}
+
+export interface Listener {
+  readonly port: number;
+  /** open associations */
+  connections(): number;
+  /** stops accepting, answers what was fully received, then closes the associations */
+  close(): Promise<void>;
+}
+
+export type AssociationDecision =
+  | { accept: true; caller: CallerConfig | null }
+  | { accept: false; reason: number; why: string };
+
+/** "::ffff:10.1.2.3" (IPv4 seen by a dual-stack socket) → "10.1.2.3". */
+export function normaliseHost(address: string | undefined): string {
+  const a = address ?? '';
+  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+}
+
+/**
+ * Association-level checks (PS3.8 9.3.4: A-ASSOCIATE-RJ, source "service user"): a called AE
+ * other than ours is reason 7, a caller not in the allow-list (AE title, and host when the entry
+ * names one) is reason 3. AE titles compare without padding spaces, case-sensitively (PS3.5 6.2).
+ */
+export function decideAssociation(calledAe: string, callingAe: string, host: string, ourAe: string, callers: CallerConfig[]): AssociationDecision {
+  if (calledAe.trim() !== ourAe.trim()) {
+    return { accept: false, reason: RejectReason.CalledAeNotRecognized, why: 'called AE title not recognised' };
+  }
+  if (callers.length === 0) return { accept: true, caller: null };
+  const caller = callers.find((c) => c.aeTitle.trim() === callingAe.trim() && (!c.host || normaliseHost(c.host) === host));
+  if (!caller) return { accept: false, reason: RejectReason.CallingAeNotRecognized, why: 'calling AE title not recognised' };
+  return { accept: true, caller };
+}
+
+interface ScpContext extends ListenerOptions {
+  register(scp: SonogateScp): void;
+}
+
+class SonogateScp extends Scp {
+  private callingAe = '';
+  private readonly callingHost: string;
+  /** data sets being received or filed on this association */
+  readonly active = new Set<IncomingInstance>();
+  private readonly byRequest = new WeakMap<object, IncomingInstance>();
+  private readonly log: Logger;
+
+  constructor(
+    readonly socket: Socket,
+    dimseOptions: ConstructorParameters<typeof Scp>[1],
+    private readonly ctx: ScpContext,
+  ) {
+    super(socket, dimseOptions);
+    this.callingHost = normaliseHost(socket.remoteAddress);
+    this.log = ctx.logger.child({ remote: this.callingHost });
+    ctx.register(this);
+    this.on('close', () => this.abandonAll());
+    this.on('networkError', (e: Error) => {
+      this.log.debug({ err: e.message }, 'association network error');
+      this.abandonAll();
+      socket.end();
+    });
+  }
+
+  abandonAll(): void {
+    for (const inc of this.active) if (!inc.writableFinished) inc.abandon();
+  }
+
+  override associationRequested(association: Association): void {
+    const called = association.getCalledAeTitle();
+    this.callingAe = association.getCallingAeTitle().trim();
+    const decision = decideAssociation(called, this.callingAe, this.callingHost, this.ctx.aeTitle, this.ctx.allowedCallers);
+    if (!decision.accept) {
+      this.log.warn({ callingAe: this.callingAe, calledAe: called.trim(), reason: decision.why }, 'association rejected');
+      this.sendAssociationReject(RejectResult.Permanent, RejectSource.ServiceUser, decision.reason);
+      this.socket.end();
+      return;
+    }
+    const accepted: string[] = [];
+    for (const { id } of association.getPresentationContexts()) {
+      const pc = association.getPresentationContext(id);
+      const abstract = pc.getAbstractSyntaxUid();
+      const proposed = pc.getTransferSyntaxUids();
+      if (abstract === SopClass.Verification || isUltrasoundSopClass(abstract)) {
+        const ts = abstract === SopClass.Verification ? chooseVerificationTransferSyntax(proposed) : chooseTransferSyntax(proposed);
+        if (ts) {
+          pc.setResult(PresentationContextResult.Accept, ts);
+          accepted.push(`${abstract}/${ts}`);
+        } else {
+          pc.setResult(PresentationContextResult.RejectTransferSyntaxesNotSupported);
+        }
+      } else {
+        pc.setResult(PresentationContextResult.RejectAbstractSyntaxNotSupported);
+      }
+    }
+    this.log.info({ callingAe: this.callingAe, accepted: accepted.length }, 'association accepted');
+    this.sendAssociationAccept();
+  }
+
+  override associationReleaseRequested(): void {
+    this.sendAssociationReleaseResponse();
+  }
+
+  override cEchoRequest(request: dimse.requests.CEchoRequest, callback: (response: dimse.responses.CEchoResponse) => void): void {
+    const response = CEchoResponse.fromRequest(request);
+    response.setStatus(Status.Success);
+    callback(response);
+  }
+
+  /** Called by dcmjs-dimse when a C-STORE's data set begins: the bytes go to a temp file, not RAM. */
+  override createStoreWritableStream(context: PresentationContext, request: CStoreRequest): IncomingInstance {
+    const incoming = this.ctx.receiver.begin({
+      sopClassUid: request.getAffectedSopClassUid(),
+      sopInstanceUid: request.getAffectedSopInstanceUid(),
+      transferSyntaxUid: context.getAcceptedTransferSyntaxUid() ?? '',
+      callingAe: this.callingAe,
+      callingHost: this.callingHost,
+    }, { pause: () => this.socket.pause(), resume: () => this.socket.resume() });
+    this.active.add(incoming);
+    this.byRequest.set(request, incoming);
+    void incoming.outcome.finally(() => this.active.delete(incoming));
+    return incoming;
+  }
+
+  /**
+   * dcmjs-dimse calls this right after end(), before the file is written out; the real work
+   * waits in cStoreRequest on the instance's outcome. The data set passed on stays empty: nothing
+   * downstream of this class reads it.
+   */
+  override createDatasetFromStoreWritableStream(_w: unknown, context: PresentationContext, callback: (dataset: dimse.Dataset) => void): void {
+    callback(new Dataset({}, context.getAcceptedTransferSyntaxUid()));
+  }
+
+  override cStoreRequest(request: CStoreRequest, callback: (response: dimse.responses.CStoreResponse) => void): void {
+    const incoming = this.byRequest.get(request);
+    const answer = (status: number, comment?: string) => {
+      const response = CStoreResponse.fromRequest(request);
+      response.setStatus(status);
+      // Error Comment (0000,0902) is LO: at most 64 characters
+      if (comment && status !== Status.Success) response.setErrorComment(comment.replace(/[\\\r\n]/g, ' ').slice(0, 64));
+      callback(response);
+    };
+    if (!incoming) return answer(Status.ProcessingFailure, 'no data set received');
+    void incoming.outcome.then((o) => {
+      if (o.reason === 'receive.aborted') return; // nobody is listening any more
+      answer(o.status, o.reason);
+    });
+  }
+
+  override abort(): void {
+    this.log.info({ callingAe: this.callingAe }, 'association aborted by peer');
+    this.abandonAll();
+    // PS3.8 7.3.2: after an A-ABORT the transport connection is closed; DCMTK's storescu waits
+    // (30 s) for exactly that before it exits
+    this.socket.end();
+  }
+}
+
+export async function startListener(opts: ListenerOptions): Promise<Listener> {
+  const scps = new Set<SonogateScp>();
+  const timeoutMs = opts.associationTimeoutSeconds * 1000;
+  const dimseOptions = { connectTimeout: timeoutMs, associationTimeout: timeoutMs, pduTimeout: timeoutMs };
+  const ctx: ScpContext = {
+    ...opts,
+    register: (scp) => {
+      scps.add(scp);
+      scp.on('close', () => scps.delete(scp));
+    },
+  };
+  const server = net.createServer((socket) => {
+    // without it every response waits ~40 ms for a delayed ACK (NOTES.md)
+    socket.setNoDelay(true);
+    new SonogateScp(socket, dimseOptions, ctx);
+  });
+  server.on('error', (e) => opts.logger.error({ err: e.message }, 'DICOM listener error'));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: opts.host, port: opts.port }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  opts.logger.info({ aeTitle: opts.aeTitle, host: opts.host, port }, 'DICOM listener started');
+
+  let closing: Promise<void> | null = null;
+  return {
+    port,
+    connections: () => scps.size,
+    close() {
+      closing ??= (async () => {
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+        // transfers still streaming are dropped (never acknowledged, the sender retries);
+        // those already received are filed and answered before the sockets go
+        for (const scp of scps) scp.abandonAll();
+        await opts.receiver.drain();
+        for (const scp of scps) {
+          scp.socket.end();
+          setTimeout(() => scp.socket.destroy(), 500).unref();
+        }
+        await stopped;
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,169 @@
+/**
+ * The sender loop: pending sends that are due, grouped per destination into one association,
+ * retried with exponential backoff until delivered. All state is in the sends table, so a
+ * restart resumes exactly where the last process stopped.
+ */
+import type { Logger } from '../log';
+import type { DueSend } from '../store/rows';
+import type { Store } from '../store/store';
+import { backoffMs } from './backoff';
+import type { Destination, FileSendResult } from './destination';
+
+export interface SenderOptions {
+  store: Store;
+  /** the destination a row goes to; null when it is no longer configured (the row fails) */
+  destinationFor(row: DueSend): Destination | null;
+  initialDelayMs: number;
+  maxDelayMs: number;
+  /** files per association */
+  batchSize?: number;
+  logger: Logger;
+}
+
+function isPowerOfTwo(n: number): boolean {
+  return n > 0 && (n & (n - 1)) === 0;
+}
+
+export class Sender {
+  private readonly busy = new Set<string>();
+  private readonly inFlight = new Set<Promise<void>>();
+  private timer: NodeJS.Timeout | null = null;
+  private timerAt = Infinity;
+  private closed = false;
+
+  constructor(private readonly opts: SenderOptions) {}
+
+  start(): void {
+    this.kick();
+  }
+
+  /** New sends exist (or a destination became free): look soon. */
+  kick(): void {
+    this.schedule(0);
+  }
+
+  /** Stops scheduling and waits for the associations in progress (each bounded by its timeouts). */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
+  }
+
+  /** Stops without waiting, as a crash would; results of sends in flight are not recorded. */
+  halt(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.closed) return;
+    const at = Date.now() + delayMs;
+    if (this.timer && this.timerAt <= at) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.timerAt = Infinity;
+      this.pass();
+    }, delayMs);
+    this.timer.unref();
+  }
+
+  private pass(): void {
+    const { store, logger } = this.opts;
+    if (this.closed || store.isClosed) return;
+    // one clock reading for both queries: a row is either due now (sent, or waiting on its busy
+    // destination, whose end kicks the next pass) or due later (the timer below)
+    const now = Date.now();
+    let due: DueSend[];
+    let next: number | null;
+    try {
+      due = store.dueSends(now);
+      next = store.nextSendDueAt(now);
+    } catch (e) {
+      logger.error({ err: (e as Error).message }, 'could not read pending sends');
+      this.schedule(this.opts.initialDelayMs);
+      return;
+    }
+    const groups = new Map<string, DueSend[]>();
+    for (const row of due) {
+      if (this.busy.has(row.destination)) continue;
+      const g = groups.get(row.destination) ?? [];
+      g.push(row);
+      groups.set(row.destination, g);
+    }
+    logger.debug({ due: due.length, busy: [...this.busy], nextInMs: next === null ? null : next - now }, 'send pass');
+    for (const [name, rows] of groups) {
+      this.busy.add(name);
+      const p: Promise<void> = this.deliver(rows)
+        .catch((e) => logger.error({ destination: name, err: (e as Error).message }, 'send pass failed'))
+        .finally(() => {
+          this.busy.delete(name);
+          this.inFlight.delete(p);
+          this.kick();
+        });
+      this.inFlight.add(p);
+    }
+    if (next !== null) this.schedule(next - now);
+  }
+
+  private async deliver(rows: DueSend[]): Promise<void> {
+    const { store, logger } = this.opts;
+    const destination = this.opts.destinationFor(rows[0]);
+    if (!destination) {
+      for (const r of rows) store.markSendFailed(r.id, r.generation, `send.destination_unknown: "${r.destination}" is no longer configured`);
+      logger.warn({ destination: rows[0].destination, sends: rows.length }, 'destination no longer configured, sends failed');
+      return;
+    }
+    const size = this.opts.batchSize ?? 50;
+    for (let i = 0; i < rows.length; i += size) {
+      if (this.closed && i > 0) return; // let the next start carry on
+      const batch = rows.slice(i, i + size);
+      let results: FileSendResult[];
+      logger.debug({ destination: destination.name, files: batch.length }, 'association start');
+      try {
+        results = await destination.send(batch.map((r) => ({ path: r.path, sopClassUid: r.sopClassUid, sopInstanceUid: r.outputSopUid })));
+      } catch (e) {
+        const error = `send.internal: ${(e as Error)?.message ?? String(e)}`;
+        results = batch.map((r) => ({ sopInstanceUid: r.outputSopUid, delivered: false, status: null, error }));
+      }
+      logger.debug({ destination: destination.name, errors: results.filter((r) => !r.delivered).length }, 'association end');
+      if (store.isClosed) return;
+      this.record(destination.name, batch, results);
+    }
+  }
+
+  private record(destination: string, batch: DueSend[], results: FileSendResult[]): void {
+    const { store, logger } = this.opts;
+    const now = Date.now();
+    const failedByStudy = new Map<string, { files: number; error: string; attempt: number }>();
+    let sent = 0;
+    batch.forEach((row, i) => {
+      const r = results[i];
+      if (r?.delivered) {
+        if (store.markSendSent(row.id, row.generation, r.status ?? 0, now)) sent++;
+      } else if (r?.permanent) {
+        store.markSendFailed(row.id, row.generation, r.error ?? 'send.failed', now);
+        store.addEvent('send.failed', row.studyUid, { destination, sopInstanceUid: row.outputSopUid, error: r.error }, now);
+      } else {
+        const attempt = row.attempts + 1;
+        const error = r?.error ?? 'send.no_result';
+        store.markSendRetry(row.id, row.generation, error, r?.status ?? null, now + backoffMs(attempt, this.opts.initialDelayMs, this.opts.maxDelayMs), now);
+        const f = failedByStudy.get(row.studyUid) ?? { files: 0, error, attempt };
+        f.files++;
+        failedByStudy.set(row.studyUid, f);
+      }
+    });
+    if (sent) logger.info({ destination, sent }, 'results delivered');
+    for (const [studyUid, f] of failedByStudy) {
+      logger.warn({ destination, studyInstanceUid: studyUid, files: f.files, attempt: f.attempt, error: f.error }, 'send failed, will retry');
+      // first failure, then 2nd, 4th, 8th...: visible on the dashboard without flooding the events table
+      if (isPowerOfTwo(f.attempt)) store.addEvent('send.retry', studyUid, { destination, ...f }, now);
+    }
+    const delivered = new Map<string, number>();
+    batch.forEach((row, i) => results[i]?.delivered && delivered.set(row.studyUid, (delivered.get(row.studyUid) ?? 0) + 1));
+    for (const [studyUid, files] of delivered) store.addEvent('send.sent', studyUid, { destination, files }, now);
+  }
+}

@@ -1,0 +1,185 @@
+/**
+ * The gateway, composed in one place so SPEC's data flow reads top to bottom:
+ *
+ *   scanner ──C-STORE──▶ listener (dicom/scp) ──▶ receiver: file + row (store)
+ *                                             └─▶ assembler: quiet timer per study ──▶ queued job
+ *   job runner ──▶ StudyProcessor (injected: decode → inference → postprocess → report)
+ *              ──▶ outputs + one send per output and destination (store)
+ *   sender ──C-STORE──▶ destinations, retried with backoff until delivered
+ */
+import path from 'node:path';
+import dimse from 'dcmjs-dimse';
+import type { Config } from './config/schema';
+import type { Logger } from './log';
+import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './dicom/part10';
+import { InstanceReceiver } from './dicom/receive';
+import { Listener, startListener } from './dicom/scp';
+import type { Destination } from './dispatch/destination';
+import { DicomStoreDestination } from './dispatch/dicomStore';
+import { Sender } from './dispatch/sender';
+import type { FileOps } from './store/files';
+import type { DueSend } from './store/rows';
+import { Store } from './store/store';
+import { StudyAssembler } from './study/assembler';
+import { sendTargetsFor } from './study/routing';
+import { JobRunner } from './study/runner';
+import type { StudyProcessor } from './types/pipeline';
+
+export interface GatewayOptions {
+  /** file operations of the listener (tests inject a full disk) */
+  fileOps?: FileOps;
+  /** studies processed at once (default 1: the processor parallelises inside a study) */
+  jobConcurrency?: number;
+  /** how long close() waits for a running job before requeueing it (default 30 s) */
+  closeGraceMs?: number;
+  /** files per outgoing association (default 50) */
+  sendBatchSize?: number;
+}
+
+export interface Gateway {
+  /** the port the DICOM listener is bound to (config.dicom.port, or the one picked for port 0) */
+  readonly dicomPort: number;
+  readonly store: Store;
+  /** destination objects by name (configured ones), e.g. for a dashboard "test connection" */
+  destination(name: string): Destination | undefined;
+  /** wakes the sender now (e.g. after the dashboard resets failed sends) */
+  kickSender(): void;
+  /** wakes the job runner now (e.g. after the dashboard queued a re-run) */
+  kickRunner(): void;
+  /** stops accepting, files what was received, finishes or requeues the running job, closes the database */
+  close(): Promise<void>;
+  /** stops everything without updating any state, leaving what a kill -9 would (restart tests) */
+  crash(): Promise<void>;
+}
+
+function quietDimseLog(level: string): void {
+  // dcmjs-dimse logs every PDU at info through loglevel; ours are structured and UID-only
+  dimse.log.setLevel(level === 'debug' || level === 'trace' ? 'warn' : 'silent');
+}
+
+export async function startGateway(config: Config, processor: StudyProcessor, logger: Logger, options: GatewayOptions = {}): Promise<Gateway> {
+  const dataDir = path.resolve(config.dataDir);
+  const log = logger.child({ component: 'gateway' });
+  // DICOM TLS comes with its own issue; until then never fall back to plain where TLS was asked for
+  if (config.dicom.tls && !config.dicom.tls.plain) throw new Error('dicom.tls: DICOM TLS is not implemented yet, and plain: false leaves no port to listen on');
+  if (config.dicom.tls) log.warn('dicom.tls is set but DICOM TLS is not implemented yet: listening on the plain port only');
+  const tlsDestination = config.destinations.find((d) => d.tls);
+  if (tlsDestination) throw new Error(`destinations.${tlsDestination.name}.tls: sending over DICOM TLS is not implemented yet (refusing to send in the clear)`);
+  quietDimseLog(config.log.level);
+  dimse.Implementation.setImplementationClassUid(IMPLEMENTATION_CLASS_UID);
+  dimse.Implementation.setImplementationVersion(IMPLEMENTATION_VERSION_NAME);
+
+  const timeoutMs = config.send.timeoutSeconds * 1000;
+  const configured = new Map<string, Destination>(
+    config.destinations.map((d) => [d.name, new DicomStoreDestination({ name: d.name, aeTitle: d.aeTitle, host: d.host, port: d.port }, config.dicom.aeTitle, timeoutMs)]),
+  );
+
+  const store = Store.open(dataDir);
+  let assembler: StudyAssembler | undefined;
+  let runner: JobRunner | undefined;
+  let sender: Sender | undefined;
+  let listener: Listener | undefined;
+  try {
+    // --- sending: one Destination per configured name; return-to-sender rows carry their address
+    const destinationFor = (row: DueSend): Destination | null => {
+      const named = configured.get(row.destination);
+      if (named) return named;
+      if (row.destination.startsWith('return:')) {
+        return new DicomStoreDestination({ name: row.destination, aeTitle: row.aeTitle, host: row.host, port: row.port }, config.dicom.aeTitle, timeoutMs);
+      }
+      return null;
+    };
+    const theSender = new Sender({
+      store,
+      destinationFor,
+      initialDelayMs: config.send.initialDelaySeconds * 1000,
+      maxDelayMs: config.send.maxDelaySeconds * 1000,
+      batchSize: options.sendBatchSize,
+      logger: logger.child({ component: 'sender' }),
+    });
+    sender = theSender;
+
+    // --- processing: quiet timer → queued job → processor → outputs and sends
+    const theRunner: JobRunner = new JobRunner({
+      store,
+      processor,
+      dataDir,
+      concurrency: options.jobConcurrency ?? 1,
+      targetsFor: (job) => sendTargetsFor(config, job.callingAe, job.callingHost),
+      onFinished: (job, outcome) => {
+        if (outcome.outputs > 0) theSender.kick();
+        if (outcome.reopened) theAssembler.watch(job.studyUid);
+      },
+      logger: logger.child({ component: 'runner' }),
+    });
+    runner = theRunner;
+    const theAssembler: StudyAssembler = new StudyAssembler(store, config.study.quietSeconds * 1000, () => theRunner.kick(), logger.child({ component: 'assembler' }));
+    assembler = theAssembler;
+
+    // --- receiving: file, row, then the study's quiet timer restarts
+    const receiver = new InstanceReceiver({
+      dataDir,
+      maxInstanceBytes: config.dicom.maxInstanceBytes,
+      fileOps: options.fileOps,
+      logger: logger.child({ component: 'listener' }),
+      onStored: (instance) => {
+        const r = store.recordInstance(instance);
+        if (r.transition === 'reopened') log.info({ studyInstanceUid: instance.studyUid }, 'study re-opened by a new instance');
+        theAssembler.instanceArrived(instance.studyUid);
+        return r;
+      },
+      onRejected: (instance) => store.recordRejectedInstance(instance),
+    });
+    await receiver.prepare();
+
+    theAssembler.start();
+    theSender.start();
+    listener = await startListener({
+      aeTitle: config.dicom.aeTitle,
+      host: config.dicom.host,
+      port: config.dicom.port,
+      allowedCallers: config.dicom.allowedCallers,
+      associationTimeoutSeconds: config.dicom.associationTimeoutSeconds,
+      receiver,
+      logger: logger.child({ component: 'listener' }),
+    });
+  } catch (e) {
+    assembler?.close();
+    runner?.halt();
+    sender?.halt();
+    await listener?.close();
+    store.close();
+    throw e;
+  }
+
+  const theListener = listener;
+  let closing: Promise<void> | null = null;
+  return {
+    dicomPort: theListener.port,
+    store,
+    destination: (name) => configured.get(name),
+    kickSender: () => sender!.kick(),
+    kickRunner: () => runner!.kick(),
+    close() {
+      closing ??= (async () => {
+        await theListener.close();
+        assembler!.close();
+        await runner!.close(options.closeGraceMs ?? 30_000);
+        await sender!.close();
+        store.close();
+        log.info('gateway stopped');
+      })();
+      return closing;
+    },
+    crash() {
+      closing ??= (async () => {
+        assembler!.close();
+        runner!.halt();
+        sender!.halt();
+        await theListener.close();
+        store.close();
+      })();
+      return closing;
+    },
+  };
+}

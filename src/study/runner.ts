@@ -1,0 +1,140 @@
+/**
+ * The job runner: takes queued studies from the store, runs the injected StudyProcessor on each
+ * (a few at a time at most), and files what comes back: instance outcomes, outputs and one send
+ * per output and target. A processor that throws fails the job with its reason; it never takes
+ * the gateway down.
+ */
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from '../log';
+import { ensureDirDurable, nodeFileOps } from '../store/files';
+import type { SendTarget } from '../store/rows';
+import type { ClaimedJob, Store } from '../store/store';
+import type { StudyJobOutput, StudyProcessor } from '../types/pipeline';
+
+export interface RunnerOptions {
+  store: Store;
+  processor: StudyProcessor;
+  dataDir: string;
+  /** studies processed at the same time */
+  concurrency: number;
+  targetsFor(job: ClaimedJob): SendTarget[];
+  /** a job finished (done or failed); reopened = instances arrived meanwhile */
+  onFinished(job: ClaimedJob, outcome: { ok: boolean; reopened: boolean; outputs: number }): void;
+  logger: Logger;
+}
+
+/** dataDir/results/<study>/run-<n>: each run keeps its own folder, so a re-run never overwrites files still being sent. */
+export function runDir(dataDir: string, studyUid: string, run: number): string {
+  return path.join(dataDir, 'results', studyUid, `run-${run}`);
+}
+
+/** Flushes the processor's files before the database promises to deliver them. */
+async function syncOutputs(outDir: string, files: string[]): Promise<void> {
+  for (const f of files) {
+    const fh = await fsp.open(f, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  }
+  await nodeFileOps.syncDir(outDir);
+}
+
+export class JobRunner {
+  private readonly running = new Map<number, Promise<void>>();
+  private closing = false;
+  private halted = false;
+
+  constructor(private readonly opts: RunnerOptions) {}
+
+  get active(): number {
+    return this.running.size;
+  }
+
+  /** Starts queued jobs while there is capacity. */
+  kick(): void {
+    while (!this.closing && this.running.size < this.opts.concurrency) {
+      let job: ClaimedJob | null;
+      try {
+        job = this.opts.store.claimNextJob((study, run) => runDir(this.opts.dataDir, study, run));
+      } catch (e) {
+        this.opts.logger.error({ err: (e as Error).message }, 'could not claim a job');
+        return;
+      }
+      if (!job) return;
+      const p = this.run(job).finally(() => {
+        this.running.delete(job!.jobId);
+        this.kick();
+      });
+      this.running.set(job.jobId, p);
+    }
+  }
+
+  /**
+   * Stops taking jobs; waits up to graceMs for running ones, then puts those still running
+   * back in the queue (their late result is ignored: the next start runs them again).
+   */
+  async close(graceMs: number): Promise<void> {
+    this.closing = true;
+    const all = Promise.allSettled([...this.running.values()]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+    clearTimeout(timer);
+    for (const jobId of this.running.keys()) {
+      this.opts.logger.warn({ jobId }, 'job still running at shutdown, requeued');
+      this.opts.store.requeueJob(jobId);
+    }
+    this.running.clear();
+  }
+
+  /** Stops without touching job state, as a crash would (tests of restart recovery). */
+  halt(): void {
+    this.closing = true;
+    this.halted = true;
+    this.running.clear();
+  }
+
+  private async run(job: ClaimedJob): Promise<void> {
+    const { store, logger } = this.opts;
+    const log = logger.child({ studyInstanceUid: job.studyUid, jobId: job.jobId, run: job.run });
+    const started = Date.now();
+    let result: StudyJobOutput;
+    try {
+      await fsp.rm(job.outDir, { recursive: true, force: true });
+      await ensureDirDurable(job.outDir);
+      const instances = store.jobInstances(job.studyUid);
+      log.info({ instances: instances.length }, 'job started');
+      result = await this.opts.processor({ studyInstanceUid: job.studyUid, instances, outDir: job.outDir });
+      const missing = result.outputs.filter((o) => !o.path || !fs.existsSync(o.path)).map((o) => o.sopInstanceUid);
+      if (missing.length) throw Object.assign(new Error(`output files missing for ${missing.join(', ')}`), { reason: 'report.failed' });
+      await syncOutputs(job.outDir, result.outputs.map((o) => o.path));
+    } catch (e) {
+      if (this.halted || store.isClosed) return;
+      const reason = String((e as { reason?: unknown }).reason ?? 'internal');
+      const message = (e as Error)?.message ?? String(e);
+      log.error({ reason, err: message }, 'job failed');
+      const r = store.failJob(job.jobId, reason, message);
+      this.opts.onFinished(job, { ok: false, reopened: r?.reopened ?? false, outputs: 0 });
+      return;
+    }
+    if (this.halted || store.isClosed) return;
+    try {
+      const targets = this.opts.targetsFor(job);
+      const r = store.completeJob(job.jobId, result, targets);
+      if (!r) return; // requeued meanwhile
+      log.info({ outputs: result.outputs.length, targets: targets.length, label: result.label, ms: Date.now() - started }, 'job done');
+      this.opts.onFinished(job, { ok: true, reopened: r.reopened, outputs: result.outputs.length });
+    } catch (e) {
+      log.error({ err: (e as Error).message }, 'could not file the job result');
+      try {
+        const r = store.failJob(job.jobId, 'internal', `filing the result: ${(e as Error).message}`);
+        this.opts.onFinished(job, { ok: false, reopened: r?.reopened ?? false, outputs: 0 });
+      } catch {
+        /* database gone; recovery at the next start requeues the job */
+      }
+    }
+  }
+}

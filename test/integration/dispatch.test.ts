@@ -1,0 +1,84 @@
+/** The DICOM C-STORE destination against real peers: what each kind of refusal looks like, and byte-exact delivery. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { part10DatasetOffset, writePart10 } from '../../src/dicom/part10';
+import { DicomStoreDestination } from '../../src/dispatch/dicomStore';
+import { Gateway, startGateway } from '../../src/gateway';
+import { copyProcessor, silentLogger, tempDir, testConfig, writeTemp } from '../helpers/gatewayHarness';
+import { StoreScpPeer, freePort, startStoreScp } from '../helpers/peers';
+import { phantomDataset } from '../helpers/phantom';
+
+const SC = '1.2.840.10008.5.1.4.1.1.7';
+
+let dir: string;
+let pacs: StoreScpPeer | undefined;
+let gw: Gateway | undefined;
+beforeEach(() => {
+  dir = tempDir('dispatch');
+});
+afterEach(async () => {
+  await pacs?.stop();
+  await gw?.close();
+  pacs = undefined;
+  gw = undefined;
+});
+
+/**
+ * A Secondary Capture whose bytes dcmjs would not reproduce when re-encoding: a trailing
+ * sequence (FFFA,FFFA) holding one empty item, the kind of thing a parse/re-write drops.
+ */
+function unusualFile(seed: number): { file: string; sop: string } {
+  const ds: Record<string, any> = { ...phantomDataset({ seed, mmPerPixel: null }), SOPClassUID: SC, Modality: 'OT', ConversionType: 'WSD' };
+  const base = writePart10(ds);
+  const emptyItemSequence = Buffer.from([0xfa, 0xff, 0xfa, 0xff, 0x53, 0x51, 0, 0, 8, 0, 0, 0, 0xfe, 0xff, 0x00, 0xe0, 0, 0, 0, 0]);
+  const file = writeTemp(dir, `sc-${seed}.dcm`, Buffer.concat([base, emptyItemSequence]));
+  return { file, sop: ds.SOPInstanceUID };
+}
+
+test('files reach the destination byte for byte, over one association', async () => {
+  pacs = await startStoreScp({ dir: path.join(dir, 'pacs') });
+  const a = unusualFile(31);
+  const b = unusualFile(32);
+  const dest = new DicomStoreDestination({ name: 'pacs', aeTitle: 'PACS', host: '127.0.0.1', port: pacs.port }, 'SONOGATE', 5000);
+  const results = await dest.send([
+    { path: a.file, sopClassUid: SC, sopInstanceUid: a.sop },
+    { path: b.file, sopClassUid: SC, sopInstanceUid: b.sop },
+  ]);
+  expect(results).toEqual([
+    { sopInstanceUid: a.sop, delivered: true, status: 0 },
+    { sopInstanceUid: b.sop, delivered: true, status: 0 },
+  ]);
+  const got = await pacs.waitForFiles(2);
+  for (const { file, sop } of [a, b]) {
+    const theirs = fs.readFileSync(got.find((g) => g.sopInstanceUid === sop)!.file);
+    const mine = fs.readFileSync(file);
+    expect(theirs.subarray(part10DatasetOffset(theirs)).equals(mine.subarray(part10DatasetOffset(mine)))).toBe(true);
+  }
+  expect(pacs.log().match(/Association Acknowledged/g)).toHaveLength(1);
+});
+
+test('C-ECHO reports success, and a dead port as a network error', async () => {
+  pacs = await startStoreScp({ dir: path.join(dir, 'pacs') });
+  expect(await new DicomStoreDestination({ name: 'p', aeTitle: 'PACS', host: '127.0.0.1', port: pacs.port }, 'SONOGATE', 5000).echo()).toMatchObject({ ok: true });
+  const dead = await new DicomStoreDestination({ name: 'p', aeTitle: 'PACS', host: '127.0.0.1', port: await freePort() }, 'SONOGATE', 5000).echo();
+  expect(dead).toMatchObject({ ok: false, error: expect.stringMatching(/^send\.network_error: .*ECONNREFUSED/) });
+});
+
+test('a refused association, an unaccepted SOP class and an unreadable file each get their reason', async () => {
+  // our own listener as the peer: it accepts ultrasound only, and only calls to SONOGATE
+  gw = await startGateway(testConfig({ dataDir: path.join(dir, 'data'), port: await freePort() }), copyProcessor(), silentLogger());
+  const sc = unusualFile(33);
+  const wrongAe = new DicomStoreDestination({ name: 'x', aeTitle: 'NOT_IT', host: '127.0.0.1', port: gw.dicomPort }, 'PACS_SCU', 5000);
+  expect((await wrongAe.send([{ path: sc.file, sopClassUid: SC, sopInstanceUid: sc.sop }]))[0]).toMatchObject({
+    delivered: false,
+    status: null,
+    error: 'send.association_rejected: result 1, source 1, reason 7',
+  });
+  const right = new DicomStoreDestination({ name: 'x', aeTitle: 'SONOGATE', host: '127.0.0.1', port: gw.dicomPort }, 'PACS_SCU', 5000);
+  const [noContext, missing] = await right.send([
+    { path: sc.file, sopClassUid: SC, sopInstanceUid: sc.sop },
+    { path: path.join(dir, 'gone.dcm'), sopClassUid: SC, sopInstanceUid: '1.2.3' },
+  ]);
+  expect(noContext).toMatchObject({ delivered: false, status: null, error: expect.stringMatching(/^send\.no_presentation_context/) });
+  expect(missing).toMatchObject({ delivered: false, permanent: true, error: expect.stringMatching(/^send\.file_unreadable: .*ENOENT/) });
+});

@@ -1,0 +1,221 @@
+/**
+ * The listener against real DCMTK clients on loopback: what a scanner sees when it echoes,
+ * stores, or is refused.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { Gateway, GatewayOptions, startGateway } from '../../src/gateway';
+import { readHeader } from '../../src/dicom/header';
+import { errno, spyFileOps } from '../helpers/fileOps';
+import { copyProcessor, silentLogger, tempDir, testConfig, writeTemp } from '../helpers/gatewayHarness';
+import { dcmsend, echoscu, freePort, runTool, storescu } from '../helpers/peers';
+import { phantomDataset, phantomFile } from '../helpers/phantom';
+import { writePart10 } from '../../src/dicom/part10';
+
+const SHARED = path.resolve(__dirname, '../../../shared/dicom-samples');
+const CT_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.2';
+
+let dir: string;
+let gw: Gateway | undefined;
+
+async function start(over: Record<string, any> = {}, options: GatewayOptions = {}): Promise<Gateway> {
+  dir = tempDir('scp');
+  // long quiet time: these tests look at receiving only
+  gw = await startGateway(testConfig({ dataDir: path.join(dir, 'data'), port: await freePort(), study: { quietSeconds: 60 }, ...over }), copyProcessor(), silentLogger(), options);
+  return gw;
+}
+
+afterEach(async () => {
+  await gw?.close();
+  gw = undefined;
+});
+
+function instanceFiles(): string[] {
+  const root = path.join(dir, 'data', 'instances');
+  return (fs.readdirSync(root, { recursive: true }) as string[]).filter((f) => f.endsWith('.dcm')).sort();
+}
+
+test('DICOM TLS is refused at start rather than silently replaced by plain DICOM', async () => {
+  dir = tempDir('scp');
+  const tls = { cert: 'c.pem', key: 'k.pem', ca: 'ca.pem' };
+  const base = { dataDir: path.join(dir, 'data'), port: await freePort() };
+  await expect(startGateway(testConfig({ ...base, dicom: { tls: { ...tls, plain: false } } }), copyProcessor(), silentLogger())).rejects.toThrow(/dicom\.tls/);
+  await expect(
+    startGateway(testConfig({ ...base, destinations: [{ name: 'pacs', aeTitle: 'PACS', host: '127.0.0.1', port: 104, tls }] }), copyProcessor(), silentLogger()),
+  ).rejects.toThrow(/destinations\.pacs\.tls/);
+});
+
+test('C-ECHO is answered with success', async () => {
+  const g = await start();
+  const r = await echoscu({ port: g.dicomPort });
+  expect(r.code).toBe(0);
+  expect(r.output).toMatch(/Received Echo Response \(Success\)/);
+});
+
+test('a stored ultrasound image is on disk (synced, in its study and series folder) and in the database before success is answered', async () => {
+  const ops = spyFileOps();
+  const g = await start({}, { fileOps: ops });
+  const file = writeTemp(dir, 'us.dcm', phantomFile({ seed: 11 }));
+  const r = await storescu([file], { port: g.dicomPort });
+  expect(r.code).toBe(0);
+  expect(r.output).toMatch(/Received Store Response \(Success\)/);
+  expect(instanceFiles()).toEqual([path.join('2.25.100011', '2.25.100011.1', '2.25.100011.1.11.dcm')]);
+  const row = g.store.getInstance('2.25.100011.1.11')!;
+  expect(row).toMatchObject({ studyUid: '2.25.100011', seriesUid: '2.25.100011.1', status: 'received', callingAe: 'US_SCANNER', callingHost: '127.0.0.1' });
+  expect(fs.existsSync(row.path)).toBe(true);
+  expect(g.store.getStudy('2.25.100011')).toMatchObject({ status: 'receiving', patientId: 'PHANTOM1' });
+  // data synced before the rename into place, the series folder synced right after it
+  const rename = ops.log.findIndex((l) => /^rename:.*\.part->2\.25\.100011\.1\.11\.dcm$/.test(l));
+  const sync = ops.log.findIndex((l) => /^sync:.*\.part$/.test(l));
+  expect(sync).toBeGreaterThan(-1);
+  expect(sync).toBeLessThan(rename);
+  expect(ops.log[rename + 1]).toBe('syncDir:2.25.100011.1');
+  const h = await readHeader(row.path);
+  expect(h.studyInstanceUid).toBe('2.25.100011');
+});
+
+test('a CT image is refused at negotiation and nothing is stored', async () => {
+  const g = await start();
+  const shared = path.join(SHARED, 'non-us', 'CT_small.dcm');
+  const ct = fs.existsSync(shared)
+    ? shared
+    : writeTemp(dir, 'ct.dcm', writePart10({ ...phantomDataset({ seed: 12 }), SOPClassUID: CT_IMAGE_STORAGE, Modality: 'CT' }));
+  const r = await storescu([ct], { port: g.dicomPort });
+  expect(r.code).not.toBe(0);
+  expect(r.output).toMatch(/No presentation context for: \(CT\)/);
+  expect(g.store.listStudies()).toHaveLength(0);
+  expect(instanceFiles()).toEqual([]);
+});
+
+test('an unknown calling AE is rejected with "calling AE title not recognised"', async () => {
+  const g = await start({ dicom: { allowedCallers: [{ aeTitle: 'US_SCANNER' }] } });
+  const file = writeTemp(dir, 'us.dcm', phantomFile({ seed: 13 }));
+  const r = await storescu([file], { port: g.dicomPort, callingAe: 'STRANGER' });
+  expect(r.code).not.toBe(0);
+  expect(r.output).toMatch(/Association Rejected/);
+  expect(r.output).toMatch(/Calling AE Title Not Recognized/i);
+  expect(g.store.listStudies()).toHaveLength(0);
+  // the listed caller is still welcome
+  expect((await storescu([file], { port: g.dicomPort, callingAe: 'US_SCANNER' })).code).toBe(0);
+});
+
+test('a listed AE title calling from another host is rejected', async () => {
+  const g = await start({ dicom: { allowedCallers: [{ aeTitle: 'US_SCANNER', host: '10.1.2.3' }] } });
+  const r = await echoscu({ port: g.dicomPort, callingAe: 'US_SCANNER' });
+  expect(r.code).not.toBe(0);
+  expect(r.output).toMatch(/Calling AE Title Not Recognized/i);
+});
+
+test('a wrong called AE is rejected with "called AE title not recognised"', async () => {
+  const g = await start();
+  const r = await echoscu({ port: g.dicomPort, calledAe: 'NOT_US' });
+  expect(r.code).not.toBe(0);
+  expect(r.output).toMatch(/Association Rejected/);
+  expect(r.output).toMatch(/Called AE Title Not Recognized/i);
+});
+
+test('a resent SOP Instance UID replaces the earlier file and row', async () => {
+  const g = await start();
+  const first = writeTemp(dir, 'a.dcm', phantomFile({ seed: 14 }));
+  const second = writeTemp(dir, 'b.dcm', phantomFile({ seed: 14, lesion: false }));
+  expect((await storescu([first], { port: g.dicomPort })).code).toBe(0);
+  expect((await storescu([second], { port: g.dicomPort })).code).toBe(0);
+  expect(instanceFiles()).toHaveLength(1);
+  expect(g.store.listInstances('2.25.100014')).toHaveLength(1);
+  const stored = fs.readFileSync(g.store.getInstance('2.25.100014.1.14')!.path);
+  expect(stored.subarray(-1000).equals(fs.readFileSync(second).subarray(-1000))).toBe(true);
+});
+
+test('a full disk answers Out of Resources (A700), leaves no partial file, and the listener keeps serving', async () => {
+  let full = true;
+  const g = await start({}, { fileOps: spyFileOps((op) => (full && op === 'write' ? errno('ENOSPC') : null)) });
+  const file = writeTemp(dir, 'us.dcm', phantomFile({ seed: 15 }));
+  const r = await storescu([file], { port: g.dicomPort });
+  expect(r.output).toMatch(/Received Store Response \(Refused: OutOfResources\)/);
+  expect(g.store.getInstance('2.25.100015.1.15')).toBeUndefined();
+  expect(instanceFiles()).toEqual([]);
+  expect(fs.readdirSync(path.join(dir, 'data', 'incoming'))).toEqual([]);
+  full = false;
+  expect((await echoscu({ port: g.dicomPort })).code).toBe(0);
+  expect((await storescu([file], { port: g.dicomPort })).code).toBe(0);
+  expect(instanceFiles()).toHaveLength(1);
+});
+
+test('a long multi-frame cine is streamed to disk intact', async () => {
+  const g = await start();
+  const cine = writeTemp(dir, 'cine.dcm', phantomFile({ seed: 20, frames: 120, rows: 300, columns: 400 }));
+  const r = await storescu([cine], { port: g.dicomPort });
+  expect(r.code).toBe(0);
+  const row = g.store.getInstance('2.25.100020.1.20')!;
+  expect(row.sopClassUid).toBe('1.2.840.10008.5.1.4.1.1.3.1');
+  const sent = fs.readFileSync(cine);
+  const stored = fs.readFileSync(row.path);
+  expect(stored.length).toBeGreaterThan(14_000_000);
+  // storescu re-encodes the header a little (16 bytes shorter); the 14.4 MB of frames must match exactly
+  expect(stored.subarray(-14_400_000).equals(sent.subarray(-14_400_000))).toBe(true);
+});
+
+test('an instance over dicom.maxInstanceBytes is refused with A700', async () => {
+  const g = await start({ dicom: { maxInstanceBytes: 10_000 } });
+  const file = writeTemp(dir, 'big.dcm', phantomFile({ seed: 16 }));
+  const r = await storescu([file], { port: g.dicomPort });
+  expect(r.output).toMatch(/Received Store Response \(Refused: OutOfResources\)/);
+  expect(g.store.listStudies()).toHaveLength(0);
+});
+
+test('an instance whose header cannot be used is kept under failed/, marked failed, and answered C000', async () => {
+  const g = await start();
+  const ds = phantomDataset({ seed: 17 });
+  delete ds.StudyInstanceUID;
+  const file = writeTemp(dir, 'nostudy.dcm', writePart10(ds));
+  const r = await storescu([file], { port: g.dicomPort });
+  expect(r.output).toMatch(/Received Store Response \(Error: CannotUnderstand\)/);
+  const row = g.store.getInstance('2.25.100017.1.17')!;
+  expect(row).toMatchObject({ status: 'failed', reason: 'decode.malformed', studyUid: null });
+  expect(row.path).toBe(path.join(dir, 'data', 'failed', '2.25.100017.1.17.dcm'));
+  expect(fs.existsSync(`${row.path}.json`)).toBe(true);
+  expect((await echoscu({ port: g.dicomPort })).code).toBe(0);
+});
+
+test('compressed instances are accepted in their own transfer syntax and stored without transcoding', async () => {
+  const g = await start();
+  const rgb = writeTemp(dir, 'rgb.dcm', phantomFile({ seed: 18, photometric: 'RGB' }));
+  const jpeg = path.join(dir, 'jpeg.dcm');
+  const rle = path.join(dir, 'rle.dcm');
+  expect((await runTool('dcmcjpeg', ['+eb', rgb, jpeg])).code).toBe(0);
+  const rleSrc = writeTemp(dir, 'mono.dcm', phantomFile({ seed: 19 }));
+  expect((await runTool('dcmcrle', [rleSrc, rle])).code).toBe(0);
+  const r = await dcmsend([jpeg, rle], { port: g.dicomPort });
+  expect(r.code).toBe(0);
+  // lossy JPEG gets a new SOP Instance UID from dcmcjpeg
+  const jpegRow = g.store.getInstance((await readHeader(jpeg)).sopInstanceUid)!;
+  const rleRow = g.store.getInstance((await readHeader(rle)).sopInstanceUid)!;
+  expect(jpegRow.transferSyntaxUid).toBe('1.2.840.10008.1.2.4.50');
+  expect(rleRow.transferSyntaxUid).toBe('1.2.840.10008.1.2.5');
+  // the pixel data arrived byte for byte as the sender held it
+  const tail = (f: string) => fs.readFileSync(f).subarray(-4096);
+  expect(tail(jpegRow.path).equals(tail(jpeg))).toBe(true);
+  expect(tail(rleRow.path).equals(tail(rle))).toBe(true);
+});
+
+const sharedUs = fs.existsSync(path.join(SHARED, 'us')) ? fs.readdirSync(path.join(SHARED, 'us')).filter((f) => f.endsWith('.dcm')) : [];
+(sharedUs.length ? test : test.skip)('every ultrasound sample of ../shared (all vendors and encodings) is accepted as sent', async () => {
+  const g = await start();
+  const files = sharedUs.map((f) => path.join(SHARED, 'us', f));
+  // -nuc: one vendor file has a UID component with a leading zero, which dcmsend would refuse to send
+  const r = await dcmsend(files, { port: g.dicomPort, extraArgs: ['-nuc'] });
+  expect(r.code).toBe(0);
+  const uncompressed = ['1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.2'];
+  // some samples are the same instance in several encodings: the last one sent replaces the others
+  const lastBySop = new Map<string, string>();
+  for (const f of files) lastBySop.set((await readHeader(f)).sopInstanceUid, f);
+  expect(g.store.db.prepare('SELECT COUNT(*) AS n FROM instances').get()).toEqual({ n: lastBySop.size });
+  for (const f of lastBySop.values()) {
+    const h = await readHeader(f);
+    const row = g.store.getInstance(h.sopInstanceUid);
+    // compressed data arrives as compressed; for uncompressed data dcmsend proposes Explicit VR LE
+    // first (even for a Big Endian file) and converts losslessly on its side
+    const expected = uncompressed.includes(h.transferSyntaxUid) ? expect.stringMatching(/^1\.2\.840\.10008\.1\.2(\.1|\.2)?$/) : h.transferSyntaxUid;
+    expect({ file: path.basename(f), ts: row?.transferSyntaxUid }).toEqual({ file: path.basename(f), ts: expected });
+  }
+});

@@ -1,0 +1,38 @@
+/** Durable writes: temp file → fsync → rename → fsync folder, and nothing half-written left behind. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { ensureDirDurable, isOutOfSpace, writeFileDurable } from '../../src/store/files';
+import { errno, spyFileOps } from '../helpers/fileOps';
+import { tempDir } from '../helpers/gatewayHarness';
+
+test('a durable write syncs the file before the rename and the folder after it', async () => {
+  const dir = tempDir('files');
+  const ops = spyFileOps();
+  const target = path.join(dir, 'a', 'b', 'result.dcm');
+  await writeFileDurable(target, Buffer.from('hello'), ops);
+  expect(fs.readFileSync(target, 'utf8')).toBe('hello');
+  expect(fs.readdirSync(path.dirname(target))).toEqual(['result.dcm']);
+  const ops2 = ops.log.map((l) => l.split(':')[0]);
+  // new folders are synced into their parents, then the file is written, synced, renamed, and its folder synced
+  expect(ops2).toEqual(['mkdir', 'syncDir', 'mkdir', 'syncDir', 'open', 'write', 'sync', 'close', 'rename', 'syncDir']);
+  expect(ops.log[8]).toMatch(/^rename:\.result\.dcm\.[0-9a-f]+\.tmp->result\.dcm$/);
+  expect(ops.log[9]).toBe('syncDir:b');
+});
+
+test('a full disk fails the write, leaves the earlier file intact and no temp file', async () => {
+  const dir = tempDir('files');
+  const target = path.join(dir, 'result.dcm');
+  fs.writeFileSync(target, 'old');
+  const ops = spyFileOps((op) => (op === 'write' ? errno('ENOSPC') : null));
+  const err = await writeFileDurable(target, Buffer.from('new'), ops).catch((e) => e);
+  expect(isOutOfSpace(err)).toBe(true);
+  expect(fs.readFileSync(target, 'utf8')).toBe('old');
+  expect(fs.readdirSync(dir)).toEqual(['result.dcm']);
+});
+
+test('creating an existing folder is a no-op', async () => {
+  const dir = tempDir('files');
+  const ops = spyFileOps();
+  await ensureDirDurable(dir, ops);
+  expect(ops.log).toEqual([]);
+});

@@ -1,0 +1,231 @@
+/** The durable state machine: studies, instances, jobs, outputs and sends in SQLite. */
+import path from 'node:path';
+import { SCHEMA_VERSION, Store } from '../../src/store';
+import type { ReceivedInstance, SendTarget } from '../../src/store';
+import type { StudyJobOutput } from '../../src/types/pipeline';
+import { tempDir } from '../helpers/gatewayHarness';
+
+const STUDY = '1.2.826.0.1.1';
+const QUIET = 500;
+
+function instance(sop: string, over: Partial<ReceivedInstance> = {}): ReceivedInstance {
+  return {
+    sopInstanceUid: sop,
+    sopClassUid: '1.2.840.10008.5.1.4.1.1.6.1',
+    transferSyntaxUid: '1.2.840.10008.1.2.1',
+    studyUid: STUDY,
+    seriesUid: `${STUDY}.1`,
+    path: `/data/instances/${STUDY}/${STUDY}.1/${sop}.dcm`,
+    bytes: 1000,
+    callingAe: 'US_SCANNER',
+    callingHost: '127.0.0.1',
+    patientName: 'Doe^Jane',
+    patientId: 'P1',
+    ...over,
+  };
+}
+
+function output(sources: string[]): StudyJobOutput {
+  return {
+    outputs: sources.map((s) => ({
+      kind: 'seg' as const,
+      path: `/data/results/${s}.seg.dcm`,
+      sopClassUid: '1.2.840.10008.5.1.4.1.1.66.4',
+      sopInstanceUid: `${s}.7`,
+      seriesInstanceUid: `${STUDY}.7`,
+      sourceSopInstanceUid: s,
+    })),
+    instances: sources.map((s) => ({ sopInstanceUid: s, status: 'analysed' as const, label: 'malignant' as const, probability: 0.9, malignancyProbability: 0.9, lesionCount: 1, largestLesion: { longAxis: 12, shortAxis: 8, area: 70, unit: 'mm' as const } })),
+    label: 'malignant',
+    malignancyProbability: 0.9,
+    timingsMs: { total: 12 },
+  };
+}
+
+const TARGETS: SendTarget[] = [
+  { destination: 'pacs', aeTitle: 'PACS', host: '127.0.0.1', port: 4242 },
+  { destination: 'return:US_SCANNER', aeTitle: 'US_SCANNER', host: '127.0.0.1', port: 104 },
+];
+
+const outDir = (s: string, run: number) => path.join('/data/results', s, `run-${run}`);
+
+let dir: string;
+let store: Store;
+beforeEach(() => {
+  dir = tempDir('store');
+  store = Store.open(dir);
+});
+afterEach(() => store.close());
+
+/** Receives, waits out the quiet period, claims: the study is processing, its job running. */
+function receiveAndClaim(sops: string[], t0: number) {
+  sops.forEach((s, i) => store.recordInstance(instance(s), t0 + i));
+  expect(store.queueStudyIfQuiet(STUDY, QUIET, t0 + 10_000)).toEqual({ queued: true });
+  const job = store.claimNextJob(outDir, t0 + 10_001);
+  expect(job).not.toBeNull();
+  return job!;
+}
+
+test('opening a database applies the schema once and uses WAL with full sync', () => {
+  expect(store.schemaVersion()).toBe(SCHEMA_VERSION);
+  store.close();
+  store = Store.open(dir);
+  expect(store.schemaVersion()).toBe(SCHEMA_VERSION);
+  expect(store.db.pragma('journal_mode', { simple: true })).toBe('wal');
+  expect(store.db.pragma('synchronous', { simple: true })).toBe(2); // FULL
+  const tables = (store.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((t) => t.name);
+  expect(tables).toEqual(expect.arrayContaining(['studies', 'instances', 'jobs', 'outputs', 'sends', 'events', 'schema_migrations']));
+});
+
+test('a database from a newer program version is refused', () => {
+  store.db.prepare('INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)').run(SCHEMA_VERSION + 1, 'future', 0);
+  store.close();
+  expect(() => Store.open(dir)).toThrow(/newer/);
+  store = Store.open(tempDir('store2'));
+});
+
+test('a resent SOP Instance UID replaces its row and reports the earlier file', () => {
+  expect(store.recordInstance(instance('1.1'), 1000)).toEqual({ previousPath: null, transition: 'opened' });
+  const moved = instance('1.1', { seriesUid: `${STUDY}.2`, path: '/data/elsewhere/1.1.dcm' });
+  expect(store.recordInstance(moved, 1100)).toEqual({ previousPath: instance('1.1').path, transition: 'extended' });
+  expect(store.listInstances(STUDY)).toHaveLength(1);
+  expect(store.getInstance('1.1')).toMatchObject({ seriesUid: `${STUDY}.2`, path: '/data/elsewhere/1.1.dcm', status: 'received' });
+  expect(store.getStudy(STUDY)).toMatchObject({ status: 'receiving', firstReceivedAt: 1000, lastReceivedAt: 1100, patientName: 'Doe^Jane' });
+});
+
+test('a study is queued only after the quiet period, and a new instance sends it back to receiving', () => {
+  store.recordInstance(instance('1.1'), 1000);
+  expect(store.queueStudyIfQuiet(STUDY, QUIET, 1200)).toEqual({ queued: false, waitMs: 300 });
+  expect(store.queueStudyIfQuiet(STUDY, QUIET, 1500)).toEqual({ queued: true });
+  expect(store.getStudy(STUDY)!.status).toBe('queued');
+  expect(store.listJobs(STUDY).map((j) => j.status)).toEqual(['queued']);
+  // not quiet any more: the queued job goes away, the timer starts again
+  expect(store.recordInstance(instance('1.2'), 1600).transition).toBe('requeued');
+  expect(store.getStudy(STUDY)!.status).toBe('receiving');
+  expect(store.listJobs(STUDY)).toHaveLength(0);
+  expect(store.queueStudyIfQuiet(STUDY, QUIET, 2100)).toEqual({ queued: true });
+  expect(store.listJobs(STUDY)).toHaveLength(1);
+});
+
+test('a finished run files outcomes, outputs and one send per output and target', () => {
+  const job = receiveAndClaim(['1.1', '1.2'], 1000);
+  expect(job).toMatchObject({ studyUid: STUDY, run: 1, outDir: outDir(STUDY, 1), callingAe: 'US_SCANNER' });
+  expect(store.getStudy(STUDY)).toMatchObject({ status: 'processing', runCount: 1 });
+  expect(store.jobInstances(STUDY).map((i) => i.sopInstanceUid)).toEqual(['1.1', '1.2']);
+
+  expect(store.completeJob(job.jobId, output(['1.1', '1.2']), TARGETS, 20_000)).toEqual({ reopened: false });
+  expect(store.getStudy(STUDY)).toMatchObject({ status: 'processed', processedAt: 20_000, label: 'malignant', malignancyProbability: 0.9 });
+  expect(store.getJob(job.jobId)).toMatchObject({ status: 'done', finishedAt: 20_000 });
+  expect(store.getInstance('1.1')).toMatchObject({ status: 'analysed', label: 'malignant', lesionCount: 1 });
+  expect(JSON.parse(store.getInstance('1.1')!.lesionJson!)).toEqual({ longAxis: 12, shortAxis: 8, area: 70, unit: 'mm' });
+  expect(store.listOutputs(STUDY).map((o) => o.sopInstanceUid)).toEqual(['1.1.7', '1.2.7']);
+  const sends = store.listSends({ studyUid: STUDY });
+  expect(sends).toHaveLength(4);
+  expect(sends.every((s) => s.status === 'pending' && s.attempts === 0 && s.nextAttemptAt === 20_000)).toBe(true);
+  expect(store.dueSends(20_000).map((s) => s.path)).toContain('/data/results/1.1.seg.dcm');
+});
+
+test('a re-run after a late instance resets the sends of regenerated outputs instead of duplicating them', () => {
+  const first = receiveAndClaim(['1.1'], 1000);
+  store.completeJob(first.jobId, output(['1.1']), TARGETS, 20_000);
+  const [toPacs] = store.listSends({ studyUid: STUDY });
+  expect(store.markSendSent(toPacs.id, toPacs.generation, 0, 21_000)).toBe(true);
+
+  expect(store.recordInstance(instance('1.2'), 30_000).transition).toBe('reopened');
+  expect(store.getStudy(STUDY)!.status).toBe('receiving');
+  expect(store.queueStudyIfQuiet(STUDY, QUIET, 31_000)).toEqual({ queued: true });
+  const second = store.claimNextJob(outDir, 31_001)!;
+  expect(second.run).toBe(2);
+  expect(store.jobInstances(STUDY)).toHaveLength(2);
+  store.completeJob(second.jobId, output(['1.1', '1.2']), TARGETS, 40_000);
+
+  const sends = store.listSends({ studyUid: STUDY });
+  expect(sends).toHaveLength(4); // 2 outputs × 2 targets, the first output's rows reused
+  expect(sends.every((s) => s.status === 'pending' && s.attempts === 0 && s.sentAt === null)).toBe(true);
+  const again = sends.find((s) => s.id === toPacs.id)!;
+  expect(again.generation).toBe(toPacs.generation + 1);
+  // a send of the old file that was still in flight cannot mark the regenerated one delivered
+  expect(store.markSendSent(toPacs.id, toPacs.generation, 0)).toBe(false);
+  expect(store.getStudy(STUDY)).toMatchObject({ status: 'processed', runCount: 2 });
+  expect(store.listOutputs(STUDY)).toHaveLength(2);
+  expect(store.listEvents({ studyUid: STUDY }).map((e) => e.kind)).toContain('study.reopened');
+});
+
+test('an instance arriving while the study is processed re-opens it when the run ends', () => {
+  const job = receiveAndClaim(['1.1'], 1000);
+  expect(job.startedAt).toBe(11_001);
+  expect(store.recordInstance(instance('1.2'), 11_500).transition).toBe('processing');
+  expect(store.getStudy(STUDY)!.status).toBe('processing');
+  expect(store.queueStudyIfQuiet(STUDY, QUIET, 12_100)).toEqual({ queued: false }); // the job's end decides
+  expect(store.completeJob(job.jobId, output(['1.1']), TARGETS, 12_200)).toEqual({ reopened: true });
+  expect(store.getStudy(STUDY)!.status).toBe('receiving');
+  expect(store.queueStudyIfQuiet(STUDY, QUIET, 12_200)).toEqual({ queued: true });
+});
+
+test('a failed run marks job and study failed with the reason; a later instance re-opens the study', () => {
+  const job = receiveAndClaim(['1.1'], 1000);
+  expect(store.failJob(job.jobId, 'inference.failed', 'model exploded', 12_000)).toEqual({ reopened: false });
+  expect(store.getJob(job.jobId)).toMatchObject({ status: 'failed', errorReason: 'inference.failed', errorMessage: 'model exploded' });
+  expect(store.getStudy(STUDY)).toMatchObject({ status: 'failed', errorReason: 'inference.failed' });
+  expect(store.recordInstance(instance('1.2'), 13_000).transition).toBe('reopened');
+});
+
+test('after a crash, running jobs are queued again and receiving studies are reported for their timers', () => {
+  const job = receiveAndClaim(['1.1'], 1000);
+  const other = '1.2.826.0.1.2';
+  store.recordInstance(instance('2.1', { studyUid: other, path: '/x/2.1.dcm' }), 50_000);
+  store.close(); // no state update: what kill -9 leaves
+
+  store = Store.open(dir);
+  const report = store.recoverAfterRestart(60_000);
+  expect(report).toEqual({ requeuedJobs: 1, queuedStudies: 0, receiving: [{ studyUid: other, lastReceivedAt: 50_000 }] });
+  expect(store.getJob(job.jobId)).toMatchObject({ status: 'queued' });
+  expect(store.getStudy(STUDY)!.status).toBe('queued');
+  const again = store.claimNextJob(outDir, 60_001)!;
+  expect(again).toMatchObject({ jobId: job.jobId, run: 2 });
+  expect(store.getJob(job.jobId)!.attempts).toBe(2);
+  // the late result of the interrupted run cannot overwrite: only the running job may complete
+  store.requeueJob(again.jobId);
+  expect(store.completeJob(again.jobId, output(['1.1']), TARGETS)).toBeNull();
+});
+
+test('a study queued without a job (lost job row) gets one at recovery', () => {
+  store.recordInstance(instance('1.1'), 1000);
+  store.queueStudyIfQuiet(STUDY, QUIET, 5000);
+  store.db.prepare('DELETE FROM jobs').run();
+  expect(store.recoverAfterRestart(6000)).toMatchObject({ requeuedJobs: 0, queuedStudies: 1 });
+  expect(store.claimNextJob(outDir)).not.toBeNull();
+});
+
+test('sends are due by next_attempt_at; a retry keeps the error and the status visible', () => {
+  const job = receiveAndClaim(['1.1'], 1000);
+  store.completeJob(job.jobId, output(['1.1']), TARGETS.slice(0, 1), 20_000);
+  const [s] = store.dueSends(20_000);
+  expect(store.markSendRetry(s.id, s.generation, 'send.network_error: ECONNREFUSED', null, 25_000, 20_000)).toBe(true);
+  expect(store.dueSends(24_999)).toHaveLength(0);
+  expect(store.nextSendDueAt()).toBe(25_000);
+  // the sender asks "what falls due after now?" with the same clock reading it used for dueSends
+  expect(store.nextSendDueAt(24_999)).toBe(25_000);
+  expect(store.nextSendDueAt(25_000)).toBeNull();
+  expect(store.dueSends(25_000)).toHaveLength(1);
+  expect(store.listSends()[0]).toMatchObject({ status: 'pending', attempts: 1, lastError: 'send.network_error: ECONNREFUSED', nextAttemptAt: 25_000 });
+  expect(store.markSendSent(s.id, s.generation, 0xb000, 26_000)).toBe(true);
+  expect(store.listSends()[0]).toMatchObject({ status: 'sent', attempts: 2, lastStatus: 0xb000, sentAt: 26_000, lastError: null });
+  expect(store.nextSendDueAt()).toBeNull();
+  // resend from the dashboard
+  expect(store.resetSends([s.id], 27_000)).toBe(1);
+  expect(store.dueSends(27_000)).toHaveLength(1);
+});
+
+test('an instance whose header could not be read is recorded as failed without a study', () => {
+  store.recordRejectedInstance(
+    { sopInstanceUid: '9.9', sopClassUid: '1.2.840.10008.5.1.4.1.1.6.1', transferSyntaxUid: '1.2.840.10008.1.2', path: '/data/failed/9.9.dcm', bytes: 10, callingAe: 'X', callingHost: 'h', reason: 'decode.malformed', message: 'bad' },
+    1000,
+  );
+  expect(store.listRejectedInstances()).toEqual([expect.objectContaining({ sopInstanceUid: '9.9', status: 'failed', reason: 'decode.malformed', studyUid: null })]);
+  expect(store.listStudies()).toHaveLength(0);
+  expect(store.listEvents()[0]).toMatchObject({ kind: 'instance.failed', studyUid: null });
+  // a good copy sent later takes its place
+  expect(store.recordInstance(instance('9.9'), 2000).previousPath).toBe('/data/failed/9.9.dcm');
+  expect(store.getInstance('9.9')).toMatchObject({ status: 'received', reason: null, studyUid: STUDY });
+});
