@@ -8,6 +8,7 @@ import { ConfigError, loadConfig } from './config/load';
 import { Config } from './config/schema';
 import { createLogger } from './log';
 import { ModelError } from './inference/modelSpec';
+import { AccountError } from './web/passwords';
 
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
@@ -82,6 +83,55 @@ async function main(argv: string[]): Promise<number> {
       code = await runSend(paths, { aeTitle: m[1], host: m[2], port: Number(m[3]) }, opts.callingAe, Number(opts.timeout));
     });
 
+  const users = program.command('users').description('dashboard accounts (password from stdin, or a prompt that does not echo)');
+  users
+    .command('add')
+    .description('add a user')
+    .argument('<name>', 'user name')
+    .requiredOption('-r, --role <role>', 'admin (may retry, re-run, delete) or viewer (read only)')
+    .option('-c, --config <file>', 'configuration file (its dataDir holds the database)')
+    .action(async (name: string, opts) => {
+      const { runUsersAdd } = await import('./cli/users');
+      code = await runUsersAdd(configFrom(opts), name, opts.role);
+    });
+  users
+    .command('list')
+    .description('list users')
+    .option('--json', 'one JSON array')
+    .option('-c, --config <file>', 'configuration file')
+    .action(async (opts) => {
+      const { runUsersList } = await import('./cli/users');
+      code = await runUsersList(configFrom(opts), !!opts.json);
+    });
+  users
+    .command('passwd')
+    .description("change a user's password (ends their sessions)")
+    .argument('<name>', 'user name')
+    .option('-c, --config <file>', 'configuration file')
+    .action(async (name: string, opts) => {
+      const { runUsersPasswd } = await import('./cli/users');
+      code = await runUsersPasswd(configFrom(opts), name);
+    });
+  users
+    .command('role')
+    .description("change a user's role")
+    .argument('<name>', 'user name')
+    .argument('<role>', 'admin or viewer')
+    .option('-c, --config <file>', 'configuration file')
+    .action(async (name: string, role: string, opts) => {
+      const { runUsersRole } = await import('./cli/users');
+      code = await runUsersRole(configFrom(opts), name, role);
+    });
+  users
+    .command('remove')
+    .description('remove a user (ends their sessions)')
+    .argument('<name>', 'user name')
+    .option('-c, --config <file>', 'configuration file')
+    .action(async (name: string, opts) => {
+      const { runUsersRemove } = await import('./cli/users');
+      code = await runUsersRemove(configFrom(opts), name);
+    });
+
   try {
     await program.parseAsync(argv);
     return code;
@@ -89,7 +139,7 @@ async function main(argv: string[]): Promise<number> {
     if (e instanceof CommanderError) {
       return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     }
-    if (e instanceof ConfigError || e instanceof UsageError || e instanceof ModelError) {
+    if (e instanceof ConfigError || e instanceof UsageError || e instanceof ModelError || e instanceof AccountError) {
       process.stderr.write(`sonogate: ${e.message}\n`);
       return EXIT_USAGE;
     }

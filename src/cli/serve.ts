@@ -1,8 +1,12 @@
-/** `sonogate serve`: the analysis engine, the gateway (listener, store, sender) and shutdown. */
+/** `sonogate serve`: the analysis engine, the gateway (listener, store, sender), the dashboard, housekeeping, and shutdown. */
+import path from 'node:path';
 import { Config } from '../config/schema';
 import { startGateway } from '../gateway';
 import { Logger } from '../log';
 import { startAnalysisEngine } from '../runtime';
+import { AuditLog } from '../web/audit';
+import { Housekeeping } from '../web/housekeeping';
+import { startWebServer, WebServer } from '../web/server';
 
 export async function runServe(config: Config, logger: Logger): Promise<number> {
   const engine = await startAnalysisEngine(config, logger);
@@ -13,6 +17,34 @@ export async function runServe(config: Config, logger: Logger): Promise<number> 
     await engine.close();
     throw e;
   }
+  let web: WebServer;
+  try {
+    web = await startWebServer({
+      config,
+      gateway,
+      model: {
+        name: engine.model.spec.name,
+        version: engine.model.spec.version,
+        provider: engine.pool.provider,
+        specPath: engine.model.specPath,
+        spec: engine.model.spec as unknown as Record<string, unknown>,
+      },
+      logger,
+    });
+  } catch (e) {
+    await gateway.close();
+    await engine.close();
+    throw e;
+  }
+  const housekeeping = new Housekeeping({
+    settings: config.housekeeping,
+    gateway,
+    dataDir: path.resolve(config.dataDir),
+    destinations: config.destinations.map((d) => d.name),
+    audit: new AuditLog(gateway.store.db),
+    logger,
+  });
+  housekeeping.start();
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = async (signal: string) => {
@@ -20,6 +52,8 @@ export async function runServe(config: Config, logger: Logger): Promise<number> 
       stopping = true;
       logger.info({ signal }, 'shutting down');
       try {
+        await housekeeping.stop();
+        await web.close();
         await gateway.close();
         await engine.close();
         resolve(0);

@@ -2,6 +2,7 @@
  * The one source of truth for Sonogate's configuration: defaults, validation and the meaning
  * of every key. `config/default.json` is this schema's defaults written out.
  */
+import { validate as isValidCron } from 'node-cron';
 import { z } from 'zod';
 
 const aeTitle = z
@@ -12,6 +13,8 @@ const aeTitle = z
   .refine((s) => s.trim().length > 0, 'an AE title cannot be only spaces');
 
 const port = z.number().int().min(1).max(65535);
+
+const cronExpression = z.string().refine((s) => isValidCron(s), 'not a valid cron expression (node-cron: [second] minute hour day-of-month month day-of-week)');
 
 const tlsFiles = z
   .object({
@@ -76,7 +79,26 @@ export const configSchema = z
       .default([])
       .refine((d) => new Set(d.map((x) => x.name)).size === d.length, 'destination names must be unique'),
     http: z
-      .object({ host: z.string().min(1).default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(8080) })
+      .object({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8080),
+        /**
+         * express "trust proxy" when the dashboard sits behind a TLS reverse proxy: false, true, a hop
+         * count, or proxy addresses ("loopback", "10.0.0.1"). Decides the client address (login rate
+         * limit, audit log) and whether a request came over HTTPS. The session secret is not a key:
+         * it comes from SONOGATE_SESSION_SECRET, else one is generated and kept in the database.
+         */
+        trustProxy: z.union([z.boolean(), z.number().int().min(0), z.string().min(1)]).default(false),
+        /** Secure flag of the session cookie: true (HTTPS only), false, or "auto" (set when the request came over HTTPS) */
+        secureCookie: z.union([z.boolean(), z.literal('auto')]).default('auto'),
+        /** a dashboard session ends after this many minutes without a request */
+        sessionIdleMinutes: z.number().positive().max(7 * 24 * 60).default(60),
+        /** failed sign-ins allowed per client address and window before answering 429 */
+        loginRateLimit: z
+          .object({ max: z.number().int().min(1).default(10), windowSeconds: z.number().positive().default(900) })
+          .strict()
+          .prefault({}),
+      })
       .strict()
       .prefault({}),
     dataDir: z.string().min(1).default('./data'),
@@ -109,6 +131,22 @@ export const configSchema = z
         initialDelaySeconds: z.number().positive().default(5),
         maxDelaySeconds: z.number().positive().default(600),
         timeoutSeconds: z.number().positive().default(30),
+      })
+      .strict()
+      .prefault({}),
+    housekeeping: z
+      .object({
+        /**
+         * received image files older than this many days are deleted (results, records and the
+         * audit trail stay); a study whose results are not all delivered keeps its files; 0 keeps files forever
+         */
+        retentionDays: z.number().min(0).default(30),
+        /** cron schedules (node-cron syntax, server local time) */
+        retentionSchedule: cronExpression.default('30 3 * * *'),
+        /** puts sends that failed because their destination was missing back in the queue, and wakes the sender */
+        retrySweepSchedule: cronExpression.default('*/10 * * * *'),
+        /** one summary line per day in the log (received, processed, failed, sent, pending) */
+        summarySchedule: cronExpression.default('0 7 * * *'),
       })
       .strict()
       .prefault({}),

@@ -1,0 +1,71 @@
+/**
+ * The audit log: who did what to which study, when, from where, and whether it was allowed.
+ * Rows are only ever added. Details hold UIDs, names of destinations and counts, never patient data.
+ */
+import type Database from 'better-sqlite3';
+
+export type AuditOutcome = 'ok' | 'denied' | 'failed';
+
+export interface AuditEntry {
+  username: string | null;
+  role?: string | null;
+  action: string;
+  outcome: AuditOutcome;
+  studyUid?: string | null;
+  /** what else the action was about: a send id, a destination, a user name */
+  target?: string | null;
+  ip?: string | null;
+  requestId?: string | null;
+  detail?: unknown;
+}
+
+export interface AuditRow {
+  id: number;
+  at: number;
+  username: string | null;
+  role: string | null;
+  action: string;
+  outcome: AuditOutcome;
+  studyUid: string | null;
+  target: string | null;
+  ip: string | null;
+  requestId: string | null;
+  detail: string | null;
+}
+
+export class AuditLog {
+  constructor(private readonly db: Database.Database) {}
+
+  add(e: AuditEntry, now = Date.now()): void {
+    const detail = e.detail === undefined || e.detail === null ? null : typeof e.detail === 'string' ? e.detail : JSON.stringify(e.detail);
+    this.db
+      .prepare('INSERT INTO audit_log (at, username, role, action, outcome, study_uid, target, ip, request_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(now, e.username, e.role ?? null, e.action, e.outcome, e.studyUid ?? null, e.target ?? null, e.ip ?? null, e.requestId ?? null, detail);
+  }
+
+  list(opts: { limit?: number; offset?: number; studyUid?: string; username?: string; action?: string } = {}): { total: number; items: AuditRow[] } {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (opts.studyUid) {
+      where.push('study_uid = ?');
+      args.push(opts.studyUid);
+    }
+    if (opts.username) {
+      where.push('username = ?');
+      args.push(opts.username);
+    }
+    if (opts.action) {
+      where.push('action = ?');
+      args.push(opts.action);
+    }
+    const w = where.length ? `WHERE ${where.join(' AND ')}` : '';
+    const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM audit_log ${w}`).get(...args) as { n: number }).n;
+    const items = this.db
+      .prepare(
+        `SELECT id, at, username, role, action, outcome, study_uid AS studyUid, target, ip, request_id AS requestId, detail
+         FROM audit_log ${w} ORDER BY id DESC LIMIT ? OFFSET ?`,
+      )
+      .all(...args, opts.limit ?? 50, opts.offset ?? 0) as AuditRow[];
+    return { total, items };
+  }
+}

@@ -1,0 +1,179 @@
+/**
+ * What an admin can do to a study from the dashboard: re-run the analysis, re-send its results,
+ * delete it, retry or discard a failed send, discard a failure. Each one is a small transaction
+ * on the gateway's store followed by a nudge to the gateway (sender / runner) when it has one.
+ *
+ * Results: `{ ok: true, ... }`, or `{ ok: false, code, message }` where code maps to an HTTP
+ * status (not_found 404, conflict 409).
+ */
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import type { Destination } from '../dispatch/destination';
+import type { Store } from '../store/store';
+
+/** The parts of the gateway the dashboard drives (src/gateway.ts `Gateway` satisfies it). */
+export interface DashboardGateway {
+  readonly store: Store;
+  destination(name: string): Destination | undefined;
+  kickSender(): void;
+  /** wakes the job runner (a re-run is picked up at once); without it, at the runner's next wake-up */
+  kickRunner?(): void;
+}
+
+export type ActionResult<T extends object = object> = ({ ok: true } & T) | { ok: false; code: 'not_found' | 'conflict' | 'bad_request'; message: string };
+
+/** DICOM UIDs are digits and dots (PS3.5 9.1): safe as a folder name under dataDir. */
+const UID = /^[0-9]+(\.[0-9]+)*$/;
+
+const DONE: readonly string[] = ['processed', 'failed'];
+
+export class StudyActions {
+  constructor(
+    private readonly gateway: DashboardGateway,
+    private readonly dataDir: string,
+  ) {}
+
+  private get store(): Store {
+    return this.gateway.store;
+  }
+
+  private get db() {
+    return this.gateway.store.db;
+  }
+
+  /** Queues the study for analysis again (its results replace the earlier ones: same UIDs). */
+  rerun(studyUid: string, by: string, now = Date.now()): ActionResult<{ started: boolean }> {
+    const r = this.db.transaction((): ActionResult<{ started: boolean }> => {
+      const s = this.store.getStudy(studyUid);
+      if (!s) return { ok: false, code: 'not_found', message: 'no such study' };
+      if (!DONE.includes(s.status)) return { ok: false, code: 'conflict', message: `the study is ${s.status}; re-run it once that is over` };
+      const purged = (this.db.prepare('SELECT COUNT(*) AS n FROM instances WHERE study_uid = ? AND purged_at IS NOT NULL').get(studyUid) as { n: number }).n;
+      if (purged > 0) return { ok: false, code: 'conflict', message: `${purged} received image(s) of this study were deleted by retention: it cannot be re-run` };
+      this.db.prepare("UPDATE studies SET status = 'queued', error_reason = NULL, error_message = NULL, updated_at = ? WHERE study_uid = ?").run(now, studyUid);
+      const busy = this.db.prepare("SELECT 1 FROM jobs WHERE study_uid = ? AND status IN ('queued','running')").get(studyUid);
+      if (!busy) this.db.prepare("INSERT INTO jobs (study_uid, status, created_at) VALUES (?, 'queued', ?)").run(studyUid, now);
+      this.store.addEvent('study.queued', studyUid, { by, why: 're-run from the dashboard' }, now);
+      return { ok: true, started: false };
+    })();
+    if (r.ok && this.gateway.kickRunner) {
+      this.gateway.kickRunner();
+      return { ok: true, started: true };
+    }
+    return r;
+  }
+
+  /** Puts every send of the study (optionally of one destination) back in the queue. */
+  resend(studyUid: string, by: string, destination?: string): ActionResult<{ sends: number }> {
+    if (!this.store.getStudy(studyUid)) return { ok: false, code: 'not_found', message: 'no such study' };
+    const ids = this.store
+      .listSends({ studyUid })
+      .filter((s) => !destination || s.destination === destination)
+      .map((s) => s.id);
+    if (ids.length === 0) return { ok: false, code: 'conflict', message: destination ? `nothing of this study goes to "${destination}"` : 'this study has no results to send' };
+    const n = this.store.resetSends(ids);
+    this.store.addEvent('send.requeued', studyUid, { by, sends: n, destination: destination ?? null });
+    this.gateway.kickSender();
+    return { ok: true, sends: n };
+  }
+
+  /** One failed (or still retrying) send: try again now. */
+  retrySend(id: number, by: string): ActionResult<{ studyUid: string }> {
+    const s = this.sendRow(id);
+    if (!s) return { ok: false, code: 'not_found', message: 'no such send' };
+    if (s.status === 'sent') return { ok: false, code: 'conflict', message: 'already sent (use re-send on the study to send it again)' };
+    this.store.resetSends([id]);
+    this.store.addEvent('send.requeued', s.studyUid, { by, sends: 1, destination: s.destination });
+    this.gateway.kickSender();
+    return { ok: true, studyUid: s.studyUid };
+  }
+
+  /** Retries every failed or retrying send (optionally of one destination). */
+  retryAllSends(by: string, destination?: string): ActionResult<{ sends: number }> {
+    const rows = this.db
+      .prepare(`SELECT id, study_uid AS studyUid FROM sends WHERE (status = 'failed' OR (status = 'pending' AND attempts > 0)) ${destination ? 'AND destination = ?' : ''}`)
+      .all(...(destination ? [destination] : [])) as { id: number; studyUid: string }[];
+    const n = this.store.resetSends(rows.map((r) => r.id));
+    for (const studyUid of new Set(rows.map((r) => r.studyUid))) this.store.addEvent('send.requeued', studyUid, { by, destination: destination ?? null });
+    if (n) this.gateway.kickSender();
+    return { ok: true, sends: n };
+  }
+
+  /** Gives up on a send: it stops retrying and leaves the Failures page. */
+  discardSend(id: number, by: string, now = Date.now()): ActionResult<{ studyUid: string }> {
+    const s = this.sendRow(id);
+    if (!s) return { ok: false, code: 'not_found', message: 'no such send' };
+    if (s.status === 'sent') return { ok: false, code: 'conflict', message: 'already sent' };
+    if (s.status === 'pending') this.store.markSendFailed(id, s.generation, `send.discarded: given up by ${by}`, now);
+    this.dismiss('send', String(id), by, now + 1);
+    this.store.addEvent('send.discarded', s.studyUid, { by, destination: s.destination }, now);
+    return { ok: true, studyUid: s.studyUid };
+  }
+
+  /** Hides a failed study or instance from the Failures page (until it fails again). */
+  discardFailure(kind: 'study' | 'instance', key: string, by: string, now = Date.now()): ActionResult {
+    const exists =
+      kind === 'study'
+        ? this.db.prepare("SELECT 1 FROM studies WHERE study_uid = ? AND status = 'failed'").get(key)
+        : this.db.prepare("SELECT 1 FROM instances WHERE sop_instance_uid = ? AND status = 'failed'").get(key);
+    if (!exists) return { ok: false, code: 'not_found', message: `no failed ${kind} with that UID` };
+    this.dismiss(kind, key, by, now);
+    return { ok: true };
+  }
+
+  /**
+   * Deletes a study that is not in the pipeline: its rows (instances, jobs, outputs, sends,
+   * events) and its files (received images and results). The audit log keeps the record.
+   */
+  async delete(studyUid: string): Promise<ActionResult<{ files: number }>> {
+    if (!UID.test(studyUid)) return { ok: false, code: 'not_found', message: 'no such study' };
+    const files = this.db.transaction((): ActionResult<{ paths: string[] }> => {
+      const s = this.store.getStudy(studyUid);
+      if (!s) return { ok: false, code: 'not_found', message: 'no such study' };
+      if (!DONE.includes(s.status)) return { ok: false, code: 'conflict', message: `the study is ${s.status}; delete it once that is over` };
+      const paths = [
+        ...(this.db.prepare('SELECT path FROM instances WHERE study_uid = ? AND purged_at IS NULL').all(studyUid) as { path: string }[]).map((r) => r.path),
+        ...(this.db.prepare('SELECT path FROM outputs WHERE study_uid = ?').all(studyUid) as { path: string }[]).map((r) => r.path),
+      ];
+      this.db.prepare('DELETE FROM sends WHERE study_uid = ?').run(studyUid);
+      this.db.prepare('DELETE FROM outputs WHERE study_uid = ?').run(studyUid);
+      this.db.prepare('DELETE FROM jobs WHERE study_uid = ?').run(studyUid);
+      this.db.prepare('DELETE FROM instances WHERE study_uid = ?').run(studyUid);
+      this.db.prepare('DELETE FROM events WHERE study_uid = ?').run(studyUid);
+      this.db.prepare("DELETE FROM failure_dismissals WHERE kind = 'study' AND key = ?").run(studyUid);
+      this.db.prepare('DELETE FROM studies WHERE study_uid = ?').run(studyUid);
+      return { ok: true, paths };
+    })();
+    if (!files.ok) return files;
+    const root = path.resolve(this.dataDir);
+    let removed = 0;
+    for (const f of files.paths) {
+      if (!path.resolve(f).startsWith(root + path.sep)) continue;
+      try {
+        await fsp.unlink(f);
+        removed++;
+      } catch {
+        /* already gone */
+      }
+    }
+    // results/<study>/run-<n> (runner.ts) is written only by a running job, and the study has none
+    await fsp.rm(path.join(root, 'results', studyUid), { recursive: true, force: true });
+    // instances/<study>/<series>/ (receive.ts): only emptied folders go, in case an instance of
+    // the same study is arriving right now
+    const studyDir = path.join(root, 'instances', studyUid);
+    for (const series of await fsp.readdir(studyDir).catch(() => [] as string[])) await fsp.rmdir(path.join(studyDir, series)).catch(() => undefined);
+    await fsp.rmdir(studyDir).catch(() => undefined);
+    return { ok: true, files: removed };
+  }
+
+  private sendRow(id: number): { id: number; studyUid: string; destination: string; status: string; generation: number } | undefined {
+    return this.db.prepare('SELECT id, study_uid AS studyUid, destination, status, generation FROM sends WHERE id = ?').get(id) as
+      | { id: number; studyUid: string; destination: string; status: string; generation: number }
+      | undefined;
+  }
+
+  private dismiss(kind: 'study' | 'instance' | 'send', key: string, by: string, now: number): void {
+    this.db
+      .prepare('INSERT INTO failure_dismissals (kind, key, at, username) VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET at = excluded.at, username = excluded.username')
+      .run(kind, key, now, by);
+  }
+}

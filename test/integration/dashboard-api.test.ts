@@ -1,0 +1,312 @@
+/**
+ * The dashboard's JSON API over real HTTP on loopback, in front of a real gateway (DICOM
+ * listener, store, sender) with the copy processor, DCMTK storescu as the scanner and DCMTK
+ * storescp as the PACS. What a hospital relies on: no data without signing in, viewers cannot
+ * change anything, no cross-site request gets through, guessing passwords is slowed down,
+ * probes and metrics work without a session and carry no patient data.
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { startGateway, Gateway } from '../../src/gateway';
+import { Accounts } from '../../src/web/accounts';
+import { startWebServer, WebServer } from '../../src/web/server';
+import { DashboardClient } from '../helpers/dashboardClient';
+import { copyProcessor, silentLogger, tempDir, testConfig, writeTemp } from '../helpers/gatewayHarness';
+import { eventually, freePort, startStoreScp, StoreScpPeer, storescu } from '../helpers/peers';
+import { phantomFile } from '../helpers/phantom';
+
+const PATIENT = 'Dashboard^Alice';
+const PATIENT_ID = 'PID-7731';
+const STUDY = '2.25.424242';
+const ADMIN_PW = 'correct horse battery';
+const VIEWER_PW = 'viewer password 1';
+
+const haveDcmtk = spawnSync('storescp', ['--version']).status === 0;
+const d = haveDcmtk ? describe : describe.skip;
+
+d('dashboard API', () => {
+  let dir: string;
+  let pacs: StoreScpPeer;
+  let gateway: Gateway;
+  let web: WebServer;
+  let base: string;
+
+  beforeAll(async () => {
+    dir = tempDir('web-api');
+    pacs = await startStoreScp({ dir: path.join(dir, 'pacs') });
+    const config = testConfig({
+      dataDir: path.join(dir, 'data'),
+      port: await freePort(),
+      destinations: [
+        { name: 'pacs', aeTitle: pacs.aeTitle, host: '127.0.0.1', port: pacs.port },
+        // nobody listens there: its sends keep failing
+        { name: 'down', aeTitle: 'NOBODY', host: '127.0.0.1', port: await freePort() },
+      ],
+      http: { host: '127.0.0.1', port: 0, loginRateLimit: { max: 4, windowSeconds: 600 } },
+    });
+    gateway = await startGateway(config, copyProcessor(), silentLogger());
+    const accounts = new Accounts(gateway.store.db);
+    await accounts.add('admin', ADMIN_PW, 'admin');
+    await accounts.add('viewer', VIEWER_PW, 'viewer');
+    web = await startWebServer({
+      config,
+      gateway,
+      model: { name: 'copy', version: '0', provider: 'cpu', specPath: path.join(dir, 'model.json'), spec: {} },
+      logger: silentLogger(),
+      env: {},
+    });
+    base = web.url;
+    const f = writeTemp(dir, 'study.dcm', phantomFile({ seed: 5, studyInstanceUid: STUDY, patientName: PATIENT, patientId: PATIENT_ID }));
+    expect((await storescu([f], { port: gateway.dicomPort })).code).toBe(0);
+    await pacs.waitForFiles(1);
+    const toPacs = () => gateway.store.listSends({ studyUid: STUDY }).filter((s) => s.destination === 'pacs');
+    await eventually(() => toPacs().length > 0 && toPacs().every((s) => s.status === 'sent'), 20_000, 'result sent');
+  });
+
+  afterAll(async () => {
+    await web?.close();
+    await gateway?.close();
+    await pacs?.stop();
+  });
+
+  test('health and readiness probes answer without a session and without patient data', async () => {
+    const c = new DashboardClient(base);
+    const h = await c.get('/healthz');
+    expect(h.status).toBe(200);
+    expect(h.body).toEqual({ status: 'ok' });
+    const r = await c.get('/readyz');
+    expect(r.status).toBe(200);
+    expect(r.body.status).toBe('ready');
+    expect(r.body.checks.database).toBe('ok');
+    for (const t of [h.text, r.text]) {
+      expect(t).not.toContain('Alice');
+      expect(t).not.toContain(PATIENT_ID);
+    }
+  });
+
+  test('the API answers 401 without a session, for reads and for actions', async () => {
+    const c = new DashboardClient(base);
+    for (const p of ['/api/studies', `/api/studies/${STUDY}`, '/api/overview', '/api/audit', '/api/config', '/api/events', `/api/studies/${STUDY}/outputs/x/image.png`]) {
+      const r = await c.get(p);
+      expect([p, r.status]).toEqual([p, 401]);
+      expect(r.text).not.toContain('Alice');
+    }
+    expect((await c.post(`/api/studies/${STUDY}/rerun`)).status).toBe(401);
+    expect((await c.post(`/api/studies/${STUDY}/delete`)).status).toBe(401);
+  });
+
+  test('a signed-in user sees the study with the patient name; the session cookie is httpOnly and SameSite=Strict', async () => {
+    const c = new DashboardClient(base);
+    const raw = await fetch(`${base}/api/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username: 'viewer', password: VIEWER_PW }) });
+    const cookie = raw.headers.getSetCookie().find((x) => x.startsWith('sonogate.sid='))!;
+    expect(cookie).toMatch(/HttpOnly/i);
+    expect(cookie).toMatch(/SameSite=Strict/i);
+    expect(cookie).not.toMatch(/Secure/i); // plain HTTP on loopback with secureCookie "auto"
+    expect((await c.login('viewer', VIEWER_PW)).status).toBe(200);
+    const list = await c.get('/api/studies');
+    expect(list.status).toBe(200);
+    const row = list.body.items.find((s: { studyUid: string }) => s.studyUid === STUDY);
+    expect(row).toMatchObject({ patientName: PATIENT, patientId: PATIENT_ID, status: 'processed', label: 'benign' });
+    expect(row.sends.sent).toBeGreaterThan(0);
+    const detail = await c.get(`/api/studies/${STUDY}`);
+    expect(detail.status).toBe(200);
+    expect(detail.body.instances).toHaveLength(1);
+    expect(detail.body.sends.filter((s: { destination: string }) => s.destination === 'pacs').every((s: { status: string }) => s.status === 'sent')).toBe(true);
+    expect(detail.body.canAct).toBe(false);
+    // the overlay renders as PNG
+    const overlay = detail.body.outputs.find((o: { kind: string }) => o.kind === 'overlay');
+    const png = await fetch(`${base}/api/studies/${STUDY}/outputs/${overlay.sopInstanceUid}/image.png`, { headers: { Cookie: c.cookie! } });
+    expect(png.status).toBe(200);
+    expect(png.headers.get('content-type')).toBe('image/png');
+    expect(Buffer.from(await png.arrayBuffer()).subarray(1, 4).toString()).toBe('PNG');
+    const filtered = await c.get('/api/studies?status=failed');
+    expect(filtered.body.items.some((s: { studyUid: string }) => s.studyUid === STUDY)).toBe(false);
+    const day = (offset: number) => {
+      const t = new Date(Date.now() + offset * 86400_000);
+      return `${t.getFullYear()}-${String(t.getMonth() + 1).padStart(2, '0')}-${String(t.getDate()).padStart(2, '0')}`;
+    };
+    const today = await c.get(`/api/studies?label=benign&from=${day(0)}&to=${day(0)}&limit=1`);
+    expect([today.body.total, today.body.items.length, today.body.items[0].studyUid]).toEqual([1, 1, STUDY]);
+    expect((await c.get(`/api/studies?to=${day(-1)}`)).body.total).toBe(0);
+    expect((await c.get('/api/studies?label=malignant')).body.total).toBe(0);
+    expect((await c.get('/api/studies?offset=1')).body.items).toEqual([]);
+  });
+
+  test('a viewer doing an admin action gets 403, and the refusal is in the audit log', async () => {
+    const c = new DashboardClient(base);
+    await c.login('viewer', VIEWER_PW);
+    for (const p of [`/api/studies/${STUDY}/rerun`, `/api/studies/${STUDY}/resend`, `/api/studies/${STUDY}/delete`, '/api/sends/retry']) {
+      const r = await c.post(p);
+      expect([p, r.status, r.body.error]).toEqual([p, 403, 'forbidden']);
+    }
+    expect(gateway.store.getStudy(STUDY)).toBeDefined();
+    const admin = new DashboardClient(base);
+    await admin.login('admin', ADMIN_PW);
+    const audit = await admin.get(`/api/audit?study=${STUDY}`);
+    expect(audit.body.items.some((a: { username: string; action: string; outcome: string }) => a.username === 'viewer' && a.action === 'study.delete' && a.outcome === 'denied')).toBe(true);
+  });
+
+  test('a state-changing request without the CSRF token is refused, even from an admin', async () => {
+    const c = new DashboardClient(base);
+    await c.login('admin', ADMIN_PW);
+    const before = gateway.store.listSends({ studyUid: STUDY }).map((s) => s.generation);
+    const none = await c.post(`/api/studies/${STUDY}/resend`, {}, { csrf: false });
+    expect([none.status, none.body.error]).toEqual([403, 'csrf']);
+    const wrong = await c.request('POST', `/api/studies/${STUDY}/resend`, { body: {}, csrf: false, headers: { 'X-CSRF-Token': 'x'.repeat(43) } });
+    expect([wrong.status, wrong.body.error]).toEqual([403, 'csrf']);
+    expect(gateway.store.listSends({ studyUid: STUDY }).map((s) => s.generation)).toEqual(before);
+    // a form post from another site cannot even sign in: the login takes JSON only
+    const form = await fetch(`${base}/api/login`, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'username=admin&password=x' });
+    expect(form.status).toBe(415);
+  });
+
+  test('an admin re-sends a study from the API; it is delivered again and the audit log says who did it', async () => {
+    const c = new DashboardClient(base);
+    await c.login('admin', ADMIN_PW);
+    const before = (await pacs.received()).length;
+    const r = await c.post(`/api/studies/${STUDY}/resend`, { destination: 'pacs' });
+    expect(r.status).toBe(200);
+    expect(r.body.sends).toBe(1);
+    await pacs.waitForFiles(before + r.body.sends);
+    const audit = await c.get('/api/audit');
+    expect(audit.body.items[0]).toMatchObject({ username: 'admin', role: 'admin', action: 'study.resend', outcome: 'ok', studyUid: STUDY, target: 'pacs', ip: expect.any(String), requestId: expect.any(String) });
+  });
+
+  test('security headers: strict CSP without inline scripts, no framing, no sniffing', async () => {
+    const r = await fetch(`${base}/`);
+    expect(r.status).toBe(200);
+    const csp = r.headers.get('content-security-policy')!;
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).toContain("frame-ancestors 'none'");
+    expect(csp).not.toContain('unsafe-inline');
+    expect(r.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(r.headers.get('x-powered-by')).toBeNull();
+    expect(r.headers.get('x-request-id')).toBeTruthy();
+    const html = await r.text();
+    expect(html).not.toMatch(/<script>(?!<\/script>)/);
+  });
+
+  test('metrics: per-stage histograms, queue gauges, sends per destination; no patient data', async () => {
+    const r = await fetch(`${base}/metrics`);
+    expect(r.status).toBe(200);
+    expect(r.headers.get('content-type')).toContain('text/plain');
+    const m = await r.text();
+    expect(m).toMatch(/sonogate_stage_duration_seconds_bucket\{le="[^"]+",stage="job"\}/);
+    expect(m).toMatch(/sonogate_stage_duration_seconds_count\{stage="queue_wait"\} [1-9]/);
+    expect(m).toMatch(/sonogate_studies_total\{outcome="processed",label="benign",reason=""\} [1-9]/);
+    expect(m).toMatch(/sonogate_instances_received_total [1-9]/);
+    expect(m).toMatch(/sonogate_send_attempts_total\{destination="pacs",result="sent"\} [1-9]/);
+    expect(m).toMatch(/sonogate_sends\{destination="pacs",state="failed"\} 0/);
+    expect(m).toMatch(/sonogate_send_failures_total\{destination="down"\} [1-9]/);
+    expect(m).toMatch(/sonogate_sends\{destination="down",state="retrying"\} [1-9]/);
+    expect(m).toMatch(/sonogate_jobs\{status="queued"\} \d+/);
+    expect(m).toMatch(/sonogate_studies\{status="processed"\} [1-9]/);
+    expect(m).toContain('sonogate_inference_seconds_per_frame_bucket');
+    expect(m).toContain('sonogate_model_info{name="copy",version="0",provider="cpu"} 1');
+    expect(m).toContain('sonogate_process_cpu_seconds_total');
+    expect(m).not.toContain('Alice');
+    expect(m).not.toContain(PATIENT_ID);
+  });
+
+  test('the Failures view lists sends that keep failing; an admin discards one and it stops retrying', async () => {
+    const c = new DashboardClient(base);
+    await c.login('admin', ADMIN_PW);
+    const f = await eventually(async () => {
+      const r = await c.get('/api/failures');
+      return r.body.sends.some((x: { destination: string }) => x.destination === 'down') && r.body;
+    });
+    const row = f.sends.find((x: { destination: string; studyUid: string }) => x.destination === 'down' && x.studyUid === STUDY);
+    expect(row.lastError).toMatch(/^send\./);
+    const discarded = await c.post(`/api/sends/${row.id}/discard`);
+    expect(discarded.status).toBe(200);
+    const after = await c.get('/api/failures');
+    expect(after.body.sends.some((x: { id: number }) => x.id === row.id)).toBe(false);
+    expect(gateway.store.listSends({ studyUid: STUDY }).find((x) => x.id === row.id)!.status).toBe('failed');
+    const dest = await c.get('/api/destinations');
+    expect(dest.body.items.find((x: { name: string }) => x.name === 'down')).toMatchObject({ configured: true, failed: 1, lastSuccessAt: null, lastError: { error: expect.stringMatching(/^send\./) } });
+    expect(dest.body.items.find((x: { name: string }) => x.name === 'pacs').lastSuccessAt).toEqual(expect.any(Number));
+    // the C-ECHO test button: works for the PACS, names the problem for the other
+    expect((await c.post('/api/destinations/pacs/echo')).body.ok).toBe(true);
+    const bad = await c.post('/api/destinations/down/echo');
+    expect(bad.body.ok).toBe(false);
+    expect(bad.body.error).toMatch(/^send\./);
+  });
+
+  test('an admin deletes a finished study: its rows and files go, the audit log keeps the record', async () => {
+    const uid = '2.25.424243';
+    const f = writeTemp(dir, 'delete-me.dcm', phantomFile({ seed: 6, studyInstanceUid: uid, patientName: 'Delete^Me' }));
+    expect((await storescu([f], { port: gateway.dicomPort })).code).toBe(0);
+    await eventually(() => gateway.store.getStudy(uid)?.status === 'processed', 20_000, 'study processed');
+    const files = [...gateway.store.listInstances(uid).map((i) => i.path), ...gateway.store.listOutputs(uid).map((o) => o.path)];
+    expect(files.every((x) => fs.existsSync(x))).toBe(true);
+    const c = new DashboardClient(base);
+    await c.login('admin', ADMIN_PW);
+    const r = await c.post(`/api/studies/${uid}/delete`);
+    expect(r.status).toBe(200);
+    expect(r.body.files).toBe(files.length);
+    expect((await c.get(`/api/studies/${uid}`)).status).toBe(404);
+    expect(files.some((x) => fs.existsSync(x))).toBe(false);
+    expect(gateway.store.listSends({ studyUid: uid })).toEqual([]);
+    expect(fs.existsSync(path.join(dir, 'data', 'results', uid))).toBe(false);
+    const audit = await c.get(`/api/audit?study=${uid}`);
+    expect(audit.body.items[0]).toMatchObject({ username: 'admin', action: 'study.delete', outcome: 'ok' });
+    expect((await c.post(`/api/studies/${uid}/delete`)).status).toBe(404);
+  });
+
+  test('re-run puts a finished study back in the queue', async () => {
+    const c = new DashboardClient(base);
+    await c.login('admin', ADMIN_PW);
+    const r = await c.post(`/api/studies/${STUDY}/rerun`);
+    expect(r.status).toBe(200);
+    if (r.body.started) {
+      await eventually(() => gateway.store.getStudy(STUDY)!.runCount >= 2, 20_000, 're-run done');
+    } else {
+      // the gateway has no runner hook yet: the job waits for the runner's next wake-up
+      expect(gateway.store.getStudy(STUDY)!.status).toBe('queued');
+      expect(gateway.store.listJobs(STUDY).some((j) => j.status === 'queued')).toBe(true);
+      expect((await c.post(`/api/studies/${STUDY}/rerun`)).status).toBe(409);
+    }
+  });
+
+  test('a session ends after the idle time, even while the open page keeps refreshing itself', async () => {
+    const config = testConfig({ dataDir: path.join(dir, 'data'), port: 1, http: { host: '127.0.0.1', port: 0, sessionIdleMinutes: 0.02 } });
+    const short = await startWebServer({ config, gateway, model: { name: 'copy', version: '0', provider: 'cpu', specPath: path.join(dir, 'model.json'), spec: {} }, logger: silentLogger(), env: {} });
+    try {
+      const c = new DashboardClient(short.url);
+      expect((await c.login('viewer', VIEWER_PW)).status).toBe(200);
+      // the user keeps working: the session lives on past the idle time
+      for (let i = 0; i < 4; i++) {
+        await new Promise((r) => setTimeout(r, 500));
+        expect((await c.get('/api/overview')).status).toBe(200);
+      }
+      // only live-update refreshes: the session ends
+      let last = 200;
+      for (let i = 0; i < 4; i++) {
+        await new Promise((r) => setTimeout(r, 500));
+        last = (await c.request('GET', '/api/overview', { headers: { 'X-Sonogate-Background': '1' } })).status;
+      }
+      expect(last).toBe(401);
+      expect((await c.get('/api/overview')).status).toBe(401);
+    } finally {
+      await short.close();
+    }
+  });
+
+  test('failed sign-ins are rate limited per address (429), and audited', async () => {
+    const c = new DashboardClient(base);
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) statuses.push((await c.login('admin', `wrong password ${i}`)).status);
+    // max 4 failures per window (the refused form post above was one of them)
+    const first429 = statuses.indexOf(429);
+    expect(statuses[0]).toBe(401);
+    expect(first429).toBeGreaterThan(0);
+    expect(first429).toBeLessThanOrEqual(4);
+    expect(statuses.slice(first429).every((x) => x === 429)).toBe(true);
+    // even the right password waits for the window to pass
+    expect((await c.login('admin', ADMIN_PW)).status).toBe(429);
+    const rows = gateway.store.db.prepare("SELECT outcome, detail FROM audit_log WHERE action = 'login' AND username IS NOT 'viewer' ORDER BY id").all() as { outcome: string; detail: string }[];
+    expect(rows.filter((x) => x.outcome === 'denied').length).toBeGreaterThanOrEqual(6);
+    expect(fs.existsSync(path.join(dir, 'data', 'sonogate.db'))).toBe(true);
+  });
+});

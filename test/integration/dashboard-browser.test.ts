@@ -1,0 +1,217 @@
+/**
+ * The dashboard in a real browser (Debian's Chromium driven by playwright-core) in front of the
+ * built `sonogate serve`, with DCMTK dcmsend as the scanner and DCMTK storescp as the PACS:
+ * an administrator signs in, watches a study appear and finish without reloading, opens it and
+ * sees the overlay; the PACS goes down so a send fails, comes back, the administrator presses
+ * Retry and sees the results sent. Screenshots of the overview and the study page are kept
+ * under test-output/ (not committed).
+ */
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { BrowserContext, chromium, Page } from 'playwright-core';
+import { tempDir, writeTemp } from '../helpers/gatewayHarness';
+import { dcmsend, eventually, freePort, startStoreScp, StoreScpPeer } from '../helpers/peers';
+import { phantomFile } from '../helpers/phantom';
+
+// the functions passed to page.evaluate / waitForFunction run in the browser; this program has no DOM types
+declare const document: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const CLI = path.join(ROOT, 'dist', 'cli.js');
+const CHROMIUM = '/usr/bin/chromium';
+const OUT = path.join(ROOT, 'test-output');
+const MODEL = ['dark-lesion-model', 'tiny-model'].map((m) => path.join(ROOT, 'test', 'fixtures', m, 'model.json')).find((f) => fs.existsSync(f))!;
+const ADMIN_PW = 'browser admin password';
+const STUDY_1 = '2.25.7100001';
+const STUDY_2 = '2.25.7100002';
+
+const ready = fs.existsSync(CLI) && fs.existsSync(CHROMIUM) && spawnSync('storescp', ['--version']).status === 0;
+const d = ready ? describe : describe.skip;
+
+jest.setTimeout(240_000);
+
+d('dashboard in a browser', () => {
+  let work: string;
+  let pacs: StoreScpPeer;
+  let pacsPort: number;
+  let serve: ChildProcess;
+  let serveLog = '';
+  let base: string;
+  let dicomPort: number;
+  let context: BrowserContext;
+  let page: Page;
+
+  beforeAll(async () => {
+    work = tempDir('web-browser');
+    fs.mkdirSync(OUT, { recursive: true });
+    pacsPort = await freePort();
+    pacs = await startStoreScp({ dir: path.join(work, 'pacs'), port: pacsPort });
+    dicomPort = await freePort();
+    const httpPort = await freePort();
+    const configFile = path.join(work, 'config.json');
+    fs.writeFileSync(
+      configFile,
+      JSON.stringify({
+        dataDir: path.join(work, 'data'),
+        dicom: { aeTitle: 'SONOGATE', host: '127.0.0.1', port: dicomPort },
+        destinations: [{ name: 'pacs', aeTitle: 'PACS', host: '127.0.0.1', port: pacsPort }],
+        http: { host: '127.0.0.1', port: httpPort },
+        study: { quietSeconds: 1 },
+        inference: { model: MODEL, providers: ['cpu'] },
+        // no automatic retry within the test: the administrator's button has to do it
+        send: { initialDelaySeconds: 600, maxDelaySeconds: 600, timeoutSeconds: 5 },
+        housekeeping: { retrySweepSchedule: '0 0 1 1 *' },
+        log: { level: 'info' },
+      }),
+    );
+    serve = spawn(process.execPath, [CLI, 'serve', '--config', configFile], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, SONOGATE_ADMIN_PASSWORD: ADMIN_PW, SONOGATE_ADMIN_USER: 'pacsadmin' },
+    });
+    serve.stdout!.on('data', (x) => (serveLog += x));
+    serve.stderr!.on('data', (x) => (serveLog += x));
+    base = `http://127.0.0.1:${httpPort}`;
+    await eventually(
+      async () => {
+        if (serve.exitCode !== null) throw new Error(`sonogate serve exited ${serve.exitCode}\n${serveLog}`);
+        return (await fetch(`${base}/readyz`)).status === 200;
+      },
+      60_000,
+      'sonogate serve ready',
+    );
+    context = await chromium.launchPersistentContext(path.join(work, 'chromium-profile'), {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'],
+      viewport: { width: 1400, height: 1000 },
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+  });
+
+  afterAll(async () => {
+    await context?.close();
+    if (serve && serve.exitCode === null) {
+      const exited = new Promise((r) => serve.once('exit', r));
+      serve.kill('SIGTERM');
+      await exited;
+    }
+    await pacs?.stop();
+    fs.writeFileSync(path.join(OUT, 'dashboard-browser-serve.log'), serveLog.replace(/Browser\^[A-Za-z]+/g, '<name>'));
+  });
+
+  const sendRows = (studyUid: string) =>
+    page.evaluate(
+      (uid) =>
+        document.querySelector('main')!.dataset.page === 'study' && document.querySelector('.uid')?.textContent === uid
+          ? [...document.querySelectorAll('tr[data-send-id]')].map((r: { dataset: { status?: string } }) => r.dataset.status)
+          : null,
+      studyUid,
+    );
+
+  const shot = (name: string) => page.screenshot({ path: path.join(OUT, `dashboard-${name}.png`), fullPage: true });
+
+  test('an administrator signs in and watches a study sent with dcmsend go from received to sent, with its overlay', async () => {
+    await page.goto(base);
+    await page.waitForSelector('form#login');
+    expect(await page.isVisible('#nav')).toBe(false);
+    await shot('login');
+    await page.fill('#username-input', 'pacsadmin');
+    await page.fill('#password-input', ADMIN_PW);
+    await page.click('form#login button[type=submit]');
+    await page.waitForSelector('main[data-page="overview"]');
+    await page.waitForSelector('#live.on');
+
+    await page.goto(`${base}/#/studies`);
+    await page.waitForSelector('main[data-page="studies"]');
+    const f = writeTemp(work, 'study1.dcm', phantomFile({ seed: 21, studyInstanceUid: STUDY_1, patientName: 'Browser^Betty', patientId: 'BB-1' }));
+    const sent = await dcmsend([f], { port: dicomPort });
+    expect(sent.code).toBe(0);
+
+    // live updates: the row appears and finishes without a reload
+    const row = `tr[data-study-uid="${STUDY_1}"]`;
+    await page.waitForSelector(row, { timeout: 30_000 });
+    await page.waitForSelector(`${row}[data-status="processed"]`, { timeout: 60_000 });
+    await page.waitForFunction((sel) => {
+      const cell = document.querySelector(`${sel} td.sends`)?.textContent ?? '';
+      return /\d+ sent/.test(cell) && !/pending|retrying|failed/.test(cell);
+    }, row, { timeout: 60_000 });
+    expect(await page.textContent(`${row} td.patient`)).toBe('Browser^Betty');
+
+    await page.goto(`${base}/#/overview`);
+    await page.waitForSelector(`main[data-page="overview"] ${row}`);
+    expect(Number(await page.textContent('#stat-processed .value'))).toBeGreaterThanOrEqual(1);
+    expect(await page.textContent('#model-name')).toContain('0.0.1');
+    await shot('overview');
+
+    await page.click(`${row} a`);
+    await page.waitForSelector('main[data-page="study"]');
+    await page.waitForFunction(() => {
+      const img = document.querySelector('img.overlay');
+      return !!img && img.complete && img.naturalWidth > 100;
+    });
+    expect(await page.textContent('#study-status')).toBe('processed');
+    expect(await page.textContent('#stage-times')).toContain('inference');
+    expect((await sendRows(STUDY_1))!.every((s) => s === 'sent')).toBe(true);
+    await page.evaluate(() => Promise.all([...document.images].map((i: { complete: boolean; onload: unknown; onerror: unknown }) => (i.complete ? null : new Promise((r) => (i.onload = i.onerror = r))))));
+    await shot('study');
+    expect((await pacs.received()).filter((x) => x.studyInstanceUid === STUDY_1).length).toBeGreaterThanOrEqual(2);
+  });
+
+  test('the PACS goes down, a send fails; it comes back, the administrator presses Retry and the results are sent', async () => {
+    await pacs.stop();
+    const f = writeTemp(work, 'study2.dcm', phantomFile({ seed: 22, studyInstanceUid: STUDY_2, patientName: 'Browser^Carol', patientId: 'BB-2' }));
+    expect((await dcmsend([f], { port: dicomPort })).code).toBe(0);
+    await page.goto(`${base}/#/study/${STUDY_2}`);
+    await eventually(async () => {
+      const s = await sendRows(STUDY_2);
+      return s && s.length > 0 && s.every((x) => x === 'retrying');
+    }, 60_000, 'sends failing while the PACS is down');
+    await page.waitForSelector('tr[data-send-id] td.bad:not(:empty)');
+    await page.goto(`${base}/#/failures`);
+    await page.waitForSelector('main[data-page="failures"] tr[data-send-id]');
+    await shot('failures');
+
+    // the destination page shows the error and a working connection test once the PACS is back
+    pacs = await startStoreScp({ dir: path.join(work, 'pacs'), port: pacsPort });
+    await page.goto(`${base}/#/destinations`);
+    await page.waitForSelector('tr[data-destination="pacs"] td.small .bad');
+    await page.click('tr[data-destination="pacs"] .echo-button');
+    await page.waitForFunction(() => /OK in/.test(document.querySelector('tr[data-destination="pacs"] td.echo')?.textContent ?? ''));
+    await shot('destinations');
+
+    await page.goto(`${base}/#/failures`);
+    await page.waitForSelector('#retry-all');
+    await page.click('#retry-all');
+    await page.goto(`${base}/#/study/${STUDY_2}`);
+    await eventually(async () => {
+      const s = await sendRows(STUDY_2);
+      return s && s.length > 0 && s.every((x) => x === 'sent');
+    }, 60_000, 'sends delivered after Retry');
+    const atPacs = (await pacs.received()).filter((x) => x.studyInstanceUid === STUDY_2);
+    expect(atPacs.length).toBeGreaterThanOrEqual(2);
+
+    // the audit log names who pressed the button
+    await page.goto(`${base}/#/audit`);
+    await page.waitForSelector('main[data-page="audit"]');
+    expect(await page.textContent('main')).toContain('send.retry_all');
+    await shot('audit');
+    await page.goto(`${base}/#/model`);
+    await page.waitForSelector('main[data-page="model"]');
+    expect(await page.textContent('main')).toMatch(/dark-lesion-fixture|tiny-untrained-fixture/);
+    await shot('model');
+    expect(serveLog).not.toContain('Browser^');
+  });
+
+  test('sonogate serve stops cleanly on SIGTERM while a browser holds a live-update stream open', async () => {
+    await page.goto(`${base}/#/overview`);
+    await page.waitForSelector('#live.on');
+    const exited = new Promise<number | null>((r) => serve.once('exit', (code) => r(code)));
+    const t0 = Date.now();
+    serve.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    expect(serveLog).toContain('dashboard stopped');
+    expect(serveLog).toContain('gateway stopped');
+  });
+});
