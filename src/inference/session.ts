@@ -15,11 +15,15 @@ export interface ModelSession {
 
 export async function createSession(onnxPath: string, providers: Provider[], intraOpThreads?: number): Promise<ModelSession> {
   const skipped: string[] = [];
+  // A missing CUDA provider is expected on CPU hosts: we report the fallback in our own log line
+  // instead of onnxruntime's native error print (set once, before the first session).
+  ort.env.logLevel = 'fatal';
   for (const provider of providers) {
     try {
       const session = await ort.InferenceSession.create(onnxPath, {
         executionProviders: [provider],
         graphOptimizationLevel: 'all',
+
         ...(intraOpThreads ? { intraOpNumThreads: intraOpThreads } : {}),
       });
       return { session, provider, skipped };
