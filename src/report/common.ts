@@ -54,10 +54,27 @@ const STUDY_ATTRIBUTES = [
 /** type 2 in the Patient / General Study modules: present even when the source lacks them */
 const TYPE2 = new Set(['PatientName', 'PatientID', 'PatientBirthDate', 'PatientSex', 'StudyDate', 'StudyTime', 'AccessionNumber', 'ReferringPhysicianName', 'StudyID']);
 
+/**
+ * DA / TM as PS3.5 6.2 wants them. Old ACR-NEMA style values ("1997.04.24", "14:04:38") are
+ * still found in real files; copied verbatim they make the result unwritable (DA is 8 bytes).
+ * Anything that cannot be repaired becomes empty (the attributes are type 2).
+ */
+export function normalizeDate(v: unknown): string {
+  const digits = String(v ?? '').replace(/[.\-\/\s]/g, '');
+  return /^\d{8}$/.test(digits) ? digits : '';
+}
+
+export function normalizeTime(v: unknown): string {
+  const t = String(v ?? '').trim().replace(/:/g, '');
+  return /^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$/.test(t) ? t : '';
+}
+
+const NORMALIZE: Record<string, (v: unknown) => string> = { StudyDate: normalizeDate, PatientBirthDate: normalizeDate, StudyTime: normalizeTime };
+
 export function studyAttributes(source: Dataset): Dataset {
   const out: Dataset = {};
   for (const key of STUDY_ATTRIBUTES) {
-    if (source[key] !== undefined && source[key] !== null) out[key] = source[key];
+    if (source[key] !== undefined && source[key] !== null) out[key] = NORMALIZE[key] ? NORMALIZE[key](source[key]) : source[key];
     else if (TYPE2.has(key)) out[key] = '';
   }
   return out;

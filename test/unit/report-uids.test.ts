@@ -33,3 +33,15 @@ describe('derived UIDs: a resend replaces rather than duplicates', () => {
     expect(resultUids(a, { ...model, version: '1.1.0' }, 'seg').seriesInstanceUid).not.toBe(seg.seriesInstanceUid);
   });
 });
+
+describe('study attributes copied from old-style source files', () => {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { studyAttributes } = require('../../src/report/common');
+  test('ACR-NEMA style dates and times are rewritten as DA / TM; unrepairable ones become empty', () => {
+    const a = studyAttributes({ StudyDate: '1997.04.24', StudyTime: '14:04:38', PatientBirthDate: 'unknown', StudyInstanceUID: '1.2' });
+    expect(a.StudyDate).toBe('19970424');
+    expect(a.StudyTime).toBe('140438');
+    expect(a.PatientBirthDate).toBe('');
+    expect(studyAttributes({ StudyDate: '20261126', StudyTime: '101500.25' })).toMatchObject({ StudyDate: '20261126', StudyTime: '101500.25' });
+  });
+});
