@@ -1,20 +1,16 @@
 /** Reading BUSI-layout PNG images and masks into the gateway's GrayFrame form. */
 import sharp from 'sharp';
+import { luma } from '../dicom/gray';
 import { GrayFrame } from '../types/domain';
 
-/** ITU-R BT.601 luma with PIL's integer rounding — the same formula as dicom/decode and training. */
-export function lumaBt601(r: number, g: number, b: number): number {
-  return (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16;
-}
-
-/** Decodes an image file to 8-bit gray (RGB → BT.601 luma; alpha ignored). */
+/** Decodes an image file to 8-bit gray (RGB → the decoder's BT.601 luma, as in training; alpha ignored). */
 export async function readGrayImage(file: string): Promise<GrayFrame> {
   const { data, info } = await sharp(file).raw().toBuffer({ resolveWithObject: true });
   const n = info.width * info.height;
   const out = new Uint8Array(n);
   const c = info.channels;
   if (c === 1 || c === 2) for (let i = 0; i < n; i++) out[i] = data[i * c];
-  else for (let i = 0; i < n; i++) out[i] = lumaBt601(data[i * c], data[i * c + 1], data[i * c + 2]);
+  else for (let i = 0; i < n; i++) out[i] = luma(data[i * c], data[i * c + 1], data[i * c + 2]);
   return { width: info.width, height: info.height, data: out };
 }
 

@@ -4,6 +4,7 @@
  * calibrated SequenceOfUltrasoundRegions region (0.1 mm per pixel).
  */
 import { writePart10 } from '../../src/dicom/part10';
+import { mulberry32 } from '../../src/evaluate/metrics';
 import { Dataset } from '../../src/types/domain';
 
 export interface PhantomOptions {
@@ -25,17 +26,6 @@ export interface PhantomOptions {
 
 export const US_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.6.1';
 export const US_MULTIFRAME_STORAGE = '1.2.840.10008.5.1.4.1.1.3.1';
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The region of the phantom image that holds the ultrasound picture (full-frame pixel coords). */
 export function phantomRegion(rows: number, columns: number) {
