@@ -43,6 +43,7 @@ export async function startAnalysisEngine(config: Config, logger: Logger): Promi
     ...analyzeOptions(config, model),
     outputs: config.outputs,
     model: { name: model.spec.name, version: model.spec.version },
+    routing: config.routing.analyze,
   };
-  return { model, pool, options, processor: createStudyProcessor(pool, options), close: () => pool.close() };
+  return { model, pool, options, processor: createStudyProcessor((file, outDir) => pool.processFile(file, outDir, options)), close: () => pool.close() };
 }

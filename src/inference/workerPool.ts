@@ -5,7 +5,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+// sharp (used by the overlay builder inside the workers) must be loaded by the main thread before
+// any worker starts: its native module cannot be unloaded safely when a worker exits (sharp docs).
+import 'sharp';
+import type { PipelineOptions } from '../pipeline/processStudy';
 import { FramePrediction, GrayFrame, Rect } from '../types/domain';
+import type { InstanceOutcome, OutputObject } from '../types/pipeline';
 import type { PredictTimings } from './predictor';
 import type { Provider } from './session';
 
@@ -15,21 +20,22 @@ export interface WorkerInit {
   threads?: number;
 }
 
-export interface WorkerRequest {
-  id: number;
-  frames: { width: number; height: number; data: ArrayBuffer }[];
-  rect: Rect;
-  batchSize: number;
-}
+export type WorkerRequest =
+  | { type: 'predict'; id: number; frames: { width: number; height: number; data: ArrayBuffer }[]; rect: Rect; batchSize: number }
+  | { type: 'process'; id: number; file: string; outDir: string; options: PipelineOptions };
+
+type Processed = { outcome: InstanceOutcome; outputs: OutputObject[] };
+type Predicted = { predictions: FramePrediction[]; timings: PredictTimings };
 
 export type WorkerReply =
   | { type: 'ready'; provider: Provider; skipped: string[] }
   | { type: 'init-error'; message: string }
   | { type: 'result'; id: number; predictions: FramePrediction[]; timings: PredictTimings }
+  | { type: 'processed'; id: number; outcome: InstanceOutcome; outputs: OutputObject[] }
   | { type: 'error'; id: number; message: string };
 
 interface Pending {
-  resolve: (r: { predictions: FramePrediction[]; timings: PredictTimings }) => void;
+  resolve: (r: any) => void;
   reject: (e: Error) => void;
 }
 
@@ -87,12 +93,13 @@ export class InferencePool {
 
   private wire(w: PoolWorker): void {
     w.worker.on('message', (m: WorkerReply) => {
-      if (m.type !== 'result' && m.type !== 'error') return;
+      if (m.type !== 'result' && m.type !== 'processed' && m.type !== 'error') return;
       const p = w.pending.get(m.id);
       if (!p) return;
       w.pending.delete(m.id);
       w.busy--;
-      if (m.type === 'result') p.resolve({ predictions: m.predictions, timings: m.timings });
+      if (m.type === 'result') p.resolve({ predictions: m.predictions, timings: m.timings } satisfies Predicted);
+      else if (m.type === 'processed') p.resolve({ outcome: m.outcome, outputs: m.outputs } satisfies Processed);
       else p.reject(new Error(m.message));
     });
     const failAll = (err: Error) => {
@@ -105,22 +112,25 @@ export class InferencePool {
     });
   }
 
-  /** Predicts the frames' rect region on the least busy worker. Frame buffers are copied, not moved. */
-  predict(frames: GrayFrame[], rect: Rect, batchSize = 8): Promise<{ predictions: FramePrediction[]; timings: PredictTimings }> {
+  private submit<T>(req: WorkerRequest, transfer: ArrayBuffer[] = []): Promise<T> {
     if (this.closed) return Promise.reject(new Error('inference pool is closed'));
     const w = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
-    const id = this.nextId++;
-    const req: WorkerRequest = {
-      id,
-      rect,
-      batchSize,
-      frames: frames.map((f) => ({ width: f.width, height: f.height, data: f.data.slice().buffer as ArrayBuffer })),
-    };
-    return new Promise((resolve, reject) => {
-      w.pending.set(id, { resolve, reject });
+    return new Promise<T>((resolve, reject) => {
+      w.pending.set(req.id, { resolve, reject });
       w.busy++;
-      w.worker.postMessage(req, req.frames.map((f) => f.data));
+      w.worker.postMessage(req, transfer);
     });
+  }
+
+  /** Predicts the frames' rect region on the least busy worker. Frame buffers are copied, not moved. */
+  predict(frames: GrayFrame[], rect: Rect, batchSize = 8): Promise<Predicted> {
+    const data = frames.map((f) => ({ width: f.width, height: f.height, data: f.data.slice().buffer as ArrayBuffer }));
+    return this.submit<Predicted>({ type: 'predict', id: this.nextId++, rect, batchSize, frames: data }, data.map((f) => f.data));
+  }
+
+  /** Runs the whole per-instance pipeline (decode → reports written to outDir) on the least busy worker. */
+  processFile(file: string, outDir: string, options: PipelineOptions): Promise<Processed> {
+    return this.submit<Processed>({ type: 'process', id: this.nextId++, file, outDir, options });
   }
 
   async close(): Promise<void> {

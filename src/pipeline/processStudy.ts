@@ -1,7 +1,7 @@
 /**
  * The analysis pipeline of one study, composed from its stages (SPEC.md "The data flow"):
  *
- *   Part 10 file ─▶ route (US only) ─▶ dicom/decode ─▶ inference (worker pool)
+ *   Part 10 file ─▶ route (US only, then routing.analyze) ─▶ dicom/decode ─▶ inference (worker pool)
  *       ─▶ postprocess (lesions, sizes) ─▶ report (SEG, SR, overlay) ─▶ files in outDir
  *
  * It is the StudyProcessor the gateway calls for a complete study, and what `sonogate analyze`
@@ -16,11 +16,15 @@ import { buildSeg } from '../report/seg';
 import { buildSr } from '../report/sr';
 import { Dataset, InstanceResult, Label, ModelInfo } from '../types/domain';
 import { InstanceOutcome, OutputObject, StudyJobInput, StudyJobOutput, StudyProcessor } from '../types/pipeline';
+import type { AnalyzeRules } from '../config/schema';
 import { AnalyzeOptions, analyzeDecoded, FramePredictor } from './analyzeInstance';
+import { ANALYZE_EVERYTHING, checkAnalyzeRules } from './route';
 
 export interface PipelineOptions extends AnalyzeOptions {
   outputs: { seg: boolean; sr: boolean; overlay: boolean };
   model: ModelInfo;
+  /** routing.analyze filters; absent = analyse every ultrasound instance */
+  routing?: AnalyzeRules;
 }
 
 const SEVERITY: Record<Label, number> = { normal: 0, benign: 1, malignant: 2 };
@@ -61,6 +65,8 @@ export async function processInstanceFile(
   if (!isUltrasoundSopClass(String(header.SOPClassUID ?? ''))) {
     return { outcome: { sopInstanceUid: sop, status: 'skipped', reason: 'route.not_ultrasound', message: `SOP class ${header.SOPClassUID} is not an ultrasound image` }, outputs: [] };
   }
+  const miss = checkAnalyzeRules(header, opts.routing ?? ANALYZE_EVERYTHING);
+  if (miss) return { outcome: { sopInstanceUid: sop, status: 'skipped', reason: 'route.filtered', message: miss.message }, outputs: [] };
   let result: InstanceResult;
   const timings: Record<string, number> = {};
   try {
@@ -108,17 +114,20 @@ export async function processInstanceFile(
   };
 }
 
-export function createStudyProcessor(predictor: FramePredictor, opts: PipelineOptions): StudyProcessor {
+/** One instance file → its outcome and result files (runs in an inference worker thread). */
+export type InstanceFileProcessor = (file: string, outDir: string) => Promise<{ outcome: InstanceOutcome; outputs: OutputObject[] }>;
+
+/**
+ * The StudyProcessor: every instance of the study through `processFile`, all submitted at once so
+ * that several inference workers (inference.workers) share a study's instances.
+ */
+export function createStudyProcessor(processFile: InstanceFileProcessor): StudyProcessor {
   return async (input: StudyJobInput): Promise<StudyJobOutput> => {
     const t0 = performance.now();
     fs.mkdirSync(input.outDir, { recursive: true });
-    const outputs: OutputObject[] = [];
-    const instances: InstanceOutcome[] = [];
-    for (const inst of input.instances) {
-      const r = await processInstanceFile(inst.path, input.outDir, predictor, opts);
-      instances.push(r.outcome);
-      outputs.push(...r.outputs);
-    }
+    const results = await Promise.all(input.instances.map((inst) => processFile(inst.path, input.outDir)));
+    const instances = results.map((r) => r.outcome);
+    const outputs = results.flatMap((r) => r.outputs);
     const analysed = instances.filter((i) => i.status === 'analysed');
     const worst = analysed.reduce<InstanceOutcome | null>((a, b) => {
       if (!a) return b;
