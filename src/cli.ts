@@ -62,11 +62,19 @@ async function main(argv: string[]): Promise<number> {
     .option('-c, --config <file>', 'configuration file (its inference.model is scored)')
     .option('--model <file>', 'model.json to score (overrides the config)')
     .option('--update-model-json', 'write the metrics into model.json (metrics.<subset>)')
+    .option('--perturb <spec>', 'robustness check: gain:X, gamma:X or noise:X applied to every image')
     .action(async (opts) => {
+      if (opts.perturb) {
+        try {
+          (await import('./evaluate/perturb')).parsePerturbation(opts.perturb);
+        } catch (e) {
+          throw new UsageError((e as Error).message);
+        }
+      }
       const config = configFrom(opts);
       if (opts.model) config.inference.model = opts.model;
       const { runEvaluate } = await import('./cli/evaluate');
-      code = await runEvaluate({ data: opts.data, split: opts.split, subset: opts.subset, updateModelJson: opts.updateModelJson }, config);
+      code = await runEvaluate({ data: opts.data, split: opts.split, subset: opts.subset, updateModelJson: opts.updateModelJson, perturb: opts.perturb }, config);
     });
 
   program

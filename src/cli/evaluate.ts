@@ -5,6 +5,7 @@ import { Config } from '../config/schema';
 import { loadModelSpec } from '../inference/modelSpec';
 import { InferencePool } from '../inference/workerPool';
 import { evaluateImages, readSplit } from '../evaluate/evaluate';
+import { parsePerturbation } from '../evaluate/perturb';
 import { analyzeOptions } from '../runtime';
 
 function progressBar(done: number, total: number): void {
@@ -19,6 +20,7 @@ export interface EvaluateArgs {
   split?: string;
   subset: string;
   updateModelJson?: boolean;
+  perturb?: string;
 }
 
 export async function runEvaluate(args: EvaluateArgs, config: Config): Promise<number> {
@@ -32,11 +34,13 @@ export async function runEvaluate(args: EvaluateArgs, config: Config): Promise<n
     process.stderr.write(`sonogate evaluate: no rows with split "${args.subset}" in ${splitFile}\n`);
     return 2;
   }
+  const perturb = args.perturb ? parsePerturbation(args.perturb) : undefined;
+  if (perturb && args.updateModelJson) throw new Error('--update-model-json records clean metrics only; drop --perturb');
   const model = loadModelSpec(config.inference.model);
   const pool = await InferencePool.start({ specPath: model.specPath, providers: config.inference.providers }, 1);
   try {
-    const metrics = await evaluateImages(args.data, rows, pool, analyzeOptions(config, model), progressBar);
-    const result = { model: `${model.spec.name} ${model.spec.version}`, provider: pool.provider, subset: args.subset, threshold: model.spec.outputs.mask.threshold, ...metrics };
+    const metrics = await evaluateImages(args.data, rows, pool, analyzeOptions(config, model), progressBar, perturb);
+    const result = { model: `${model.spec.name} ${model.spec.version}`, provider: pool.provider, subset: args.subset, perturb: args.perturb ?? null, threshold: model.spec.outputs.mask.threshold, ...metrics };
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     if (args.updateModelJson) {
       const spec = JSON.parse(fs.readFileSync(model.specPath, 'utf8'));

@@ -50,6 +50,7 @@ export async function evaluateImages(
   predictor: FramePredictor,
   opts: AnalyzeOptions,
   progress?: (done: number, total: number) => void,
+  perturb?: (gray: Uint8Array) => void,
 ) {
   const per: PerImage[] = [];
   let tpAll = 0;
@@ -59,6 +60,7 @@ export async function evaluateImages(
   for (const row of rows) {
     const t0 = performance.now();
     const img = await readGrayImage(path.join(dataDir, row.file));
+    perturb?.(img.data);
     const decoded: DecodedInstance = {
       sopInstanceUid: row.file,
       sopClassUid: '',

@@ -1,0 +1,74 @@
+/**
+ * `sonogate evaluate` end to end on a small folder in the BUSI layout that the test writes itself
+ * (phantom images + ellipse masks), scored with the deterministic dark-region fixture model.
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import { tempDir } from '../helpers/gatewayHarness';
+import { phantomLesion, phantomPixels, phantomRegion } from '../helpers/phantom';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const CLI = path.join(ROOT, 'dist', 'cli.js');
+const MODEL = path.join(ROOT, 'test', 'fixtures', 'dark-lesion-model', 'model.json');
+
+(fs.existsSync(CLI) ? describe : describe.skip)('sonogate evaluate', () => {
+  let data: string;
+  beforeAll(async () => {
+    data = tempDir('busi');
+    const rows = ['file,class,split,masks'];
+    const W = 333;
+    const H = 251;
+    for (const [cls, n, lesion] of [['benign', 3, true], ['normal', 2, false]] as const) {
+      fs.mkdirSync(path.join(data, cls), { recursive: true });
+      for (let i = 1; i <= n; i++) {
+        const [px] = phantomPixels({ rows: H, columns: W, seed: i * 7 + (lesion ? 0 : 100), lesion });
+        const name = `${cls} (${i}).png`;
+        // BUSI images are the ultrasound picture alone: crop the phantom to its ultrasound region
+        const r = phantomRegion(H, W);
+        const crop = { left: r.x0, top: r.y0, width: r.x1 - r.x0, height: r.y1 - r.y0 };
+        await sharp(Buffer.from(px), { raw: { width: W, height: H, channels: 1 } }).extract(crop).png().toFile(path.join(data, cls, name));
+        const mask = Buffer.alloc(W * H);
+        if (lesion) {
+          const e = phantomLesion(H, W);
+          for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) if (((x - e.cx) / e.ax) ** 2 + ((y - e.cy) / e.ay) ** 2 < 1) mask[y * W + x] = 255;
+        }
+        const maskName = `${cls} (${i})_mask.png`;
+        await sharp(mask, { raw: { width: W, height: H, channels: 1 } }).extract(crop).png().toFile(path.join(data, cls, maskName));
+        rows.push(`${cls}/${name},${cls},test,${maskName}`);
+      }
+    }
+    fs.writeFileSync(path.join(data, 'split.csv'), rows.join('\n') + '\n');
+  });
+
+  test('prints the metrics as JSON, scored through the gateway code path', () => {
+    const r = spawnSync(process.execPath, [CLI, 'evaluate', '--data', data, '--subset', 'test', '--model', MODEL], { encoding: 'utf8' });
+    expect(r.stderr).not.toMatch(/Error/);
+    expect(r.status).toBe(0);
+    const m = JSON.parse(r.stdout);
+    expect(m).toMatchObject({ n: 5, n_lesion: 3, n_normal: 2, subset: 'test', model: 'dark-lesion-fixture 0.0.1' });
+    for (const k of ['dice', 'iou', 'pixel_f1', 'mean_iou_keras', 'auc_malignant', 'f1_malignant', 'f1_benign', 'sensitivity_malignant', 'specificity_malignant', 'accuracy_3class', 'normal_with_false_lesion', 'ms_per_image']) {
+      expect(m).toHaveProperty(k);
+    }
+    expect(m.dice).toBeGreaterThan(0.7); // the fixture finds the phantom's dark ellipse
+    expect(m.dice_ci95[0]).toBeLessThanOrEqual(m.dice);
+    expect(m.normal_with_false_lesion).toBe(0);
+    expect(m.accuracy_3class).toBe(1);
+  }, 120_000);
+
+  test('--perturb is applied and reported, and a bad one is a usage error', () => {
+    const ok = spawnSync(process.execPath, [CLI, 'evaluate', '--data', data, '--model', MODEL, '--perturb', 'gain:0.9'], { encoding: 'utf8' });
+    expect(ok.status).toBe(0);
+    expect(JSON.parse(ok.stdout).perturb).toBe('gain:0.9');
+    const bad = spawnSync(process.execPath, [CLI, 'evaluate', '--data', data, '--model', MODEL, '--perturb', 'sharpen:2'], { encoding: 'utf8' });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/perturb/);
+  }, 120_000);
+
+  test('a missing split file is a usage error', () => {
+    const r = spawnSync(process.execPath, [CLI, 'evaluate', '--data', path.join(data, 'nowhere'), '--model', MODEL], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/split file/);
+  });
+});
