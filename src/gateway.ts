@@ -10,6 +10,7 @@
 import path from 'node:path';
 import dimse from 'dcmjs-dimse';
 import type { Config } from './config/schema';
+import { loadTlsConfig } from './config/tlsFiles';
 import type { Logger } from './log';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './dicom/part10';
 import { InstanceReceiver } from './dicom/receive';
@@ -37,8 +38,13 @@ export interface GatewayOptions {
 }
 
 export interface Gateway {
-  /** the port the DICOM listener is bound to (config.dicom.port, or the one picked for port 0) */
+  /**
+   * the plain DICOM port the listener is bound to (config.dicom.port); when dicom.tls.plain is
+   * false there is none and this is the TLS port, the only way in
+   */
   readonly dicomPort: number;
+  /** the DICOM TLS port (dicom.tls.port), null without dicom.tls */
+  readonly dicomTlsPort: number | null;
   readonly store: Store;
   /** destination objects by name (configured ones), e.g. for a dashboard "test connection" */
   destination(name: string): Destination | undefined;
@@ -60,18 +66,19 @@ function quietDimseLog(level: string): void {
 export async function startGateway(config: Config, processor: StudyProcessor, logger: Logger, options: GatewayOptions = {}): Promise<Gateway> {
   const dataDir = path.resolve(config.dataDir);
   const log = logger.child({ component: 'gateway' });
-  // DICOM TLS comes with its own issue; until then never fall back to plain where TLS was asked for
-  if (config.dicom.tls && !config.dicom.tls.plain) throw new Error('dicom.tls: DICOM TLS is not implemented yet, and plain: false leaves no port to listen on');
-  if (config.dicom.tls) log.warn('dicom.tls is set but DICOM TLS is not implemented yet: listening on the plain port only');
-  const tlsDestination = config.destinations.find((d) => d.tls);
-  if (tlsDestination) throw new Error(`destinations.${tlsDestination.name}.tls: sending over DICOM TLS is not implemented yet (refusing to send in the clear)`);
+  // PEM files are read and checked before anything opens: a bad one is a ConfigError naming its key
+  const tlsFiles = loadTlsConfig(config);
+  for (const m of [tlsFiles.listener, ...tlsFiles.destinations.values()]) for (const w of m?.warnings ?? []) log.warn(w);
   quietDimseLog(config.log.level);
   dimse.Implementation.setImplementationClassUid(IMPLEMENTATION_CLASS_UID);
   dimse.Implementation.setImplementationVersion(IMPLEMENTATION_VERSION_NAME);
 
   const timeoutMs = config.send.timeoutSeconds * 1000;
   const configured = new Map<string, Destination>(
-    config.destinations.map((d) => [d.name, new DicomStoreDestination({ name: d.name, aeTitle: d.aeTitle, host: d.host, port: d.port }, config.dicom.aeTitle, timeoutMs)]),
+    config.destinations.map((d) => [
+      d.name,
+      new DicomStoreDestination({ name: d.name, aeTitle: d.aeTitle, host: d.host, port: d.port, tls: tlsFiles.destinations.get(d.name) ?? null }, config.dicom.aeTitle, timeoutMs),
+    ]),
   );
 
   const store = Store.open(dataDir);
@@ -134,10 +141,17 @@ export async function startGateway(config: Config, processor: StudyProcessor, lo
 
     theAssembler.start();
     theSender.start();
+    const tlsConfig = config.dicom.tls;
+    const tlsPem = tlsFiles.listener;
     listener = await startListener({
       aeTitle: config.dicom.aeTitle,
       host: config.dicom.host,
-      port: config.dicom.port,
+      // dicom.tls.plain false closes the plain port: TLS is the only way in
+      port: tlsConfig && !tlsConfig.plain ? null : config.dicom.port,
+      tls:
+        tlsConfig && tlsPem
+          ? { port: tlsConfig.port, cert: tlsPem.cert, key: tlsPem.key, ca: tlsPem.ca, requireClientCert: tlsConfig.requireClientCert, minVersion: tlsConfig.minVersion }
+          : null,
       allowedCallers: config.dicom.allowedCallers,
       associationTimeoutSeconds: config.dicom.associationTimeoutSeconds,
       receiver,
@@ -155,7 +169,8 @@ export async function startGateway(config: Config, processor: StudyProcessor, lo
   const theListener = listener;
   let closing: Promise<void> | null = null;
   return {
-    dicomPort: theListener.port,
+    dicomPort: theListener.port ?? theListener.tlsPort!,
+    dicomTlsPort: theListener.tlsPort,
     store,
     destination: (name) => configured.get(name),
     kickSender: () => sender!.kick(),

@@ -1,6 +1,7 @@
 /** `sonogate serve`: the analysis engine, the gateway (listener, store, sender), the dashboard, housekeeping, and shutdown. */
 import path from 'node:path';
 import { Config } from '../config/schema';
+import { loadTlsConfig } from '../config/tlsFiles';
 import { startGateway } from '../gateway';
 import { Logger } from '../log';
 import { startAnalysisEngine } from '../runtime';
@@ -9,6 +10,8 @@ import { Housekeeping } from '../web/housekeeping';
 import { startWebServer, WebServer } from '../web/server';
 
 export async function runServe(config: Config, logger: Logger): Promise<number> {
+  // a bad certificate or key file is a configuration error (exit 2): find it before the model loads
+  loadTlsConfig(config);
   const engine = await startAnalysisEngine(config, logger);
   let gateway: Awaited<ReturnType<typeof startGateway>>;
   try {

@@ -39,11 +39,49 @@ export const callerSchema = z
     aeTitle,
     /** IP address the association must come from; omitted = any host */
     host: z.string().min(1).optional(),
+    /**
+     * subject CN of the client certificate this caller must present (DICOM TLS, verified against
+     * dicom.tls.ca); an entry with it never matches a plain-TCP association
+     */
+    certificateCN: z.string().min(1).optional(),
+    /** names of the destinations that get this caller's results; omitted = every destination */
+    destinations: z.array(z.string().min(1)).optional(),
     /** send this caller's results back to it (C-STORE SCP at host:port under aeTitle) */
     returnToSender: z
       .object({ port, host: z.string().min(1).optional(), aeTitle: aeTitle.optional() })
       .strict()
       .optional(),
+  })
+  .strict();
+
+/** A regular expression given as a string (JavaScript syntax, matched case-insensitively). */
+const regexSource = z.string().min(1).refine((src) => {
+  try {
+    new RegExp(src, 'i');
+    return true;
+  } catch {
+    return false;
+  }
+}, 'not a valid regular expression');
+
+/**
+ * Which ultrasound instances are analysed (SOP class US is always required; see
+ * src/pipeline/route.ts). Empty lists and null mean "no filter": the defaults analyse every US
+ * instance, as before this key existed. The others are stored but skipped ('route.filtered').
+ */
+export const analyzeRulesSchema = z
+  .object({
+    /** BodyPartExamined must be one of these (case-insensitive), e.g. ["BREAST"]; [] = any */
+    bodyParts: z.array(z.string().min(1).max(64)).default([]),
+    /**
+     * an instance without BodyPartExamined passes the bodyParts filter unless this is true
+     * (many scanners leave it empty)
+     */
+    requireBodyPart: z.boolean().default(false),
+    /** StudyDescription must match this regular expression (case-insensitive); null = any */
+    studyDescription: regexSource.nullable().default(null),
+    /** StationName must be one of these (case-insensitive); [] = any station */
+    stations: z.array(z.string().min(1).max(64)).default([]),
   })
   .strict();
 
@@ -121,6 +159,10 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    routing: z
+      .object({ analyze: analyzeRulesSchema.prefault({}) })
+      .strict()
+      .prefault({}),
     outputs: z
       .object({ seg: z.boolean().default(true), sr: z.boolean().default(true), overlay: z.boolean().default(true) })
       .strict()
@@ -155,8 +197,23 @@ export const configSchema = z
       .strict()
       .prefault({}),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    // checks across keys, each reported under the key that has to change
+    const names = new Set(c.destinations.map((d) => d.name));
+    c.dicom.allowedCallers.forEach((caller, i) =>
+      caller.destinations?.forEach((name, j) => {
+        if (!names.has(name)) ctx.addIssue({ code: 'custom', path: ['dicom', 'allowedCallers', i, 'destinations', j], message: `no destination named "${name}" in destinations` });
+      }),
+    );
+    if (c.dicom.tls?.plain && c.dicom.tls.port === c.dicom.port) {
+      ctx.addIssue({ code: 'custom', path: ['dicom', 'tls', 'port'], message: `the TLS port must differ from dicom.port (${c.dicom.port}) while the plain port is open` });
+    }
+  });
 
 export type Config = z.infer<typeof configSchema>;
 export type DestinationConfig = z.infer<typeof destinationSchema>;
 export type CallerConfig = z.infer<typeof callerSchema>;
+export type ListenerTlsConfig = z.infer<typeof listenerTlsSchema>;
+export type TlsFilesConfig = z.infer<typeof tlsFiles>;
+export type AnalyzeRules = z.infer<typeof analyzeRulesSchema>;

@@ -2,9 +2,15 @@
  * The DICOM listener: association checks, C-ECHO, and C-STORE of ultrasound images streamed to
  * disk through InstanceReceiver. Built on dcmjs-dimse's Scp, but with our own net.Server (its
  * Server cannot bind a host, report an ephemeral port, set TCP_NODELAY or drain on close).
+ *
+ * DICOM TLS (PS3.15 B.1) is the same code path on a second server: tls.createServer hands the
+ * Scp an already-authenticated TLSSocket, so association checks, receiving and draining on close
+ * do not care which port an association came in on. Only the client certificate's subject CN is
+ * extra, for allowedCallers entries that pin one.
  */
 import net from 'node:net';
 import type { Socket } from 'node:net';
+import tls from 'node:tls';
 import dimse from 'dcmjs-dimse';
 import type { CallerConfig } from '../config/schema';
 import type { Logger } from '../log';
@@ -19,11 +25,26 @@ type Association = dimse.association.Association;
 type PresentationContext = dimse.association.PresentationContext;
 type CStoreRequest = dimse.requests.CStoreRequest;
 
+/** The DICOM TLS port (dicom.tls) with its PEM material already read and checked. */
+export interface ListenerTls {
+  /** 0 picks a free port (tests) */
+  port: number;
+  cert: Buffer;
+  key: Buffer;
+  /** CA bundle that client certificates must chain to */
+  ca: Buffer;
+  /** true: a client without a certificate signed by `ca` is disconnected right after the handshake (mutual TLS) */
+  requireClientCert: boolean;
+  minVersion: 'TLSv1.2' | 'TLSv1.3';
+}
+
 export interface ListenerOptions {
   aeTitle: string;
   host: string;
-  /** 0 picks a free port (tests) */
-  port: number;
+  /** the plain TCP port; 0 picks a free port (tests); null = no plain port (dicom.tls.plain false) */
+  port: number | null;
+  /** a DICOM TLS port beside (or instead of) the plain one */
+  tls?: ListenerTls | null;
   /** empty = any caller */
   allowedCallers: CallerConfig[];
   associationTimeoutSeconds: number;
@@ -32,7 +53,10 @@ export interface ListenerOptions {
 }
 
 export interface Listener {
-  readonly port: number;
+  /** the plain port, null when closed */
+  readonly port: number | null;
+  /** the TLS port, null without dicom.tls */
+  readonly tlsPort: number | null;
   /** open associations */
   connections(): number;
   /** stops accepting, answers what was fully received, then closes the associations */
@@ -51,17 +75,28 @@ export function normaliseHost(address: string | undefined): string {
 
 /**
  * Association-level checks (PS3.8 9.3.4: A-ASSOCIATE-RJ, source "service user"): a called AE
- * other than ours is reason 7, a caller not in the allow-list (AE title, and host when the entry
- * names one) is reason 3. AE titles compare without padding spaces, case-sensitively (PS3.5 6.2).
+ * other than ours is reason 7, a caller not in the allow-list (AE title, host when the entry
+ * names one, client certificate CN when it pins one) is reason 3. AE titles compare without
+ * padding spaces, case-sensitively (PS3.5 6.2). `peerCN` is the subject CN of a client
+ * certificate that verified against dicom.tls.ca, null on plain TCP or without a certificate.
  */
-export function decideAssociation(calledAe: string, callingAe: string, host: string, ourAe: string, callers: CallerConfig[]): AssociationDecision {
+export function decideAssociation(calledAe: string, callingAe: string, host: string, ourAe: string, callers: CallerConfig[], peerCN: string | null = null): AssociationDecision {
   if (calledAe.trim() !== ourAe.trim()) {
     return { accept: false, reason: RejectReason.CalledAeNotRecognized, why: 'called AE title not recognised' };
   }
   if (callers.length === 0) return { accept: true, caller: null };
-  const caller = callers.find((c) => c.aeTitle.trim() === callingAe.trim() && (!c.host || normaliseHost(c.host) === host));
+  const caller = callers.find(
+    (c) => c.aeTitle.trim() === callingAe.trim() && (!c.host || normaliseHost(c.host) === host) && (!c.certificateCN || c.certificateCN === peerCN),
+  );
   if (!caller) return { accept: false, reason: RejectReason.CallingAeNotRecognized, why: 'calling AE title not recognised' };
   return { accept: true, caller };
+}
+
+/** Subject CN of a TLS peer's certificate, only when it verified against our CA. */
+export function verifiedPeerCN(socket: Socket): string | null {
+  if (!(socket instanceof tls.TLSSocket) || !socket.authorized) return null;
+  const cn = socket.getPeerCertificate()?.subject?.CN;
+  return typeof cn === 'string' ? cn : Array.isArray(cn) ? (cn[0] ?? null) : null;
 }
 
 interface ScpContext extends ListenerOptions {
@@ -71,6 +106,7 @@ interface ScpContext extends ListenerOptions {
 class SonogateScp extends Scp {
   private callingAe = '';
   private readonly callingHost: string;
+  private readonly peerCN: string | null;
   /** data sets being received or filed on this association */
   readonly active = new Set<IncomingInstance>();
   private readonly byRequest = new WeakMap<object, IncomingInstance>();
@@ -83,7 +119,8 @@ class SonogateScp extends Scp {
   ) {
     super(socket, dimseOptions);
     this.callingHost = normaliseHost(socket.remoteAddress);
-    this.log = ctx.logger.child({ remote: this.callingHost });
+    this.peerCN = verifiedPeerCN(socket);
+    this.log = ctx.logger.child({ remote: this.callingHost, ...(socket instanceof tls.TLSSocket ? { tls: true, peerCN: this.peerCN } : {}) });
     ctx.register(this);
     this.on('close', () => this.abandonAll());
     this.on('networkError', (e: Error) => {
@@ -100,7 +137,7 @@ class SonogateScp extends Scp {
   override associationRequested(association: Association): void {
     const called = association.getCalledAeTitle();
     this.callingAe = association.getCallingAeTitle().trim();
-    const decision = decideAssociation(called, this.callingAe, this.callingHost, this.ctx.aeTitle, this.ctx.allowedCallers);
+    const decision = decideAssociation(called, this.callingAe, this.callingHost, this.ctx.aeTitle, this.ctx.allowedCallers, this.peerCN);
     if (!decision.accept) {
       this.log.warn({ callingAe: this.callingAe, calledAe: called.trim(), reason: decision.why }, 'association rejected');
       this.sendAssociationReject(RejectResult.Permanent, RejectSource.ServiceUser, decision.reason);
@@ -187,6 +224,57 @@ class SonogateScp extends Scp {
   }
 }
 
+/** Listens on host:port; resolves with the bound port (the one picked for port 0). */
+async function bind(server: net.Server, host: string, port: number): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return (server.address() as net.AddressInfo).port;
+}
+
+/**
+ * The TLS server. A client certificate is always requested and checked here, before the socket
+ * reaches an Scp: with requireClientCert a missing or unverifiable one closes the connection;
+ * without it a client may come without one, but one that is presented must still verify (as
+ * DCMTK's --verify-peer-cert), so a stranger's certificate never counts. Node would do the same
+ * check itself with rejectUnauthorized, but silently (the log would only say "socket hang up");
+ * doing it here logs the reason (DEPTH_ZERO_SELF_SIGNED_CERT, UNABLE_TO_VERIFY_LEAF_SIGNATURE...).
+ */
+function createTlsServer(opts: ListenerTls, handshakeTimeoutMs: number, onSocket: (socket: tls.TLSSocket) => void, logger: Logger): tls.Server {
+  const server = tls.createServer(
+    {
+      cert: opts.cert,
+      key: opts.key,
+      ca: opts.ca,
+      requestCert: true,
+      rejectUnauthorized: false, // checked below, with a log line
+      minVersion: opts.minVersion,
+      handshakeTimeout: handshakeTimeoutMs,
+    },
+    (socket) => {
+      if (!socket.authorized) {
+        const presented = Object.keys(socket.getPeerCertificate() ?? {}).length > 0;
+        if (presented || opts.requireClientCert) {
+          const err = presented ? String(socket.authorizationError) : 'no client certificate';
+          logger.warn({ remote: normaliseHost(socket.remoteAddress), err }, 'DICOM TLS client refused: certificate not trusted');
+          socket.destroy();
+          return;
+        }
+      }
+      onSocket(socket);
+    },
+  );
+  // handshake failures: no certificate, one not signed by our CA, plain DICOM on the TLS port, old TLS versions
+  server.on('tlsClientError', (e, socket) => {
+    logger.warn({ remote: normaliseHost(socket?.remoteAddress), err: e.message }, 'DICOM TLS handshake failed');
+  });
+  return server;
+}
+
 export async function startListener(opts: ListenerOptions): Promise<Listener> {
   const scps = new Set<SonogateScp>();
   const timeoutMs = opts.associationTimeoutSeconds * 1000;
@@ -198,29 +286,46 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
       scp.on('close', () => scps.delete(scp));
     },
   };
-  const server = net.createServer((socket) => {
+  const accept = (socket: Socket) => {
     // without it every response waits ~40 ms for a delayed ACK (NOTES.md)
     socket.setNoDelay(true);
     new SonogateScp(socket, dimseOptions, ctx);
-  });
-  server.on('error', (e) => opts.logger.error({ err: e.message }, 'DICOM listener error'));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: opts.host, port: opts.port }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as net.AddressInfo).port;
-  opts.logger.info({ aeTitle: opts.aeTitle, host: opts.host, port }, 'DICOM listener started');
+  };
+  if (opts.port === null && !opts.tls) throw new Error('no DICOM port to listen on: the plain port is closed and dicom.tls is not set');
+  const servers: net.Server[] = [];
+  const stopAll = () => Promise.all(servers.map((srv) => new Promise<void>((resolve) => (srv.listening ? srv.close(() => resolve()) : resolve()))));
+  let port: number | null = null;
+  let tlsPort: number | null = null;
+  try {
+    if (opts.port !== null) {
+      const plain = net.createServer(accept);
+      plain.on('error', (e) => opts.logger.error({ err: e.message }, 'DICOM listener error'));
+      servers.push(plain);
+      port = await bind(plain, opts.host, opts.port);
+    }
+    if (opts.tls) {
+      const secure = createTlsServer(opts.tls, timeoutMs, accept, opts.logger);
+      secure.on('error', (e) => opts.logger.error({ err: e.message }, 'DICOM TLS listener error'));
+      servers.push(secure);
+      tlsPort = await bind(secure, opts.host, opts.tls.port);
+    }
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
+  opts.logger.info(
+    { aeTitle: opts.aeTitle, host: opts.host, port, tlsPort, ...(opts.tls ? { requireClientCert: opts.tls.requireClientCert, minVersion: opts.tls.minVersion } : {}) },
+    'DICOM listener started',
+  );
 
   let closing: Promise<void> | null = null;
   return {
     port,
+    tlsPort,
     connections: () => scps.size,
     close() {
       closing ??= (async () => {
-        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+        const stopped = stopAll();
         // transfers still streaming are dropped (never acknowledged, the sender retries);
         // those already received are filed and answered before the sockets go
         for (const scp of scps) scp.abandonAll();

@@ -1,8 +1,11 @@
 /**
  * A DICOM C-STORE destination (dcmjs-dimse Client): all files of one batch over one association,
  * each proposed with its SOP class and Explicit + Implicit VR Little Endian (what every PACS
- * accepts; our outputs are written in Explicit VR LE). TLS: the destination config already has a
- * `tls` block; passing it as dcmjs-dimse `securityOptions` is left to the TLS issue.
+ * accepts; our outputs are written in Explicit VR LE). A destination with a `tls` block connects
+ * with DICOM TLS (dcmjs-dimse `securityOptions` → tls.connect): the PACS certificate must chain
+ * to its `ca` and name the configured host (Node's hostname/IP check), our client certificate is
+ * presented for mutual authentication, TLS 1.2 at least. A failed handshake is a network error,
+ * retried like any other and shown on the send row.
  */
 import fsp from 'node:fs/promises';
 import dimse from 'dcmjs-dimse';
@@ -18,6 +21,8 @@ export interface DicomStoreTarget {
   aeTitle: string;
   host: string;
   port: number;
+  /** PEM material for DICOM TLS (destinations[].tls, read at start); absent = plain TCP */
+  tls?: { cert: Buffer; key: Buffer; ca: Buffer } | null;
 }
 
 /**
@@ -69,7 +74,14 @@ export class DicomStoreDestination implements Destination {
   }
 
   private sendOptions() {
-    return { connectTimeout: this.timeoutMs, associationTimeout: this.timeoutMs, pduTimeout: this.timeoutMs };
+    const t = this.target.tls;
+    return {
+      connectTimeout: this.timeoutMs,
+      associationTimeout: this.timeoutMs,
+      pduTimeout: this.timeoutMs,
+      // never rejectUnauthorized: false — a PACS we cannot verify gets nothing
+      ...(t ? { securityOptions: { cert: t.cert, key: t.key, ca: t.ca, rejectUnauthorized: true, minVersion: 'TLSv1.2' } } : {}),
+    };
   }
 
   async send(files: OutgoingFile[]): Promise<FileSendResult[]> {

@@ -1,9 +1,10 @@
 /**
- * Where a study's results go: every configured destination, plus the calling scanner itself when
- * its allowedCallers entry asks for returnToSender (SPEC: "what a caller may do and where results
- * go is always explicit in the config").
+ * Where a study's results go: the configured destinations (all of them, or the ones the calling
+ * AE's allowedCallers entry lists in `destinations`), plus the calling scanner itself when its
+ * entry asks for returnToSender (SPEC: "what a caller may do and where results go is always
+ * explicit in the config"). Which instances are analysed at all is src/pipeline/route.ts.
  */
-import type { Config } from '../config/schema';
+import type { CallerConfig, Config } from '../config/schema';
 import type { SendTarget } from '../store/rows';
 
 /** Destination names of return-to-sender targets; config names cannot contain ':' so these never collide. */
@@ -11,15 +12,21 @@ export function returnDestinationName(aeTitle: string): string {
   return `return:${aeTitle.trim()}`;
 }
 
+/** The allowedCallers entry of a study's caller (the first that matches AE title and host). */
+function callerEntry(config: Config, callingAe: string | null, callingHost: string | null): CallerConfig | undefined {
+  if (!callingAe) return undefined;
+  return config.dicom.allowedCallers.find((c) => c.aeTitle.trim() === callingAe.trim() && (!c.host || !callingHost || c.host === callingHost));
+}
+
 export function sendTargetsFor(config: Config, callingAe: string | null, callingHost: string | null): SendTarget[] {
-  const targets: SendTarget[] = config.destinations.map((d) => ({ destination: d.name, aeTitle: d.aeTitle, host: d.host, port: d.port }));
-  if (callingAe) {
-    const caller = config.dicom.allowedCallers.find((c) => c.aeTitle.trim() === callingAe.trim() && (!c.host || !callingHost || c.host === callingHost));
-    const back = caller?.returnToSender;
-    const host = back?.host ?? caller?.host ?? callingHost;
-    if (caller && back && host) {
-      targets.push({ destination: returnDestinationName(caller.aeTitle), aeTitle: back.aeTitle ?? caller.aeTitle, host, port: back.port });
-    }
+  const caller = callerEntry(config, callingAe, callingHost);
+  // names are checked against `destinations` when the config is validated
+  const chosen = caller?.destinations ? config.destinations.filter((d) => caller.destinations!.includes(d.name)) : config.destinations;
+  const targets: SendTarget[] = chosen.map((d) => ({ destination: d.name, aeTitle: d.aeTitle, host: d.host, port: d.port }));
+  const back = caller?.returnToSender;
+  const host = back?.host ?? caller?.host ?? callingHost;
+  if (caller && back && host) {
+    targets.push({ destination: returnDestinationName(caller.aeTitle), aeTitle: back.aeTitle ?? caller.aeTitle, host, port: back.port });
   }
   return targets;
 }

@@ -92,7 +92,12 @@ export function apiRouter(deps: ApiDeps): Router {
     res.json({
       ...queries.overview(),
       model: { name: model.name, version: model.version, provider: model.provider },
-      gateway: { aeTitle: config.dicom.aeTitle, dicomPort: config.dicom.port, destinations: config.destinations.map((d) => d.name) },
+      gateway: {
+        aeTitle: config.dicom.aeTitle,
+        dicomPort: config.dicom.tls && !config.dicom.tls.plain ? null : config.dicom.port,
+        dicomTlsPort: config.dicom.tls?.port ?? null,
+        destinations: config.destinations.map((d) => d.name),
+      },
     });
   });
 

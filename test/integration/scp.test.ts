@@ -35,16 +35,6 @@ function instanceFiles(): string[] {
   return (fs.readdirSync(root, { recursive: true }) as string[]).filter((f) => f.endsWith('.dcm')).sort();
 }
 
-test('DICOM TLS is refused at start rather than silently replaced by plain DICOM', async () => {
-  dir = tempDir('scp');
-  const tls = { cert: 'c.pem', key: 'k.pem', ca: 'ca.pem' };
-  const base = { dataDir: path.join(dir, 'data'), port: await freePort() };
-  await expect(startGateway(testConfig({ ...base, dicom: { tls: { ...tls, plain: false } } }), copyProcessor(), silentLogger())).rejects.toThrow(/dicom\.tls/);
-  await expect(
-    startGateway(testConfig({ ...base, destinations: [{ name: 'pacs', aeTitle: 'PACS', host: '127.0.0.1', port: 104, tls }] }), copyProcessor(), silentLogger()),
-  ).rejects.toThrow(/destinations\.pacs\.tls/);
-});
-
 test('C-ECHO is answered with success', async () => {
   const g = await start();
   const r = await echoscu({ port: g.dicomPort });

@@ -35,3 +35,11 @@ test('called AE and calling AE/host decide acceptance with the PS3.8 reasons', (
   expect(normaliseHost('::ffff:10.1.2.3')).toBe('10.1.2.3');
   expect(normaliseHost('::1')).toBe('::1');
 });
+
+test('an entry that pins a client certificate CN matches only an association with that verified CN', () => {
+  const callers = [{ aeTitle: 'US_SCANNER', certificateCN: 'us-scanner-01' }];
+  expect(decideAssociation('SONOGATE', 'US_SCANNER', '10.1.2.3', 'SONOGATE', callers, 'us-scanner-01')).toEqual({ accept: true, caller: callers[0] });
+  expect(decideAssociation('SONOGATE', 'US_SCANNER', '10.1.2.3', 'SONOGATE', callers, 'other-device')).toMatchObject({ accept: false, reason: 3 });
+  // plain TCP (or TLS without a verified certificate): no CN
+  expect(decideAssociation('SONOGATE', 'US_SCANNER', '10.1.2.3', 'SONOGATE', callers)).toMatchObject({ accept: false, reason: 3 });
+});
