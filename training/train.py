@@ -50,6 +50,8 @@ def parse_args():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--export-only", action="store_true", help="skip training; export best.pt")
+    p.add_argument("--tta", choices=["auto", "on", "off"], default="auto",
+                   help="horizontal-flip test-time augmentation baked into the ONNX graph; auto = keep it if it scores better on val")
     return p.parse_args()
 
 
@@ -191,10 +193,19 @@ def main():
                     "sched": sched.state_dict(), "gen": g.get_state(), "epoch": epoch, "best": best,
                     "history": history}, ckpt_path)
 
-    final = AttentionUNet(args.base)
-    final.load_state_dict(torch.load(best_path))
-    final.eval()
+    net = AttentionUNet(args.base)
+    net.load_state_dict(torch.load(best_path))
+    net.eval()
     log("best epoch %d (val dice %.4f, auc %.4f)" % (best["epoch"], best["dice"], best["auc_malignant"]))
+    final, tta = net, False
+    if args.tta != "off":
+        plain, _, _ = evaluate_small(net, *data["val"][:3], spec)
+        flip, _, _ = evaluate_small(FlipTTA(net), *data["val"][:3], spec)
+        log("val without TTA: dice %.4f auc %.4f | with flip TTA: dice %.4f auc %.4f"
+            % (plain["dice"], plain["auc_malignant"], flip["dice"], flip["auc_malignant"]))
+        if args.tta == "on" or flip["dice"] + flip["auc_malignant"] > plain["dice"] + plain["auc_malignant"]:
+            final, tta = FlipTTA(net).eval(), True
+    log("test-time augmentation:", "horizontal flip (in the ONNX graph)" if tta else "none")
 
     # threshold on val
     _, vprob, _ = evaluate_small(final, *data["val"][:3], spec)
@@ -207,7 +218,7 @@ def main():
 
     test = evaluate_full(final, args.data, spec, threshold, "test")
     log("test (original resolution):", json.dumps(test))
-    export(final, args, spec, threshold, best, test, time.time() - t0, log)
+    export(final, args, spec, threshold, best, test, time.time() - t0, log, tta)
 
 
 @torch.no_grad()
@@ -238,7 +249,21 @@ def evaluate_full(model, data_dir, spec, threshold, split):
     return out
 
 
-def export(model, args, spec, threshold, best, test, seconds, log):
+class FlipTTA(torch.nn.Module):
+    """The network and its horizontal mirror, logits averaged: ultrasound is left-right symmetric
+    in meaning, and averaging the two views steadies masks and class scores on unseen scanners."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        m1, c1 = self.net(x)
+        m2, c2 = self.net(torch.flip(x, dims=[3]))
+        return (m1 + torch.flip(m2, dims=[3])) / 2, (c1 + c2) / 2
+
+
+def export(model, args, spec, threshold, best, test, seconds, log, tta=False):
     import hashlib
     os.makedirs(args.model_dir, exist_ok=True)
     name = "attention-unet-busi"
@@ -255,6 +280,7 @@ def export(model, args, spec, threshold, best, test, seconds, log):
                     "class": {"name": "class_logits", "activation": "softmax", "labels": CLASSES}},
         "training": {"data": "BUSI", "split": "split.csv", "epochs": args.epochs, "best_epoch": best["epoch"],
                      "seed": args.seed, "base_filters": args.base, "batch": args.batch, "lr": args.lr,
+                     "test_time_augmentation": "hflip" if tta else "none",
                      "seconds": round(seconds), "torch": torch.__version__},
         "metrics": {"val": {k: best[k] for k in ("dice", "auc_malignant", "f1_malignant")},
                     "test": {k: test[k] for k in ("dice", "iou", "auc_malignant", "f1_malignant")},
