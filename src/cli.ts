@@ -63,6 +63,7 @@ async function main(argv: string[]): Promise<number> {
     .option('--model <file>', 'model.json to score (overrides the config)')
     .option('--update-model-json', 'write the metrics into model.json (metrics.<subset>)')
     .option('--perturb <spec>', 'robustness check: gain:X, gamma:X or noise:X applied to every image')
+    .option('--details <file>', 'also write one JSON line per image (truth, prediction, probabilities, Dice)')
     .action(async (opts) => {
       if (opts.perturb) {
         try {
@@ -74,7 +75,7 @@ async function main(argv: string[]): Promise<number> {
       const config = configFrom(opts);
       if (opts.model) config.inference.model = opts.model;
       const { runEvaluate } = await import('./cli/evaluate');
-      code = await runEvaluate({ data: opts.data, split: opts.split, subset: opts.subset, updateModelJson: opts.updateModelJson, perturb: opts.perturb }, config);
+      code = await runEvaluate({ data: opts.data, split: opts.split, subset: opts.subset, updateModelJson: opts.updateModelJson, perturb: opts.perturb, details: opts.details }, config);
     });
 
   program

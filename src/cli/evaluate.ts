@@ -21,6 +21,8 @@ export interface EvaluateArgs {
   subset: string;
   updateModelJson?: boolean;
   perturb?: string;
+  /** write one JSON line per image (file, truth, prediction, probabilities, Dice) here */
+  details?: string;
 }
 
 export async function runEvaluate(args: EvaluateArgs, config: Config): Promise<number> {
@@ -39,7 +41,8 @@ export async function runEvaluate(args: EvaluateArgs, config: Config): Promise<n
   const model = loadModelSpec(config.inference.model);
   const pool = await InferencePool.start({ specPath: model.specPath, providers: config.inference.providers }, 1);
   try {
-    const metrics = await evaluateImages(args.data, rows, pool, analyzeOptions(config, model), progressBar, perturb);
+    const { perImage, ...metrics } = await evaluateImages(args.data, rows, pool, analyzeOptions(config, model), progressBar, perturb);
+    if (args.details) fs.writeFileSync(args.details, perImage.map((p) => JSON.stringify(p)).join('\n') + '\n');
     const result = { model: `${model.spec.name} ${model.spec.version}`, provider: pool.provider, subset: args.subset, perturb: args.perturb ?? null, threshold: model.spec.outputs.mask.threshold, ...metrics };
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     if (args.updateModelJson) {

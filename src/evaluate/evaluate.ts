@@ -94,7 +94,7 @@ export async function evaluateImages(
     });
     progress?.(per.length, rows.length);
   }
-  return summarize(per, { tp: tpAll, fp: fpAll, fn: fnAll, tn: tnAll });
+  return { ...summarize(per, { tp: tpAll, fp: fpAll, fn: fnAll, tn: tnAll }), perImage: per };
 }
 
 export function summarize(per: PerImage[], px: { tp: number; fp: number; fn: number; tn: number }) {

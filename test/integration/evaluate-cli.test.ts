@@ -43,7 +43,8 @@ const MODEL = path.join(ROOT, 'test', 'fixtures', 'dark-lesion-model', 'model.js
   });
 
   test('prints the metrics as JSON, scored through the gateway code path', () => {
-    const r = spawnSync(process.execPath, [CLI, 'evaluate', '--data', data, '--subset', 'test', '--model', MODEL], { encoding: 'utf8' });
+    const details = path.join(data, 'details.jsonl');
+    const r = spawnSync(process.execPath, [CLI, 'evaluate', '--data', data, '--subset', 'test', '--model', MODEL, '--details', details], { encoding: 'utf8' });
     expect(r.stderr).not.toMatch(/Error/);
     expect(r.status).toBe(0);
     const m = JSON.parse(r.stdout);
@@ -55,6 +56,9 @@ const MODEL = path.join(ROOT, 'test', 'fixtures', 'dark-lesion-model', 'model.js
     expect(m.dice_ci95[0]).toBeLessThanOrEqual(m.dice);
     expect(m.normal_with_false_lesion).toBe(0);
     expect(m.accuracy_3class).toBe(1);
+    const per = fs.readFileSync(details, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(per).toHaveLength(5);
+    expect(per.filter((p) => p.truth === 'normal').every((p) => p.dice === null && p.lesionPixels === 0)).toBe(true);
   }, 120_000);
 
   test('--perturb is applied and reported, and a bad one is a usage error', () => {
