@@ -6,7 +6,7 @@ import { startGateway } from '../gateway';
 import { Logger } from '../log';
 import { startAnalysisEngine } from '../runtime';
 import { AuditLog } from '../web/audit';
-import { Housekeeping } from '../web/housekeeping';
+import { Housekeeping } from '../housekeeping/housekeeping';
 import { startWebServer, WebServer } from '../web/server';
 
 export async function runServe(config: Config, logger: Logger): Promise<number> {

@@ -10,7 +10,7 @@ import { ConfigError, parseConfig } from '../../src/config/load';
 import { createLogger } from '../../src/log';
 import { Store } from '../../src/store/store';
 import { AuditLog } from '../../src/web/audit';
-import { Housekeeping } from '../../src/web/housekeeping';
+import { Housekeeping } from '../../src/housekeeping/housekeeping';
 import { silentLogger, tempDir } from '../helpers/gatewayHarness';
 
 const DAY = 24 * 3600_000;

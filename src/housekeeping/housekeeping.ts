@@ -12,8 +12,8 @@ import path from 'node:path';
 import cron, { ScheduledTask } from 'node-cron';
 import type { Config } from '../config/schema';
 import type { Logger } from '../log';
-import type { AuditLog } from './audit';
-import type { DashboardGateway } from './studyActions';
+import type { AuditLog } from '../web/audit';
+import type { DashboardGateway } from '../web/studyActions';
 
 const DAY_MS = 24 * 3600_000;
 
