@@ -5,7 +5,7 @@
  * come back into Orthanc and are checked through Orthanc's REST API. Both peers run on free
  * loopback ports with their own configuration and storage.
  */
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -14,11 +14,11 @@ import { writePart10 } from '../../src/dicom/part10';
 import { checkFile, sharedDir } from '../helpers/dicomTools';
 import { tempDir } from '../helpers/gatewayHarness';
 import { OrthancPeer, OrthancResource, haveOrthanc, startOrthanc } from '../helpers/orthanc';
-import { dcmsend, echoscu, eventually, freePort, storescu } from '../helpers/peers';
+import { dcmsend, eventually, freePort } from '../helpers/peers';
+import { CLI, Serve, startServe, stopServe } from '../helpers/serve';
 import { phantomDataset, phantomFile } from '../helpers/phantom';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const CLI = path.join(ROOT, 'dist', 'cli.js');
 const MODEL = path.join(ROOT, 'test', 'fixtures', 'dark-lesion-model', 'model.json');
 const LUA = path.join(ROOT, 'config', 'orthanc', 'sonogate-forward.lua');
 const SNIPPET = path.join(ROOT, 'config', 'orthanc', 'orthanc-sonogate.json');
@@ -26,30 +26,6 @@ const JPEG_BASELINE = '1.2.840.10008.1.2.4.50';
 /** Orthanc's StableAge in these tests (seconds) */
 const STABLE_AGE = 1;
 
-interface Serve {
-  child: ChildProcess;
-  log: () => string;
-}
-
-async function startServe(configFile: string, port: number): Promise<Serve> {
-  let log = '';
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SONOGATE_ADMIN_PASSWORD: '' } });
-  child.stdout!.on('data', (d) => (log += d));
-  child.stderr!.on('data', (d) => (log += d));
-  await eventually(
-    async () => (await echoscu({ port, callingAe: 'ORTHANC' })).code === 0 || (child.exitCode !== null && Promise.reject(new Error(log))),
-    30_000,
-    `gateway on ${port}\n${log}`,
-  );
-  return { child, log: () => log };
-}
-
-async function stopServe(s: Serve | undefined): Promise<void> {
-  if (!s || s.child.exitCode !== null || s.child.signalCode !== null) return;
-  const exited = new Promise((r) => s.child.once('exit', r));
-  s.child.kill('SIGTERM');
-  await exited;
-}
 
 /** Orthanc's JSON configuration with comments (it accepts // and block comments), as plain JSON. */
 function readOrthancJson(file: string): Record<string, any> {
@@ -157,7 +133,7 @@ d('scanner → Orthanc → (Lua auto-route) → sonogate serve → Orthanc', () 
         log: { level: 'info' },
       }),
     );
-    serve = await startServe(configFile, sonogatePort);
+    serve = await startServe(configFile, sonogatePort, 'ORTHANC');
     fs.mkdirSync(path.join(work, 'in'));
   }, 90_000);
 
@@ -324,7 +300,7 @@ d('scanner → Orthanc → (Lua auto-route) → sonogate serve → Orthanc', () 
     const [usSeries] = await orthanc.seriesOfStudy(downId);
     expect(await orthanc.get(`/instances/${usSeries.Instances![0]}/metadata?expand`)).not.toHaveProperty('SonogateForwarded');
 
-    serve = await startServe(configFile, sonogatePort);
+    serve = await startServe(configFile, sonogatePort, 'ORTHANC');
     // the next stable event of any study (here a new one) sends the backlog too
     const next = path.join(work, 'in', 'next.dcm');
     fs.writeFileSync(next, phantomFile({ seed: 32, studyInstanceUid: '2.25.8302' }));

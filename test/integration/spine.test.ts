@@ -4,7 +4,7 @@
  * the PACS. The model is the deterministic dark-region test fixture, so the result content
  * (a lesion in the phantom, none in the lesion-free phantom) is predictable.
  */
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -12,36 +12,15 @@ import { readPart10 } from '../../src/dicom/part10';
 import { checkFile, pydicomRead, pydicomSrTexts } from '../helpers/dicomTools';
 import { tempDir } from '../helpers/gatewayHarness';
 import { dcmsend, echoscu, eventually, freePort, ReceivedFile, runTool, startStoreScp, StoreScpPeer, storescu } from '../helpers/peers';
+import { CLI, Serve, startServe, stopServe } from '../helpers/serve';
 import { phantomFile } from '../helpers/phantom';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const CLI = path.join(ROOT, 'dist', 'cli.js');
 const MODEL = path.join(ROOT, 'test', 'fixtures', 'dark-lesion-model', 'model.json');
 const SEG = '1.2.840.10008.5.1.4.1.1.66.4';
 const SR = '1.2.840.10008.5.1.4.1.1.88.33';
 const SC = '1.2.840.10008.5.1.4.1.1.7';
 
-interface Serve {
-  child: ChildProcess;
-  log: () => string;
-  port: number;
-}
-
-async function startServe(configFile: string, port: number): Promise<Serve> {
-  let log = '';
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SONOGATE_ADMIN_PASSWORD: '' } });
-  child.stdout!.on('data', (d) => (log += d));
-  child.stderr!.on('data', (d) => (log += d));
-  await eventually(async () => (await echoscu({ port })).code === 0 || (child.exitCode !== null && Promise.reject(new Error(log))), 30_000, `gateway on ${port}\n${log}`);
-  return { child, log: () => log, port };
-}
-
-async function stopServe(s: Serve | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (!s || s.child.exitCode !== null || s.child.signalCode !== null) return;
-  const exited = new Promise((r) => s.child.once('exit', r));
-  s.child.kill(signal);
-  await exited;
-}
 
 function write(dir: string, name: string, bytes: Buffer): string {
   const f = path.join(dir, name);
