@@ -2,7 +2,7 @@
  * What the three result objects share (SPEC.md "What goes back to the PACS"): they join the source
  * study, each in a new series per kind, with deterministic UIDs and the equipment being the model.
  */
-import { Dataset, ModelInfo } from '../types/domain';
+import { Dataset, InstanceResult, Lesion, ModelInfo } from '../types/domain';
 import { Code, Codes } from './codes';
 import { derivedUid } from './uids';
 
@@ -143,4 +143,12 @@ export function side(source: Dataset): 'L' | 'R' | null {
 export function lateralityCode(source: Dataset): Code | null {
   const s = side(source);
   return s === 'L' ? Codes.left : s === 'R' ? Codes.right : null;
+}
+
+/**
+ * The lesions the SR and the overlay report: those of the reported (most suspicious) frame, which
+ * the classification and the probability belong to. A cine's other frames keep their masks in the SEG.
+ */
+export function reportedLesions(result: InstanceResult): Lesion[] {
+  return result.lesions.filter((l) => l.frameIndex === result.reportedFrameIndex);
 }

@@ -7,7 +7,7 @@
 import sharp from 'sharp';
 import { Dataset, GrayFrame, InstanceResult, Lesion, ModelInfo } from '../types/domain';
 import { Codes } from './codes';
-import { BuildOptions, MANUFACTURER, NOT_FOR_DIAGNOSIS, NO_LESION_FOUND, commonAttributes, imageReference, side } from './common';
+import { BuildOptions, MANUFACTURER, NOT_FOR_DIAGNOSIS, NO_LESION_FOUND, commonAttributes, imageReference, reportedLesions, side } from './common';
 
 const CONTOUR = [255, 255, 0]; // yellow, as the SEG's recommended display colour
 const AXIS = '#00e5ff';
@@ -25,7 +25,7 @@ export function captionLines(result: InstanceResult, model: ModelInfo): string[]
   let call = `${label} ${pct(result.classProbabilities[result.label])}`;
   if (result.label !== 'malignant') call += ` · malignancy ${pct(result.malignancyProbability)}`;
   const lines = [NOT_FOR_DIAGNOSIS, call];
-  const lesions = result.lesions.filter((l) => l.frameIndex === result.reportedFrameIndex);
+  const lesions = reportedLesions(result);
   if (lesions.length === 0) lines.push(NO_LESION_FOUND);
   for (const l of lesions.slice(0, MAX_LESION_LINES)) lines.push(`Lesion ${l.index}: ${sizeText(l)}`);
   if (lesions.length > MAX_LESION_LINES) lines.push(`+ ${lesions.length - MAX_LESION_LINES} more lesions (see SR)`);

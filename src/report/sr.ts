@@ -11,7 +11,7 @@
  */
 import { Dataset, InstanceResult, Lesion, ModelInfo } from '../types/domain';
 import { Code, Codes, Units } from './codes';
-import { BuildOptions, MANUFACTURER, NOT_FOR_DIAGNOSIS, NO_LESION_FOUND, SopClass, commonAttributes, imageReference, isMultiFrame, lateralityCode } from './common';
+import { BuildOptions, MANUFACTURER, reportedLesions, NOT_FOR_DIAGNOSIS, NO_LESION_FOUND, SopClass, commonAttributes, imageReference, isMultiFrame, lateralityCode } from './common';
 import { LESION_SEGMENT_NUMBER } from './seg';
 import { derivedUid } from './uids';
 
@@ -107,7 +107,7 @@ function measurementGroup(source: Dataset, result: InstanceResult, model: ModelI
 
 function qualitativeEvaluations(result: InstanceResult, multiFrame: boolean): Item {
   const items: Item[] = [textItem('CONTAINS', Codes.comment, `${NOT_FOR_DIAGNOSIS}. Decision support, not a diagnosis.`)];
-  if (result.lesions.length === 0) items.push(textItem('CONTAINS', Codes.finding, NO_LESION_FOUND));
+  if (reportedLesions(result).length === 0) items.push(textItem('CONTAINS', Codes.finding, NO_LESION_FOUND));
   const probs = Object.entries(result.classProbabilities).map(([label, p]) => `${label} ${pct(p)}`).join(', ');
   const frame = multiFrame ? ` (frame ${result.reportedFrameIndex + 1})` : '';
   items.push(textItem('CONTAINS', Codes.comment, `Model classification: ${result.label}${frame}; class probabilities: ${probs}`));
@@ -140,8 +140,9 @@ export function buildSr(source: Dataset, result: InstanceResult, model: ModelInf
     codeItem('HAS CONCEPT MOD', Codes.procedureReported, Codes.breastUltrasound),
     container('CONTAINS', Codes.imageLibrary, [container('CONTAINS', Codes.imageLibraryGroup, [imageItem(null, sourceRef)])]),
   ];
-  if (result.lesions.length > 0) {
-    content.push(container('CONTAINS', Codes.imagingMeasurements, result.lesions.map((l) => measurementGroup(source, result, model, seg, l))));
+  const lesions = reportedLesions(result);
+  if (lesions.length > 0) {
+    content.push(container('CONTAINS', Codes.imagingMeasurements, lesions.map((l) => measurementGroup(source, result, model, seg, l))));
   }
   content.push(qualitativeEvaluations(result, isMultiFrame(source)));
 

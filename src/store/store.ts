@@ -239,7 +239,15 @@ export class Store {
   /** Records an instance kept under dataDir/failed/ (header unreadable); its study is unknown. */
   recordRejectedInstance(r: RejectedInstance, now = Date.now()): { previousPath: string | null } {
     return this.db.transaction(() => {
-      const prev = this.db.prepare('SELECT path FROM instances WHERE sop_instance_uid = ?').get(r.sopInstanceUid) as { path: string } | undefined;
+      const prev = this.db.prepare('SELECT path, study_uid FROM instances WHERE sop_instance_uid = ?').get(r.sopInstanceUid) as
+        | { path: string; study_uid: string | null }
+        | undefined;
+      if (prev && prev.study_uid !== null) {
+        // A good copy was stored and acknowledged earlier: a broken resend must not replace (or
+        // delete) it. The refused copy stays under failed/ and the event says so.
+        this.addEvent('instance.refused_copy', prev.study_uid, { sopInstanceUid: r.sopInstanceUid, reason: r.reason, message: r.message }, now);
+        return { previousPath: null };
+      }
       this.db
         .prepare(
           `INSERT INTO instances (sop_instance_uid, study_uid, series_uid, sop_class_uid, transfer_syntax_uid, path, bytes,

@@ -113,13 +113,13 @@ describe('Comprehensive SR (TID 1500)', () => {
     expect(units).not.toContain('mm2');
   });
 
-  test('multi-frame: one group per lesion frame, each pointing at its source frame', () => {
-    const { read } = srFor('multi', { frames: 3, emptyFrames: [1], seed: 5 });
+  test('multi-frame: the groups are the reported frame's lesions, pointing at that source frame', () => {
+    const { read, result } = srFor('multi', { frames: 3, emptyFrames: [1], seed: 5 });
+    const f = result.reportedFrameIndex;
+    expect(result.lesions.some((l) => l.frameIndex !== f)).toBe(true); // other frames have lesions too (they stay in the SEG)
     const groups = named(read, 'Measurement Group');
-    expect(groups.map((g) => one(g, 'Tracking Identifier').TextValue)).toEqual(['Lesion 1, frame 1', 'Lesion 1, frame 3']);
-    expect(groups.map((g) => one(g, 'Source image for segmentation').ReferencedSOPSequence[0].ReferencedFrameNumber)).toEqual([1, 3]);
-    const trackingUids = groups.map((g) => one(g, 'Tracking Unique Identifier').UID);
-    expect(new Set(trackingUids).size).toBe(2);
+    expect(groups.map((g) => one(g, 'Tracking Identifier').TextValue)).toEqual([`Lesion 1, frame ${f + 1}`]);
+    expect(groups.map((g) => one(g, 'Source image for segmentation').ReferencedSOPSequence[0].ReferencedFrameNumber)).toEqual([f + 1]);
   });
 
   test('without a SEG: no segment reference and no other evidence, still valid', () => {

@@ -229,3 +229,14 @@ test('an instance whose header could not be read is recorded as failed without a
   expect(store.recordInstance(instance('9.9'), 2000).previousPath).toBe('/data/failed/9.9.dcm');
   expect(store.getInstance('9.9')).toMatchObject({ status: 'received', reason: null, studyUid: STUDY });
 });
+
+test('a broken resend of an acknowledged instance neither replaces nor deletes the good copy', () => {
+  store.recordInstance(instance('8.8', { path: '/data/instances/s/e/8.8.dcm' }), 1000);
+  const r = store.recordRejectedInstance(
+    { sopInstanceUid: '8.8', sopClassUid: '1.2.840.10008.5.1.4.1.1.6.1', transferSyntaxUid: '1.2.840.10008.1.2', path: '/data/failed/8.8.dcm', bytes: 10, callingAe: 'X', callingHost: 'h', reason: 'decode.malformed', message: 'bad' },
+    2000,
+  );
+  expect(r.previousPath).toBeNull();
+  expect(store.getInstance('8.8')).toMatchObject({ status: 'received', path: '/data/instances/s/e/8.8.dcm', studyUid: STUDY });
+  expect(store.listEvents()[0]).toMatchObject({ kind: 'instance.refused_copy', studyUid: STUDY });
+});
