@@ -113,7 +113,7 @@ describe('Comprehensive SR (TID 1500)', () => {
     expect(units).not.toContain('mm2');
   });
 
-  test('multi-frame: the groups are the reported frame's lesions, pointing at that source frame', () => {
+  test('multi-frame: the groups are the lesions of the reported frame, pointing at that source frame', () => {
     const { read, result } = srFor('multi', { frames: 3, emptyFrames: [1], seed: 5 });
     const f = result.reportedFrameIndex;
     expect(result.lesions.some((l) => l.frameIndex !== f)).toBe(true); // other frames have lesions too (they stay in the SEG)
