@@ -31,7 +31,11 @@ export function analyzeOptions(config: Config, model: LoadedModel): AnalyzeOptio
 
 export async function startAnalysisEngine(config: Config, logger: Logger): Promise<AnalysisEngine> {
   const model = loadModelSpec(config.inference.model);
-  const pool = await InferencePool.start({ specPath: model.specPath, providers: config.inference.providers }, config.inference.workers);
+  const pool = await InferencePool.start({ specPath: model.specPath, providers: config.inference.providers }, config.inference.workers, {
+    // far above any real instance (a long cine takes seconds): only a hung decoder trips it
+    requestTimeoutMs: 10 * 60_000,
+    onWorkerLost: (reason) => logger.error({ reason }, 'inference worker lost; its instance failed, a new worker is starting'),
+  });
   logger.info(
     { provider: pool.provider, skipped: pool.skippedProviders, model: model.spec.name, version: model.spec.version, workers: config.inference.workers },
     `inference runs on ${pool.provider.toUpperCase()}${pool.skippedProviders.length ? ` (${pool.skippedProviders.join('; ')})` : ''}`,

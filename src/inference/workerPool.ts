@@ -1,6 +1,11 @@
 /**
- * A small pool of worker threads, each with its own onnxruntime session, so that decoding-heavy
- * preprocessing and inference never block the event loop (associations stay responsive).
+ * A small pool of worker threads, each with its own onnxruntime session, so that decoding,
+ * inference, postprocessing and report building never block the event loop (associations stay
+ * responsive).
+ *
+ * One request runs per worker at a time (a study's instances wait in a queue, so memory does not
+ * grow with the size of the study). A worker that dies — a native crash, an out-of-memory abort,
+ * or a request that exceeded its time limit — fails only its own request and is replaced.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -34,7 +39,9 @@ export type WorkerReply =
   | { type: 'processed'; id: number; outcome: InstanceOutcome; outputs: OutputObject[] }
   | { type: 'error'; id: number; message: string };
 
-interface Pending {
+interface Job {
+  req: WorkerRequest;
+  transfer: ArrayBuffer[];
   resolve: (r: any) => void;
   reject: (e: Error) => void;
 }
@@ -48,93 +55,170 @@ function workerScript(): string {
   throw new Error('inference worker not built: run `npm run build`');
 }
 
-class PoolWorker {
-  readonly worker: Worker;
-  readonly pending = new Map<number, Pending>();
-  busy = 0;
+interface Slot {
+  worker: Worker;
+  ready: boolean;
+  job: Job | null;
+  timer: NodeJS.Timeout | null;
+}
 
-  constructor(init: WorkerInit) {
-    this.worker = new Worker(workerScript(), { workerData: init });
-  }
+export interface PoolOptions {
+  /** a request still running after this long is abandoned and its worker replaced */
+  requestTimeoutMs?: number;
+  /** called when a worker died and was replaced (for the log) */
+  onWorkerLost?: (reason: string) => void;
 }
 
 export class InferencePool {
   private nextId = 1;
   private closed = false;
+  private readonly queue: Job[] = [];
+  private readonly slots: Slot[] = [];
 
   private constructor(
-    private readonly workers: PoolWorker[],
+    private readonly init: WorkerInit,
     readonly provider: Provider,
     readonly skippedProviders: string[],
+    private readonly opts: PoolOptions,
   ) {}
 
-  static async start(init: WorkerInit, size = 1): Promise<InferencePool> {
-    const workers = Array.from({ length: size }, () => new PoolWorker(init));
-    const ready = await Promise.all(
-      workers.map(
-        (w) =>
-          new Promise<{ provider: Provider; skipped: string[] }>((resolve, reject) => {
-            const onMsg = (m: WorkerReply) => {
-              if (m.type === 'ready') resolve({ provider: m.provider, skipped: m.skipped });
-              else if (m.type === 'init-error') reject(new Error(m.message));
-            };
-            w.worker.once('message', onMsg);
-            w.worker.once('error', reject);
-          }),
-      ),
-    ).catch(async (e) => {
-      await Promise.all(workers.map((w) => w.worker.terminate()));
+  /** Starts `size` workers and waits until each has loaded the model. */
+  static async start(init: WorkerInit, size = 1, opts: PoolOptions = {}): Promise<InferencePool> {
+    const workers = Array.from({ length: size }, () => new Worker(workerScript(), { workerData: init }));
+    let first: { provider: Provider; skipped: string[] };
+    try {
+      const ready = await Promise.all(workers.map(waitReady));
+      first = ready[0];
+    } catch (e) {
+      await Promise.all(workers.map((w) => w.terminate()));
       throw e;
-    });
-    const pool = new InferencePool(workers, ready[0].provider, ready[0].skipped);
-    for (const w of workers) pool.wire(w);
+    }
+    const pool = new InferencePool(init, first.provider, first.skipped, opts);
+    for (const w of workers) pool.adopt(w, true);
     return pool;
   }
 
-  private wire(w: PoolWorker): void {
-    w.worker.on('message', (m: WorkerReply) => {
-      if (m.type !== 'result' && m.type !== 'processed' && m.type !== 'error') return;
-      const p = w.pending.get(m.id);
-      if (!p) return;
-      w.pending.delete(m.id);
-      w.busy--;
-      if (m.type === 'result') p.resolve({ predictions: m.predictions, timings: m.timings } satisfies Predicted);
-      else if (m.type === 'processed') p.resolve({ outcome: m.outcome, outputs: m.outputs } satisfies Processed);
-      else p.reject(new Error(m.message));
-    });
-    const failAll = (err: Error) => {
-      for (const p of w.pending.values()) p.reject(err);
-      w.pending.clear();
-    };
-    w.worker.on('error', failAll);
-    w.worker.on('exit', (code) => {
-      if (!this.closed) failAll(new Error(`inference worker exited (${code})`));
-    });
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  private adopt(worker: Worker, ready: boolean): void {
+    const slot: Slot = { worker, ready, job: null, timer: null };
+    this.slots.push(slot);
+    worker.on('message', (m: WorkerReply) => this.onMessage(slot, m));
+    worker.on('error', (e) => this.lose(slot, `inference worker failed: ${e.message}`));
+    worker.on('exit', (code) => this.lose(slot, `inference worker exited (${code})`));
+  }
+
+  private onMessage(slot: Slot, m: WorkerReply): void {
+    if (m.type === 'ready') {
+      slot.ready = true;
+      this.dispatch();
+      return;
+    }
+    if (m.type === 'init-error') {
+      this.lose(slot, `replacement inference worker could not start: ${m.message}`);
+      return;
+    }
+    const job = slot.job;
+    if (!job || job.req.id !== m.id) return;
+    this.release(slot);
+    if (m.type === 'result') job.resolve({ predictions: m.predictions, timings: m.timings } satisfies Predicted);
+    else if (m.type === 'processed') job.resolve({ outcome: m.outcome, outputs: m.outputs } satisfies Processed);
+    else job.reject(new Error(m.message));
+    this.dispatch();
+  }
+
+  private release(slot: Slot): void {
+    if (slot.timer) clearTimeout(slot.timer);
+    slot.timer = null;
+    slot.job = null;
+  }
+
+  /** A worker died: fail its request, drop it, start a replacement (unless the pool is closing). */
+  private lose(slot: Slot, reason: string): void {
+    const i = this.slots.indexOf(slot);
+    if (i < 0) return;
+    this.slots.splice(i, 1);
+    const job = slot.job;
+    this.release(slot);
+    slot.worker.removeAllListeners();
+    void slot.worker.terminate();
+    if (this.closed) {
+      job?.reject(new Error('inference pool is closed'));
+      return;
+    }
+    job?.reject(new Error(reason));
+    this.opts.onWorkerLost?.(reason);
+    if (!slot.ready) {
+      // a replacement that cannot even load the model: nothing will run, fail what waits
+      if (!this.slots.length) for (const j of this.queue.splice(0)) j.reject(new Error(reason));
+      return;
+    }
+    this.adopt(new Worker(workerScript(), { workerData: this.init }), false);
+  }
+
+  private dispatch(): void {
+    for (const slot of this.slots) {
+      if (!this.queue.length) return;
+      if (!slot.ready || slot.job) continue;
+      const job = this.queue.shift()!;
+      slot.job = job;
+      if (this.opts.requestTimeoutMs) {
+        slot.timer = setTimeout(() => this.lose(slot, `request exceeded ${Math.round(this.opts.requestTimeoutMs! / 1000)} s`), this.opts.requestTimeoutMs);
+      }
+      slot.worker.postMessage(job.req, job.transfer);
+    }
   }
 
   private submit<T>(req: WorkerRequest, transfer: ArrayBuffer[] = []): Promise<T> {
     if (this.closed) return Promise.reject(new Error('inference pool is closed'));
-    const w = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
     return new Promise<T>((resolve, reject) => {
-      w.pending.set(req.id, { resolve, reject });
-      w.busy++;
-      w.worker.postMessage(req, transfer);
+      this.queue.push({ req, transfer, resolve, reject });
+      this.dispatch();
     });
   }
 
-  /** Predicts the frames' rect region on the least busy worker. Frame buffers are copied, not moved. */
+  /** Predicts the frames' rect region. Frame buffers are copied, not moved. */
   predict(frames: GrayFrame[], rect: Rect, batchSize = 8): Promise<Predicted> {
     const data = frames.map((f) => ({ width: f.width, height: f.height, data: f.data.slice().buffer as ArrayBuffer }));
     return this.submit<Predicted>({ type: 'predict', id: this.nextId++, rect, batchSize, frames: data }, data.map((f) => f.data));
   }
 
-  /** Runs the whole per-instance pipeline (decode → reports written to outDir) on the least busy worker. */
+  /** Runs the whole per-instance pipeline (decode → reports written to outDir) in a worker. */
   processFile(file: string, outDir: string, options: PipelineOptions): Promise<Processed> {
     return this.submit<Processed>({ type: 'process', id: this.nextId++, file, outDir, options });
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all(this.workers.map((w) => w.worker.terminate()));
+    for (const j of this.queue.splice(0)) j.reject(new Error('inference pool is closed'));
+    const slots = this.slots.splice(0);
+    for (const s of slots) {
+      s.job?.reject(new Error('inference pool is closed'));
+      this.release(s);
+      s.worker.removeAllListeners();
+    }
+    await Promise.all(slots.map((s) => s.worker.terminate()));
   }
+}
+
+function waitReady(w: Worker): Promise<{ provider: Provider; skipped: string[] }> {
+  return new Promise((resolve, reject) => {
+    const onMsg = (m: WorkerReply) => {
+      if (m.type === 'ready') done(() => resolve({ provider: m.provider, skipped: m.skipped }));
+      else if (m.type === 'init-error') done(() => reject(new Error(m.message)));
+    };
+    const onError = (e: Error) => done(() => reject(e));
+    const onExit = (code: number) => done(() => reject(new Error(`inference worker exited (${code}) while loading the model`)));
+    const done = (f: () => void) => {
+      w.off('message', onMsg);
+      w.off('error', onError);
+      w.off('exit', onExit);
+      f();
+    };
+    w.on('message', onMsg);
+    w.on('error', onError);
+    w.on('exit', onExit);
+  });
 }

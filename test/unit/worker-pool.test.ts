@@ -1,0 +1,60 @@
+/**
+ * The inference pool keeps working when a worker dies: the request it was running fails with a
+ * reason, queued requests run on the replacement, and nothing hangs.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { InferencePool } from '../../src/inference/workerPool';
+import { phantomPixels } from '../helpers/phantom';
+
+const SPEC = path.resolve(__dirname, '..', 'fixtures', 'dark-lesion-model', 'model.json');
+const built = fs.existsSync(path.resolve(__dirname, '..', '..', 'dist', 'inference', 'worker.js'));
+
+(built ? describe : describe.skip)('inference worker pool', () => {
+  const frame = () => ({ width: 120, height: 90, data: phantomPixels({ rows: 90, columns: 120 })[0] });
+  const rect = { x0: 0, y0: 0, x1: 120, y1: 90 };
+
+  test('requests run one per worker, in order, and all complete', async () => {
+    const pool = await InferencePool.start({ specPath: SPEC, providers: ['cpu'] }, 1);
+    try {
+      const all = await Promise.all([1, 2, 3].map(() => pool.predict([frame()], rect)));
+      expect(all.map((r) => r.predictions[0].width)).toEqual([120, 120, 120]);
+      expect(pool.queued).toBe(0);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test('a worker that dies fails its own request; the queue goes on in a replacement', async () => {
+    const lost: string[] = [];
+    const pool = await InferencePool.start({ specPath: SPEC, providers: ['cpu'] }, 1, { onWorkerLost: (r) => lost.push(r) });
+    try {
+      const first = pool.predict([frame()], rect);
+      const second = pool.predict([frame()], rect);
+      // simulate a native crash of the only worker while it runs the first request
+      await (pool as any).slots[0].worker.terminate();
+      await expect(first).rejects.toThrow(/exited/);
+      const r = await second;
+      expect(r.predictions).toHaveLength(1);
+      expect(lost).toHaveLength(1);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test('a request over its time limit is abandoned with a reason', async () => {
+    const pool = await InferencePool.start({ specPath: SPEC, providers: ['cpu'] }, 1, { requestTimeoutMs: 1 });
+    try {
+      await expect(pool.predict([frame()], rect)).rejects.toThrow(/exceeded/);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test('closing fails what is still queued instead of leaving it pending', async () => {
+    const pool = await InferencePool.start({ specPath: SPEC, providers: ['cpu'] }, 1);
+    const settled = [pool.predict([frame()], rect), pool.predict([frame()], rect)].map((p) => p.then(() => 'resolved', (e: Error) => e.message));
+    await pool.close();
+    expect(await Promise.all(settled)).toEqual(['inference pool is closed', 'inference pool is closed']);
+  });
+});
