@@ -126,8 +126,10 @@ export class InstanceReceiver {
     if (!isSafeUid(study) || !isSafeUid(series) || !isSafeUid(meta.sopInstanceUid)) {
       return this.keepFailed(meta, tmp, bytes, StoreStatus.CannotUnderstand, 'decode.malformed', 'Study, Series or SOP Instance UID missing or not a valid UID');
     }
-    const target = path.join(this.instancesDir, study, series, `${meta.sopInstanceUid}.dcm`);
-    const existed = fs.existsSync(target);
+    const base = path.join(this.instancesDir, study, series, meta.sopInstanceUid);
+    // A resend never lands on the path of the copy on record: retention or a study delete may be
+    // unlinking that path at this moment, and must not take the new, acknowledged copy with it.
+    const target = fs.existsSync(`${base}.dcm`) ? `${base}.${crypto.randomBytes(6).toString('hex')}.dcm` : `${base}.dcm`;
     try {
       await moveDurable(tmp, target, this.ops);
     } catch (e) {
@@ -154,8 +156,8 @@ export class InstanceReceiver {
       });
       if (previousPath) await removeQuietly(previousPath, this.ops);
     } catch (e) {
-      // no row, no acknowledgement: drop the file unless an earlier (recorded) copy lived there
-      if (!existed) await removeQuietly(target, this.ops);
+      // no row, no acknowledgement: drop the new file (it is never the copy on record)
+      await removeQuietly(target, this.ops);
       return this.outOfResources(meta, e, 'recording in the database');
     }
     log.debug({ sopInstanceUid: meta.sopInstanceUid, studyInstanceUid: study, bytes }, 'instance stored');

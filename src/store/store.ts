@@ -26,6 +26,8 @@ import {
 } from './rows';
 
 export const DB_FILE_NAME = 'sonogate.db';
+/** a job interrupted this many times by a dying process is failed instead of requeued */
+export const MAX_JOB_ATTEMPTS = 3;
 
 const STUDY_COLUMNS = `study_uid AS studyUid, status, patient_name AS patientName, patient_id AS patientId,
   accession_number AS accessionNumber, study_date AS studyDate, study_description AS studyDescription,
@@ -322,10 +324,27 @@ export class Store {
    */
   recoverAfterRestart(now = Date.now()): RecoveryReport {
     return this.db.transaction((): RecoveryReport => {
-      const running = this.db.prepare("SELECT id, study_uid AS studyUid FROM jobs WHERE status = 'running'").all() as { id: number; studyUid: string }[];
+      const running = this.db.prepare("SELECT id, study_uid AS studyUid, attempts FROM jobs WHERE status = 'running'").all() as {
+        id: number;
+        studyUid: string;
+        attempts: number;
+      }[];
+      let requeued = 0;
       for (const j of running) {
+        if (j.attempts >= MAX_JOB_ATTEMPTS) {
+          // the process died this many times while running this study: it would crash-loop and
+          // block the queue, so it fails with a reason the dashboard shows (re-run stays possible)
+          const message = `the gateway stopped ${j.attempts} times while analysing this study`;
+          this.db.prepare("UPDATE jobs SET status = 'failed', finished_at = ?, error_reason = 'job.crashed', error_message = ? WHERE id = ?").run(now, message, j.id);
+          this.db
+            .prepare("UPDATE studies SET status = 'failed', error_reason = 'job.crashed', error_message = ?, updated_at = ? WHERE study_uid = ?")
+            .run(message, now, j.studyUid);
+          this.addEvent('job.failed', j.studyUid, { jobId: j.id, reason: 'job.crashed', attempts: j.attempts }, now);
+          continue;
+        }
         this.db.prepare("UPDATE jobs SET status = 'queued', started_at = NULL WHERE id = ?").run(j.id);
         this.addEvent('job.requeued', j.studyUid, { jobId: j.id, why: 'restart' }, now);
+        requeued++;
       }
       this.db.prepare("UPDATE studies SET status = 'queued', updated_at = ? WHERE status = 'processing'").run(now);
       const orphans = this.db
@@ -335,7 +354,7 @@ export class Store {
       const receiving = this.db
         .prepare("SELECT study_uid AS studyUid, last_received_at AS lastReceivedAt FROM studies WHERE status = 'receiving'")
         .all() as { studyUid: string; lastReceivedAt: number }[];
-      return { requeuedJobs: running.length, queuedStudies: orphans.length, receiving };
+      return { requeuedJobs: requeued, queuedStudies: orphans.length, receiving };
     })();
   }
 
@@ -369,7 +388,8 @@ export class Store {
   /** The received instances of a study, as handed to the StudyProcessor. */
   jobInstances(studyUid: string): { sopInstanceUid: string; path: string }[] {
     return this.db
-      .prepare('SELECT sop_instance_uid AS sopInstanceUid, path FROM instances WHERE study_uid = ? ORDER BY series_uid, received_at, sop_instance_uid')
+      // files removed by retention cannot be analysed again; their earlier outcome stays on record
+      .prepare('SELECT sop_instance_uid AS sopInstanceUid, path FROM instances WHERE study_uid = ? AND purged_at IS NULL ORDER BY series_uid, received_at, sop_instance_uid')
       .all(studyUid) as { sopInstanceUid: string; path: string }[];
   }
 
@@ -441,6 +461,16 @@ export class Store {
         upsertOutput.run({ ...out, studyUid: job.studyUid, jobId, now });
         for (const t of targets) upsertSend.run({ sop: out.sopInstanceUid, studyUid: job.studyUid, ...t, now });
       }
+      // An object this run no longer produces (no lesion any more, an output switched off) must not
+      // still be delivered: its unsent sends go. What was already sent stays on record.
+      const produced = new Set(result.outputs.map((o) => o.sopInstanceUid));
+      const analysedSources = new Set(result.instances.map((i) => i.sopInstanceUid));
+      const stale = (this.db.prepare('SELECT sop_instance_uid AS sop, source_sop_instance_uid AS source FROM outputs WHERE study_uid = ?').all(job.studyUid) as {
+        sop: string;
+        source: string | null;
+      }[]).filter((o) => !produced.has(o.sop) && o.source !== null && analysedSources.has(o.source));
+      for (const o of stale) this.db.prepare("DELETE FROM sends WHERE output_sop_uid = ? AND status != 'sent'").run(o.sop);
+      if (stale.length) this.addEvent('outputs.withdrawn', job.studyUid, { jobId, outputs: stale.map((o) => o.sop) }, now);
       const last = (this.db.prepare('SELECT last_received_at AS last FROM studies WHERE study_uid = ?').get(job.studyUid) as { last: number }).last;
       const reopened = last >= job.startedAt;
       this.db

@@ -240,3 +240,27 @@ test('a broken resend of an acknowledged instance neither replaces nor deletes t
   expect(store.getInstance('8.8')).toMatchObject({ status: 'received', path: '/data/instances/s/e/8.8.dcm', studyUid: STUDY });
   expect(store.listEvents()[0]).toMatchObject({ kind: 'instance.refused_copy', studyUid: STUDY });
 });
+
+test('a study that keeps killing the process is failed after 3 interrupted runs instead of blocking the queue', () => {
+  receiveAndClaim(['1.1'], 1000);
+  for (let crash = 1; crash < 3; crash++) {
+    expect(store.recoverAfterRestart(20_000 + crash)).toMatchObject({ requeuedJobs: 1 });
+    expect(store.claimNextJob(outDir, 20_100 + crash)).not.toBeNull();
+  }
+  expect(store.recoverAfterRestart(30_000)).toMatchObject({ requeuedJobs: 0 });
+  expect(store.getStudy(STUDY)).toMatchObject({ status: 'failed', errorReason: 'job.crashed' });
+  expect(store.claimNextJob(outDir, 30_001)).toBeNull();
+});
+
+test('a re-run that no longer produces an object withdraws its unsent sends, never re-delivering it', () => {
+  const job = receiveAndClaim(['1.1'], 1000);
+  store.completeJob(job.jobId, output(['1.1']), TARGETS.slice(0, 1), 20_000);
+  expect(store.listSends({ studyUid: STUDY })).toHaveLength(1);
+  // the same instance again (re-sent): the re-run finds no lesion, so no SEG this time
+  store.recordInstance(instance('1.1'), 30_000);
+  expect(store.queueStudyIfQuiet(STUDY, QUIET, 40_000)).toEqual({ queued: true });
+  const again = store.claimNextJob(outDir, 40_001)!;
+  store.completeJob(again.jobId, { ...output(['1.1']), outputs: [] }, TARGETS.slice(0, 1), 41_000);
+  expect(store.listSends({ studyUid: STUDY })).toHaveLength(0);
+  expect(store.listEvents().map((e) => e.kind)).toContain('outputs.withdrawn');
+});
