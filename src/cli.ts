@@ -3,6 +3,7 @@
  * The `sonogate` command line (SPEC.md "Command line").
  * Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad configuration.
  */
+import fs from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ConfigError, loadConfig } from './config/load';
 import { Config } from './config/schema';
@@ -15,6 +16,12 @@ const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
 
 class UsageError extends Error {}
+
+/** A path that does not exist is a usage error (exit 2), found before any work starts. */
+function missingPaths(paths: string[]): void {
+  const missing = paths.filter((p) => !fs.existsSync(p));
+  if (missing.length) throw new UsageError(`no such file or folder: ${missing.join(', ')}`);
+}
 
 function configFrom(opts: { config?: string }): Config {
   return loadConfig(opts.config).config;
@@ -48,6 +55,7 @@ async function main(argv: string[]): Promise<number> {
     .requiredOption('-o, --out <dir>', 'output folder')
     .option('-c, --config <file>', 'configuration file')
     .action(async (paths: string[], opts) => {
+      missingPaths(paths);
       const config = configFrom(opts);
       const { runAnalyze } = await import('./cli/analyze');
       code = await runAnalyze(paths, opts.out, config, createLogger(process.env.SONOGATE_LOG_LEVEL ?? 'warn'));
@@ -65,6 +73,7 @@ async function main(argv: string[]): Promise<number> {
     .option('--perturb <spec>', 'robustness check: gain:X, gamma:X or noise:X applied to every image')
     .option('--details <file>', 'also write one JSON line per image (truth, prediction, probabilities, Dice)')
     .action(async (opts) => {
+      if (opts.perturb && opts.updateModelJson) throw new UsageError('--update-model-json records clean metrics only: drop --perturb');
       if (opts.perturb) {
         try {
           (await import('./evaluate/perturb')).parsePerturbation(opts.perturb);
@@ -87,7 +96,9 @@ async function main(argv: string[]): Promise<number> {
     .option('--timeout <seconds>', 'network timeout', '30')
     .action(async (paths: string[], opts) => {
       const m = /^([^@]{1,16})@([^:]+):(\d{1,5})$/.exec(opts.to);
-      if (!m) throw new UsageError(`--to must look like AET@HOST:PORT, got "${opts.to}"`);
+      if (!m || Number(m[3]) < 1 || Number(m[3]) > 65535) throw new UsageError(`--to must look like AET@HOST:PORT (port 1-65535), got "${opts.to}"`);
+      if (!(Number(opts.timeout) > 0)) throw new UsageError(`--timeout must be a positive number of seconds, got "${opts.timeout}"`);
+      missingPaths(paths);
       const { runSend } = await import('./cli/send');
       code = await runSend(paths, { aeTitle: m[1], host: m[2], port: Number(m[3]) }, opts.callingAe, Number(opts.timeout));
     });

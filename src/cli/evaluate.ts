@@ -37,7 +37,6 @@ export async function runEvaluate(args: EvaluateArgs, config: Config): Promise<n
     return 2;
   }
   const perturb = args.perturb ? parsePerturbation(args.perturb) : undefined;
-  if (perturb && args.updateModelJson) throw new Error('--update-model-json records clean metrics only; drop --perturb');
   const model = loadModelSpec(config.inference.model);
   const pool = await InferencePool.start({ specPath: model.specPath, providers: config.inference.providers }, 1);
   try {

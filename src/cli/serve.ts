@@ -10,6 +10,8 @@ import { Housekeeping } from '../housekeeping/housekeeping';
 import { startWebServer, WebServer } from '../web/server';
 
 export async function runServe(config: Config, logger: Logger): Promise<number> {
+  // received images and results hold patient data: not readable by other local users
+  process.umask(0o027);
   // a bad certificate or key file is a configuration error (exit 2): find it before the model loads
   loadTlsConfig(config);
   const engine = await startAnalysisEngine(config, logger);

@@ -7,9 +7,13 @@
 import type { CallerConfig, Config } from '../config/schema';
 import type { SendTarget } from '../store/rows';
 
-/** Destination names of return-to-sender targets; config names cannot contain ':' so these never collide. */
-export function returnDestinationName(aeTitle: string): string {
-  return `return:${aeTitle.trim()}`;
+/**
+ * Destination names of return-to-sender targets. They carry the address: the sender batches rows
+ * by destination name, and two scanners may share an AE title on different hosts — one must never
+ * receive the other's results. Config names cannot contain ':' so these never collide.
+ */
+export function returnDestinationName(aeTitle: string, host: string, port: number): string {
+  return `return:${aeTitle.trim()}@${host}:${port}`;
 }
 
 /** The allowedCallers entry of a study's caller (the first that matches AE title and host). */
@@ -26,7 +30,8 @@ export function sendTargetsFor(config: Config, callingAe: string | null, calling
   const back = caller?.returnToSender;
   const host = back?.host ?? caller?.host ?? callingHost;
   if (caller && back && host) {
-    targets.push({ destination: returnDestinationName(caller.aeTitle), aeTitle: back.aeTitle ?? caller.aeTitle, host, port: back.port });
+    const aeTitle = back.aeTitle ?? caller.aeTitle;
+    targets.push({ destination: returnDestinationName(aeTitle, host, back.port), aeTitle, host, port: back.port });
   }
   return targets;
 }

@@ -273,5 +273,5 @@ test('results are also returned to the calling scanner when its allowedCallers e
   await p.waitForFiles(1);
   const back = await scanner.waitForFiles(1);
   expect(back[0].sopInstanceUid).toBe(copyUid(sops[0]));
-  expect(g.store.listSends({ studyUid: study }).map((s) => s.destination).sort()).toEqual(['pacs', 'return:US_SCANNER']);
+  expect(g.store.listSends({ studyUid: study }).map((s) => s.destination).sort()).toEqual(['pacs', `return:US_SCANNER@127.0.0.1:${scanner.port}`]);
 });

@@ -88,7 +88,7 @@ test("a caller's results go to its listed destinations only, plus itself when re
   });
   expect(sendTargetsFor(config, 'US_A', '10.1.2.3')).toEqual([
     { destination: 'pacs', aeTitle: 'PACS', host: '10.0.0.5', port: 104 },
-    { destination: 'return:US_A', aeTitle: 'US_A', host: '10.1.2.3', port: 4000 },
+    { destination: 'return:US_A@10.1.2.3:4000', aeTitle: 'US_A', host: '10.1.2.3', port: 4000 },
   ]);
   expect(sendTargetsFor(config, 'US_B', '10.1.2.4')).toEqual([]);
   expect(sendTargetsFor(config, 'US_C', '10.1.2.5').map((t) => t.destination)).toEqual(['pacs', 'research']);

@@ -143,9 +143,9 @@ test('results go to every destination, and back to the calling scanner only when
   });
   expect(sendTargetsFor(config, 'US_SCANNER', '10.1.2.3')).toEqual([
     { destination: 'pacs', aeTitle: 'PACS', host: '10.0.0.5', port: 104 },
-    { destination: 'return:US_SCANNER', aeTitle: 'US_SCANNER', host: '10.1.2.3', port: 4000 },
+    { destination: 'return:US_SCANNER@10.1.2.3:4000', aeTitle: 'US_SCANNER', host: '10.1.2.3', port: 4000 },
   ]);
-  expect(sendTargetsFor(config, 'US_OTHER', '10.9.9.9')[1]).toEqual({ destination: 'return:US_OTHER', aeTitle: 'US_STORE', host: '10.9.9.9', port: 4001 });
+  expect(sendTargetsFor(config, 'US_OTHER', '10.9.9.9')[1]).toEqual({ destination: 'return:US_STORE@10.9.9.9:4001', aeTitle: 'US_STORE', host: '10.9.9.9', port: 4001 });
   expect(sendTargetsFor(config, 'US_QUIET', '10.9.9.9')).toHaveLength(1);
   expect(sendTargetsFor({ ...config, destinations: [] }, 'US_QUIET', '10.9.9.9')).toEqual([]);
 });

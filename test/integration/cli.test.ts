@@ -1,0 +1,64 @@
+/** The command line's promises to an administrator: exit codes and messages that name the problem. */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { tempDir } from '../helpers/gatewayHarness';
+import { CLI } from '../helpers/serve';
+
+const run = (args: string[], env: Record<string, string> = {}) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+
+(fs.existsSync(CLI) ? describe : describe.skip)('sonogate command line', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = tempDir('cli');
+  });
+
+  test('--help lists the commands and exits 0', () => {
+    const r = run(['--help']);
+    expect(r.status).toBe(0);
+    for (const c of ['serve', 'analyze', 'evaluate', 'send', 'users']) expect(r.stdout).toContain(c);
+  });
+
+  test('a bad configuration exits 2 with the key and the reason', () => {
+    const f = path.join(dir, 'bad.json');
+    fs.writeFileSync(f, JSON.stringify({ dicom: { port: 70000 }, frobnicate: true }));
+    const r = run(['serve', '--config', f]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/dicom\.port/);
+    expect(r.stderr).toMatch(/unknown key "frobnicate"/);
+  });
+
+  test('a bad environment override exits 2 naming the variable', () => {
+    const r = run(['serve'], { SONOGATE_DICOM_PORT: 'eleven' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/SONOGATE_DICOM_PORT/);
+  });
+
+  test('a config file that is not JSON exits 2', () => {
+    const f = path.join(dir, 'broken.json');
+    fs.writeFileSync(f, '{ "dicom": ');
+    const r = run(['analyze', dir, '--out', path.join(dir, 'o'), '--config', f]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/not valid JSON/);
+  });
+
+  test('usage errors exit 2: a missing input, a bad destination, an unknown command', () => {
+    expect(run(['analyze', path.join(dir, 'nope.dcm'), '--out', dir]).status).toBe(2);
+    const bad = run(['send', CLI, '--to', 'PACS@host:99999']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/AET@HOST:PORT/);
+    expect(run(['frobnicate']).status).toBe(2);
+  });
+
+  test('a model whose checksum does not match model.json refuses to start (exit 2)', () => {
+    const m = path.join(dir, 'model');
+    fs.mkdirSync(m);
+    const fixture = path.resolve(__dirname, '..', 'fixtures', 'tiny-model');
+    const spec = JSON.parse(fs.readFileSync(path.join(fixture, 'model.json'), 'utf8'));
+    fs.copyFileSync(path.join(fixture, spec.file), path.join(m, spec.file));
+    fs.writeFileSync(path.join(m, 'model.json'), JSON.stringify({ ...spec, sha256: '0'.repeat(64) }));
+    const r = run(['analyze', CLI, '--out', path.join(dir, 'o2')], { SONOGATE_MODEL: path.join(m, 'model.json') });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/sha256/);
+  });
+});
