@@ -24,6 +24,7 @@ export function analyzeOptions(config: Config, model: LoadedModel): AnalyzeOptio
     labels: model.spec.outputs.class.labels,
     threshold: model.spec.outputs.mask.threshold,
     minLesionAreaPixels: config.inference.minLesionAreaPixels,
+    minRelativeLesionArea: config.inference.minRelativeLesionArea,
     batchSize: config.inference.batchSize,
     suppressLesionsWhenNormal: config.inference.suppressLesionsWhenNormal,
   };

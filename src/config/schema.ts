@@ -154,6 +154,8 @@ export const configSchema = z
         batchSize: z.number().int().min(1).max(64).default(8),
         /** components smaller than this (pixels of the analysed region) are dropped */
         minLesionAreaPixels: z.number().int().min(0).default(100),
+        /** components smaller than this fraction of the frame's largest are dropped (0 keeps all) */
+        minRelativeLesionArea: z.number().min(0).max(1).default(0),
         /** report no lesion on a frame the classifier calls normal (fewer false lesions) */
         suppressLesionsWhenNormal: z.boolean().default(true),
       })

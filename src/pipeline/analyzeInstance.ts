@@ -21,6 +21,8 @@ export interface AnalyzeOptions {
   labels: string[];
   threshold: number;
   minLesionAreaPixels: number;
+  /** lesions smaller than this fraction of the frame's largest are dropped */
+  minRelativeLesionArea: number;
   batchSize: number;
   /** drop a frame's lesions when the classifier calls the frame normal */
   suppressLesionsWhenNormal: boolean;
@@ -38,7 +40,11 @@ export async function analyzeDecoded(decoded: DecodedInstance, predictor: FrameP
     const probs = p.classProbabilities;
     const label = (['normal', 'benign', 'malignant'] as Label[]).reduce((a, b) => (probs[idx(b)] > probs[idx(a)] ? b : a));
     frameLabels.push(label);
-    const r = extractLesions(p, f, decoded.region, decoded.columns, decoded.rows, { threshold: opts.threshold, minAreaPixels: opts.minLesionAreaPixels });
+    const r = extractLesions(p, f, decoded.region, decoded.columns, decoded.rows, {
+      threshold: opts.threshold,
+      minAreaPixels: opts.minLesionAreaPixels,
+      minRelativeArea: opts.minRelativeLesionArea,
+    });
     if (opts.suppressLesionsWhenNormal && label === 'normal') {
       masks.push(new Uint8Array(decoded.columns * decoded.rows));
     } else {

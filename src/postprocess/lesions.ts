@@ -9,6 +9,8 @@ import { AnalysisRegion, FramePrediction, Lesion } from '../types/domain';
 export interface LesionOptions {
   threshold: number;
   minAreaPixels: number;
+  /** components smaller than this fraction of the frame's largest one are dropped (0 keeps all) */
+  minRelativeArea?: number;
 }
 
 interface Component {
@@ -154,9 +156,11 @@ export function extractLesions(
   const { width: w, height: h, probability } = pred;
   const binary = new Uint8Array(w * h);
   for (let i = 0; i < binary.length; i++) binary[i] = probability[i] > opts.threshold ? 1 : 0;
-  const comps = components(binary, probability, w, h)
+  const sized = components(binary, probability, w, h)
     .filter((c) => c.pixels.length >= Math.max(opts.minAreaPixels, 1))
     .sort((p, q) => q.pixels.length - p.pixels.length);
+  const floor = sized.length ? sized[0].pixels.length * (opts.minRelativeArea ?? 0) : 0;
+  const comps = sized.filter((c) => c.pixels.length >= floor);
   const mask = new Uint8Array(frameWidth * frameHeight);
   const { x0, y0 } = region.rect;
   const cal = region.calibration;

@@ -68,6 +68,19 @@ describe('lesion measurement', () => {
     expect(lesions[0].bbox.x0).toBeGreaterThan(100);
   });
 
+  test('components much smaller than the largest are dropped when minRelativeArea is set', () => {
+    const map = ellipseMap(300, 100, [
+      { cx: 60, cy: 50, ax: 40, ay: 30 },
+      { cx: 160, cy: 50, ax: 20, ay: 15 },
+      { cx: 250, cy: 50, ax: 8, ay: 8 },
+    ]);
+    const all = extractLesions(map, 0, whole(300, 100, null), 300, 100, { threshold: 0.5, minAreaPixels: 10 });
+    expect(all.lesions).toHaveLength(3);
+    const big = extractLesions(map, 0, whole(300, 100, null), 300, 100, { threshold: 0.5, minAreaPixels: 10, minRelativeArea: 0.2 });
+    expect(big.lesions).toHaveLength(2); // 20 × 15 is 25 % of 40 × 30; 8 × 8 is 5 %
+    expect(big.mask.reduce((a, b) => a + b, 0)).toBe(big.lesions.reduce((a, l) => a + l.areaPixels, 0));
+  });
+
   test('nothing above threshold gives no lesion and an empty mask', () => {
     const p = ellipseMap(50, 50, []);
     const { lesions, mask } = extractLesions(p, 0, whole(50, 50, null), 50, 50, { threshold: 0.5, minAreaPixels: 1 });
