@@ -23,6 +23,7 @@ import type { DueSend } from './store/rows';
 import { Store } from './store/store';
 import { StudyAssembler } from './study/assembler';
 import { sendTargetsFor } from './study/routing';
+import { RoutingSettings } from './study/routingSettings';
 import { JobRunner } from './study/runner';
 import type { StudyProcessor } from './types/pipeline';
 
@@ -46,6 +47,8 @@ export interface Gateway {
   /** the DICOM TLS port (dicom.tls.port), null without dicom.tls */
   readonly dicomTlsPort: number | null;
   readonly store: Store;
+  /** the effective routing (config + dashboard overrides), read for every job */
+  readonly routing: RoutingSettings;
   /** destination objects by name (configured ones), e.g. for a dashboard "test connection" */
   destination(name: string): Destination | undefined;
   /** wakes the sender now (e.g. after the dashboard resets failed sends) */
@@ -82,6 +85,7 @@ export async function startGateway(config: Config, processor: StudyProcessor, lo
   );
 
   const store = Store.open(dataDir);
+  const routing = new RoutingSettings(config, store.db);
   let assembler: StudyAssembler | undefined;
   let runner: JobRunner | undefined;
   let sender: Sender | undefined;
@@ -109,10 +113,11 @@ export async function startGateway(config: Config, processor: StudyProcessor, lo
     // --- processing: quiet timer → queued job → processor → outputs and sends
     const theRunner: JobRunner = new JobRunner({
       store,
-      processor,
+      // the routing in force now: analyse rules when the job starts, send targets when it is filed
+      processor: (input) => processor({ ...input, analyze: routing.current().analyze }),
       dataDir,
       concurrency: options.jobConcurrency ?? 1,
-      targetsFor: (job) => sendTargetsFor(config, job.callingAe, job.callingHost),
+      targetsFor: (job) => sendTargetsFor(config, job.callingAe, job.callingHost, routing.current()),
       onFinished: (job, outcome) => {
         if (outcome.outputs > 0) theSender.kick();
         if (outcome.reopened) theAssembler.watch(job.studyUid);
@@ -172,6 +177,7 @@ export async function startGateway(config: Config, processor: StudyProcessor, lo
     dicomPort: theListener.port ?? theListener.tlsPort!,
     dicomTlsPort: theListener.tlsPort,
     store,
+    routing,
     destination: (name) => configured.get(name),
     kickSender: () => sender!.kick(),
     kickRunner: () => runner!.kick(),

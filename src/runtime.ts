@@ -50,5 +50,7 @@ export async function startAnalysisEngine(config: Config, logger: Logger): Promi
     model: { name: model.spec.name, version: model.spec.version },
     routing: config.routing.analyze,
   };
-  return { model, pool, options, processor: createStudyProcessor((file, outDir) => pool.processFile(file, outDir, options)), close: () => pool.close() };
+  // a job may carry the analyse rules in force now (dashboard overrides): they go with each request
+  const processor = createStudyProcessor((file, outDir, analyze) => pool.processFile(file, outDir, analyze ? { ...options, routing: analyze } : options));
+  return { model, pool, options, processor, close: () => pool.close() };
 }

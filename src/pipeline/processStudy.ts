@@ -114,8 +114,11 @@ export async function processInstanceFile(
   };
 }
 
-/** One instance file → its outcome and result files (runs in an inference worker thread). */
-export type InstanceFileProcessor = (file: string, outDir: string) => Promise<{ outcome: InstanceOutcome; outputs: OutputObject[] }>;
+/**
+ * One instance file → its outcome and result files (runs in an inference worker thread);
+ * `analyze` replaces the options' routing rules for this request when given.
+ */
+export type InstanceFileProcessor = (file: string, outDir: string, analyze?: AnalyzeRules) => Promise<{ outcome: InstanceOutcome; outputs: OutputObject[] }>;
 
 /**
  * The StudyProcessor: every instance of the study through `processFile`, all submitted at once so
@@ -125,7 +128,7 @@ export function createStudyProcessor(processFile: InstanceFileProcessor): StudyP
   return async (input: StudyJobInput): Promise<StudyJobOutput> => {
     const t0 = performance.now();
     fs.mkdirSync(input.outDir, { recursive: true });
-    const results = await Promise.all(input.instances.map((inst) => processFile(inst.path, input.outDir)));
+    const results = await Promise.all(input.instances.map((inst) => processFile(inst.path, input.outDir, input.analyze)));
     const instances = results.map((r) => r.outcome);
     const outputs = results.flatMap((r) => r.outputs);
     const analysed = instances.filter((i) => i.status === 'analysed');

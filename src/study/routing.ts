@@ -6,6 +6,7 @@
  */
 import type { CallerConfig, Config } from '../config/schema';
 import type { SendTarget } from '../store/rows';
+import type { EffectiveRouting } from './routingSettings';
 
 /**
  * Destination names of return-to-sender targets. They carry the address: the sender batches rows
@@ -22,10 +23,17 @@ function callerEntry(config: Config, callingAe: string | null, callingHost: stri
   return config.dicom.allowedCallers.find((c) => c.aeTitle.trim() === callingAe.trim() && (!c.host || !callingHost || c.host === callingHost));
 }
 
-export function sendTargetsFor(config: Config, callingAe: string | null, callingHost: string | null): SendTarget[] {
+/**
+ * `routing` is the effective routing (src/study/routingSettings.ts): destinations switched off on
+ * the dashboard get nothing. Return-to-sender targets are not configured destinations and are
+ * not switched by it.
+ */
+export function sendTargetsFor(config: Config, callingAe: string | null, callingHost: string | null, routing?: Pick<EffectiveRouting, 'enabledDestinations'>): SendTarget[] {
   const caller = callerEntry(config, callingAe, callingHost);
   // names are checked against `destinations` when the config is validated
-  const chosen = caller?.destinations ? config.destinations.filter((d) => caller.destinations!.includes(d.name)) : config.destinations;
+  const chosen = (caller?.destinations ? config.destinations.filter((d) => caller.destinations!.includes(d.name)) : config.destinations).filter(
+    (d) => !routing || routing.enabledDestinations.has(d.name),
+  );
   const targets: SendTarget[] = chosen.map((d) => ({ destination: d.name, aeTitle: d.aeTitle, host: d.host, port: d.port }));
   const back = caller?.returnToSender;
   const host = back?.host ?? caller?.host ?? callingHost;

@@ -2,6 +2,7 @@
  * The seam between the gateway's I/O (listener, store, sender) and the analysis pipeline:
  * the store hands a complete study to a StudyProcessor and files what it returns.
  */
+import type { AnalyzeRules } from '../config/schema';
 import { Label } from './domain';
 
 /** Reason codes travel to the database, the dashboard and the metrics (STYLE.md). */
@@ -23,6 +24,11 @@ export interface StudyJobInput {
   instances: { sopInstanceUid: string; path: string }[];
   /** folder for this run's output files (created by the caller, emptied before each run) */
   outDir: string;
+  /**
+   * the analyse rules in force when the job started (config merged with the dashboard's
+   * overrides); absent = the processor's own (routing.analyze of the config it was built with)
+   */
+  analyze?: AnalyzeRules;
 }
 
 export interface InstanceOutcome {

@@ -9,6 +9,7 @@ import express, { Request, Response, Router } from 'express';
 import { maskSecrets } from '../config/load';
 import type { Config } from '../config/schema';
 import type { StudyStatus } from '../store/rows';
+import { RoutingError, type RoutingSettings } from '../study/routingSettings';
 import type { EchoResult } from '../dispatch/destination';
 import type { Accounts } from './accounts';
 import type { AuditLog } from './audit';
@@ -38,6 +39,7 @@ export interface ApiDeps {
   queries: DashboardQueries;
   actions: StudyActions;
   live: LiveFeed;
+  routing: RoutingSettings;
 }
 
 const HTTP_STATUS: Record<string, number> = { not_found: 404, conflict: 409, bad_request: 400 };
@@ -54,7 +56,7 @@ function intParam(v: unknown, def: number, min: number, max: number): number {
 }
 
 export function apiRouter(deps: ApiDeps): Router {
-  const { config, gateway, model, accounts, audit, queries, actions, live } = deps;
+  const { config, gateway, model, accounts, audit, queries, actions, live, routing } = deps;
   const auth = createAuth({ accounts, audit, loginRateLimit: config.http.loginRateLimit, idleMs: config.http.sessionIdleMinutes * 60_000 });
   const pngs = new PngCache();
   const echoes = new Map<string, EchoResult & { at: number; by: string }>();
@@ -228,6 +230,38 @@ export function apiRouter(deps: ApiDeps): Router {
 
   r.get('/config', (_req, res) => {
     res.json({ config: maskSecrets(config), sessionSecret: process.env.SONOGATE_SESSION_SECRET ? 'from SONOGATE_SESSION_SECRET (hidden)' : 'generated, kept in the database (hidden)' });
+  });
+
+  // --- routing: analyse rules and destinations on/off; overrides of the config file kept in the database
+  r.get('/routing', (_req, res) => {
+    res.json({ ...routing.view(), canEdit: currentUser(res)!.role === 'admin' });
+  });
+
+  r.put('/routing', auth.requireAdmin('routing.update'), (req, res) => {
+    let changes;
+    try {
+      changes = routing.update(req.body ?? {}, user(res));
+    } catch (e) {
+      if (!(e instanceof RoutingError)) throw e;
+      auditRequest(audit, req, res, 'routing.update', 'failed', { target: 'routing', detail: { message: e.message } });
+      res.status(400).json({ error: 'bad_request', message: e.message });
+      return;
+    }
+    auditRequest(audit, req, res, 'routing.update', 'ok', { target: 'routing', detail: { changes } });
+    if (Object.keys(changes).length) req.log.info({ keys: Object.keys(changes), user: user(res) }, 'routing changed on the dashboard');
+    res.json({ ok: true, changes, ...routing.view(), canEdit: true });
+  });
+
+  r.post('/routing/revert', auth.requireAdmin('routing.revert'), (req, res) => {
+    const raw = req.body?.keys;
+    if (raw !== undefined && !(Array.isArray(raw) && raw.every((k) => typeof k === 'string'))) {
+      res.status(400).json({ error: 'bad_request', message: 'keys: expected a list of keys such as "routing.analyze.bodyParts" (omitted = all)' });
+      return;
+    }
+    const changes = routing.revert(raw as string[] | undefined);
+    auditRequest(audit, req, res, 'routing.revert', 'ok', { target: 'routing', detail: { keys: raw ?? 'all', changes } });
+    if (Object.keys(changes).length) req.log.info({ keys: Object.keys(changes), user: user(res) }, 'routing reverted to the config file');
+    res.json({ ok: true, changes, ...routing.view(), canEdit: true });
   });
 
   r.get('/users', auth.requireAdmin('users.list'), (_req, res) => {

@@ -17,6 +17,7 @@ import helmet from 'helmet';
 import { PACKAGE_ROOT } from '../config/load';
 import type { Config } from '../config/schema';
 import type { Logger } from '../log';
+import { RoutingSettings } from '../study/routingSettings';
 import { Accounts, sessionSecrets } from './accounts';
 import { apiRouter, ModelSummary } from './api';
 import { AuditLog } from './audit';
@@ -82,6 +83,8 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
   const audit = new AuditLog(store.db);
   const queries = new DashboardQueries(store);
   const actions = new StudyActions(gateway, path.resolve(config.dataDir));
+  // the same overrides either way: RoutingSettings reads them from the database on every call
+  const routing = gateway.routing ?? new RoutingSettings(config, store.db);
   const live = new LiveFeed(queries, () => !store.isClosed, logger);
   const metrics = new PipelineMetrics(store, model);
   const sessions = new SqliteSessionStore(store.db, config.http.sessionIdleMinutes * 60_000);
@@ -156,7 +159,7 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
         maxAge: config.http.sessionIdleMinutes * 60_000,
       },
     }),
-    apiRouter({ config, gateway, model, accounts, audit, queries, actions, live }),
+    apiRouter({ config, gateway, model, accounts, audit, queries, actions, live, routing }),
   );
 
   app.use(express.static(STATIC_DIR, { index: 'index.html', fallthrough: true, etag: true, maxAge: 0 }));

@@ -10,10 +10,13 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Destination } from '../dispatch/destination';
 import type { Store } from '../store/store';
+import type { RoutingSettings } from '../study/routingSettings';
 
 /** The parts of the gateway the dashboard drives (src/gateway.ts `Gateway` satisfies it). */
 export interface DashboardGateway {
   readonly store: Store;
+  /** the effective routing the gateway uses; without it the dashboard makes one on the same database */
+  readonly routing?: RoutingSettings;
   destination(name: string): Destination | undefined;
   kickSender(): void;
   /** wakes the job runner (a re-run is picked up at once); without it, at the runner's next wake-up */

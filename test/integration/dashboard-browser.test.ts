@@ -3,7 +3,8 @@
  * built `sonogate serve`, with DCMTK dcmsend as the scanner and DCMTK storescp as the PACS:
  * an administrator signs in, watches a study appear and finish without reloading, opens it and
  * sees the overlay; the PACS goes down so a send fails, comes back, the administrator presses
- * Retry and sees the results sent. Screenshots of the overview and the study page are kept
+ * Retry and sees the results sent; changes a routing rule on the Routing page and reverts it.
+ * Screenshots of the overview, the study page and the Routing page are kept
  * under test-output/ (not committed).
  */
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -201,6 +202,25 @@ d('dashboard in a browser', () => {
     expect(await page.textContent('main')).toMatch(/dark-lesion-fixture|tiny-untrained-fixture/);
     await shot('model');
     expect(serveLog).not.toContain('Browser^');
+  });
+
+  test('the administrator limits analysis to BREAST on the Routing page, sees it marked as changed on the dashboard, and reverts it', async () => {
+    await page.goto(`${base}/#/routing`);
+    await page.waitForSelector('main[data-page="routing"] #routing-form');
+    expect(await page.getAttribute('tr[data-key="routing.analyze.bodyParts"] .badge', 'data-source')).toBe('file');
+    await page.fill('#routing-bodyParts', 'BREAST');
+    await page.click('#routing-save');
+    await page.waitForSelector('tr[data-key="routing.analyze.bodyParts"] .badge[data-source="dashboard"]');
+    expect(await page.inputValue('#routing-bodyParts')).toBe('BREAST');
+    await shot('routing');
+    // a bad regular expression is refused with the key named, and nothing is saved
+    await page.fill('#routing-studyDescription', 'breast(');
+    await page.click('#routing-save');
+    await page.waitForSelector('.flash.bad');
+    expect(await page.textContent('.flash.bad')).toContain('routing.analyze.studyDescription');
+    await page.click('tr[data-key="routing.analyze.bodyParts"] button.revert');
+    await page.waitForSelector('tr[data-key="routing.analyze.bodyParts"] .badge[data-source="file"]');
+    expect(await page.inputValue('#routing-bodyParts')).toBe('');
   });
 
   test('sonogate serve stops cleanly on SIGTERM while a browser holds a live-update stream open', async () => {

@@ -73,6 +73,8 @@ test('the study processor skips a non-matching instance with route.filtered and 
     dataDir: path.join(dir, 'data'),
     port: await freePort(),
     destinations: [{ name: 'pacs', aeTitle: pacs.aeTitle, host: '127.0.0.1', port: pacs.port }],
+    // the gateway's effective routing (its config + dashboard overrides) goes with every job
+    routing: { analyze: { bodyParts: ['BREAST'] } },
   });
   const g = await startGateway(config, engine.processor, silentLogger());
   try {

@@ -631,9 +631,104 @@
     ];
   }
 
+  async function routingPage() {
+    const r = await api('GET', '/api/routing');
+    const edit = !!r.canEdit;
+    const a = r.analyze;
+    const list = (v) => (v && v.length ? v.join(', ') : '');
+    const shown = (v) => (v === null || v === undefined || v === '' || (Array.isArray(v) && !v.length) ? 'any' : Array.isArray(v) ? v.join(', ') : String(v));
+    const splitList = (text) => text.split(/[,\n]/).map((x) => x.trim()).filter(Boolean);
+    const form = h('form', { id: 'routing-form', class: 'routing', autocomplete: 'off' });
+    const markDirty = () => (form.dataset.dirty = '1');
+    form.addEventListener('input', markDirty);
+    form.addEventListener('change', markDirty);
+
+    const source = (key, f, fileText) =>
+      f.source === 'dashboard'
+        ? [
+            h('span', { class: 'badge dashboard', dataset: { source: 'dashboard' } }, 'dashboard'),
+            h('div', { class: 'small muted' }, `changed by ${f.changedBy || '–'}, ${fmtTime(f.changedAt)}; file: ${fileText}`),
+            edit ? h('button', { type: 'button', class: 'small danger revert', dataset: { key }, onclick: () => act('POST', '/api/routing/revert', { keys: [key] }, () => `${key} follows the config file again.`) }, 'Revert to config file') : null,
+          ]
+        : h('span', { class: 'badge file', dataset: { source: 'file' } }, 'config file');
+
+    const textInput = (id, value, placeholder) => h('input', { id, name: id, value, placeholder, size: 40, disabled: !edit });
+    const fields = [
+      ['routing.analyze.bodyParts', 'Body parts (BodyPartExamined, comma separated; empty = any)', a.bodyParts, textInput('routing-bodyParts', list(a.bodyParts.value), 'e.g. BREAST'), shown(a.bodyParts.file)],
+      ['routing.analyze.requireBodyPart', 'Require BodyPartExamined (an instance without it is skipped)', a.requireBodyPart, h('input', { id: 'routing-requireBodyPart', name: 'requireBodyPart', type: 'checkbox', checked: a.requireBodyPart.value, disabled: !edit }), a.requireBodyPart.file ? 'yes' : 'no'],
+      ['routing.analyze.studyDescription', 'Study description (regular expression, case-insensitive; empty = any)', a.studyDescription, textInput('routing-studyDescription', a.studyDescription.value || '', 'e.g. breast|mamm'), shown(a.studyDescription.file)],
+      ['routing.analyze.stations', 'Stations (StationName, comma separated; empty = any)', a.stations, textInput('routing-stations', list(a.stations.value), 'e.g. US01'), shown(a.stations.file)],
+    ];
+    const analyzeTable = table(
+      ['Setting', 'Value', 'Source'],
+      fields.map(([key, label, f, input, fileText]) =>
+        h('tr', { dataset: { key } }, h('td', {}, h('label', { for: input.id }, label), h('div', { class: 'small muted uid' }, key)), h('td', {}, edit ? input : h('span', { class: 'value' }, key.endsWith('requireBodyPart') ? (f.value ? 'yes' : 'no') : shown(f.value))), h('td', {}, source(key, f, fileText))),
+      ),
+    );
+    const destTable = table(
+      ['Destination', 'Address', 'Results sent there', 'Source'],
+      r.destinations.map((d) => {
+        const key = `destinations.${d.name}.enabled`;
+        const box = h('input', { type: 'checkbox', class: 'destination-enabled', name: d.name, checked: d.enabled.value, disabled: !edit, dataset: { destination: d.name } });
+        return h(
+          'tr',
+          { dataset: { destination: d.name } },
+          h('td', {}, d.name),
+          h('td', {}, `${d.aeTitle}@${d.host}:${d.port}`),
+          h('td', {}, edit ? h('label', {}, box, d.enabled.value ? ' on' : ' off') : h('span', { class: d.enabled.value ? 'ok' : 'warn' }, d.enabled.value ? 'on' : 'off')),
+          h('td', {}, source(key, d.enabled, 'on')),
+        );
+      }),
+      'No destinations configured.',
+    );
+
+    form.append(h('h2', {}, 'Which instances are analysed'), analyzeTable, h('h2', {}, 'Where results go'), destTable);
+    const anyOverride = [a.bodyParts, a.requireBodyPart, a.studyDescription, a.stations, ...r.destinations.map((d) => d.enabled)].some((f) => f.source === 'dashboard');
+    if (edit) {
+      form.append(
+        h(
+          'div',
+          { class: 'actions' },
+          h('button', { type: 'submit', id: 'routing-save' }, 'Save'),
+          anyOverride ? h('button', { type: 'button', id: 'routing-revert-all', class: 'danger', onclick: () => act('POST', '/api/routing/revert', {}, () => 'Routing follows the config file again.') }, 'Revert all to config file') : null,
+        ),
+      );
+      form.addEventListener('submit', async (ev) => {
+        ev.preventDefault();
+        const description = form.querySelector('#routing-studyDescription').value.trim();
+        const body = {
+          analyze: {
+            bodyParts: splitList(form.querySelector('#routing-bodyParts').value),
+            requireBodyPart: form.querySelector('#routing-requireBodyPart').checked,
+            studyDescription: description === '' ? null : description,
+            stations: splitList(form.querySelector('#routing-stations').value),
+          },
+          destinations: Object.fromEntries([...form.querySelectorAll('input.destination-enabled')].map((x) => [x.dataset.destination, x.checked])),
+        };
+        const done = await act('PUT', '/api/routing', body, (x) => (Object.keys(x.changes).length ? `Saved: ${Object.keys(x.changes).join(', ')}. Applies to the next studies.` : 'Nothing changed.'));
+        if (done) delete form.dataset.dirty;
+      });
+    }
+    return [
+      h('h1', {}, 'Routing'),
+      h(
+        'p',
+        { class: 'muted' },
+        'Which ultrasound instances are analysed and which configured destinations get the results. Values changed here are kept in the database, override the config file (also after a restart) and apply to the next studies; a study already being processed keeps the rules it started with.',
+      ),
+      edit ? null : h('p', { class: 'muted' }, 'Read only: changing routing needs the admin role.'),
+      form,
+    ];
+  }
+
   async function configPage() {
     const r = await api('GET', '/api/config');
-    return [h('h1', {}, 'Running configuration'), h('p', { class: 'muted' }, `Read only; secrets masked. Session secret: ${r.sessionSecret}.`), h('pre', { id: 'config' }, JSON.stringify(r.config, null, 2))];
+    return [
+      h('h1', {}, 'Running configuration'),
+      h('p', { class: 'muted' }, `As read from the config file; read only; secrets masked. Session secret: ${r.sessionSecret}.`),
+      h('p', { class: 'muted' }, 'Routing (routing.analyze, destinations on/off) may be changed on the ', h('a', { href: '#/routing' }, 'Routing'), ' page; what is changed there overrides this.'),
+      h('pre', { id: 'config' }, JSON.stringify(r.config, null, 2)),
+    ];
   }
 
   // ------------------------------------------------------------------ router
@@ -646,6 +741,7 @@
     destinations: destinationsPage,
     model: modelPage,
     audit: auditPage,
+    routing: routingPage,
     config: configPage,
   };
 
@@ -663,6 +759,8 @@
     const scroll = window.scrollY;
     // inputs being typed in survive a live refresh
     if (quiet && main.contains(document.activeElement) && document.activeElement.matches('input, select')) return;
+    // nor do unsaved changes of a form (the Routing page)
+    if (quiet && main.querySelector('form[data-dirty]')) return;
     try {
       state.background = !!quiet;
       const pending = page(new URLSearchParams(query || ''), rest.join('/'));
