@@ -51,7 +51,7 @@ def parse_args():
     p.add_argument("--resume", action="store_true")
     p.add_argument("--export-only", action="store_true", help="skip training; export best.pt")
     p.add_argument("--tta", choices=["auto", "on", "off"], default="auto",
-                   help="horizontal-flip test-time augmentation baked into the ONNX graph; auto = keep it if it scores better on val")
+                   help="horizontal-flip test-time augmentation baked into the ONNX graph; auto = keep it if val dice + AUC gain > 0.005")
     return p.parse_args()
 
 
@@ -137,7 +137,7 @@ def main():
     counts = np.bincount(yi, minlength=3)
     cw = torch.tensor(len(yi) / (3 * counts), dtype=torch.float32)
     g = torch.Generator().manual_seed(args.seed)
-    start_epoch, best, history = 0, {"score": -1}, []
+    start_epoch, best, history, train_seconds = 0, {"score": -1}, [], 0.0
     ckpt_path = os.path.join(args.out, "checkpoint.pt")
     best_path = os.path.join(args.out, "best.pt")
     if (args.resume or args.export_only) and os.path.exists(ckpt_path):
@@ -145,6 +145,7 @@ def main():
         model.load_state_dict(ck["model"]); ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["opt"]); sched.load_state_dict(ck["sched"])
         g.set_state(ck["gen"]); start_epoch, best, history = ck["epoch"], ck["best"], ck["history"]
+        train_seconds = ck.get("train_seconds", 0.0)
         log("resumed at epoch %d" % start_epoch)
     log("model: Attention U-Net base %d, %d parameters, input %dx%d, %d epochs x %d steps, class weights %s"
         % (args.base, sum(p.numel() for p in model.parameters()), args.size, args.size, args.epochs,
@@ -177,6 +178,7 @@ def main():
                         pe.copy_(pm)
             tot["loss"] += loss.item(); tot["seg"] += seg.item(); tot["cls"] += cls.item()
         epoch += 1
+        train_seconds += time.time() - te
         val, _, _ = evaluate_small(ema, *data["val"][:3], spec)
         score = val["dice"] + val["auc_malignant"]
         history.append({"epoch": epoch, **{k: v / steps_per_epoch for k, v in tot.items()}, **val})
@@ -191,7 +193,7 @@ def main():
                val["accuracy_3class"], sched.get_last_lr()[0], time.time() - te, mark))
         torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                     "sched": sched.state_dict(), "gen": g.get_state(), "epoch": epoch, "best": best,
-                    "history": history}, ckpt_path)
+                    "history": history, "train_seconds": train_seconds}, ckpt_path)
 
     net = AttentionUNet(args.base)
     net.load_state_dict(torch.load(best_path))
@@ -203,7 +205,8 @@ def main():
         flip, _, _ = evaluate_small(FlipTTA(net), *data["val"][:3], spec)
         log("val without TTA: dice %.4f auc %.4f | with flip TTA: dice %.4f auc %.4f"
             % (plain["dice"], plain["auc_malignant"], flip["dice"], flip["auc_malignant"]))
-        if args.tta == "on" or flip["dice"] + flip["auc_malignant"] > plain["dice"] + plain["auc_malignant"]:
+        # TTA doubles inference time: keep it only for a real gain on val
+        if args.tta == "on" or flip["dice"] + flip["auc_malignant"] > plain["dice"] + plain["auc_malignant"] + TTA_MIN_GAIN:
             final, tta = FlipTTA(net).eval(), True
     log("test-time augmentation:", "horizontal flip (in the ONNX graph)" if tta else "none")
 
@@ -218,7 +221,7 @@ def main():
 
     test = evaluate_full(final, args.data, spec, threshold, "test")
     log("test (original resolution):", json.dumps(test))
-    export(final, args, spec, threshold, best, test, time.time() - t0, log, tta)
+    export(final, args, spec, threshold, best, test, train_seconds, log, tta)
 
 
 @torch.no_grad()
@@ -247,6 +250,9 @@ def evaluate_full(model, data_dir, spec, threshold, split):
     out["normal_with_false_lesion"] = float(np.mean(false_lesion))
     out["n"] = len(rows)
     return out
+
+
+TTA_MIN_GAIN = 0.005
 
 
 class FlipTTA(torch.nn.Module):
@@ -281,7 +287,7 @@ def export(model, args, spec, threshold, best, test, seconds, log, tta=False):
         "training": {"data": "BUSI", "split": "split.csv", "epochs": args.epochs, "best_epoch": best["epoch"],
                      "seed": args.seed, "base_filters": args.base, "batch": args.batch, "lr": args.lr,
                      "test_time_augmentation": "hflip" if tta else "none",
-                     "seconds": round(seconds), "torch": torch.__version__},
+                     "train_seconds": round(seconds), "torch": torch.__version__},
         "metrics": {"val": {k: best[k] for k in ("dice", "auc_malignant", "f1_malignant")},
                     "test": {k: test[k] for k in ("dice", "iou", "auc_malignant", "f1_malignant")},
                     "test_scorer": "training/train.py (python)"},

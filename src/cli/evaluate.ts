@@ -54,7 +54,7 @@ export async function runEvaluate(args: EvaluateArgs, config: Config): Promise<n
         specificity_malignant: metrics.specificity_malignant, accuracy_3class: metrics.accuracy_3class,
         normal_with_false_lesion: metrics.normal_with_false_lesion, n: metrics.n,
       };
-      spec.metrics.scorer = 'sonogate evaluate (gateway code path)';
+      spec.metrics[`${args.subset}_scorer`] = 'sonogate evaluate (gateway code path)';
       fs.writeFileSync(model.specPath, JSON.stringify(spec, null, 2) + '\n');
     }
   } finally {

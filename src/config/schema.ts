@@ -157,7 +157,7 @@ export const configSchema = z
         /** components smaller than this fraction of the frame's largest are dropped (0 keeps all) */
         minRelativeLesionArea: z.number().min(0).max(1).default(0),
         /** report no lesion on a frame the classifier calls normal (fewer false lesions) */
-        suppressLesionsWhenNormal: z.boolean().default(true),
+        suppressLesionsWhenNormal: z.boolean().default(false),
       })
       .strict()
       .prefault({}),
