@@ -126,6 +126,7 @@ export class JobRunner {
       const r = store.completeJob(job.jobId, result, targets);
       if (!r) return; // requeued meanwhile
       log.info({ outputs: result.outputs.length, targets: targets.length, label: result.label, ms: Date.now() - started }, 'job done');
+      await pruneEarlierRuns(job.outDir, log);
       this.opts.onFinished(job, { ok: true, reopened: r.reopened, outputs: result.outputs.length });
     } catch (e) {
       log.error({ err: (e as Error).message }, 'could not file the job result');
@@ -136,5 +137,23 @@ export class JobRunner {
         /* database gone; recovery at the next start requeues the job */
       }
     }
+  }
+}
+
+/**
+ * Once a run's results are filed, every output row and pending send points into its folder: the
+ * study's earlier run-N folders are no longer read by anything, and would otherwise pile up at
+ * every re-run. (An older object that was already sent and is no longer produced keeps only its
+ * record.)
+ */
+async function pruneEarlierRuns(outDir: string, log: Logger): Promise<void> {
+  const studyDir = path.dirname(outDir);
+  const current = path.basename(outDir);
+  try {
+    for (const name of await fsp.readdir(studyDir)) {
+      if (name !== current && /^run-\d+$/.test(name)) await fsp.rm(path.join(studyDir, name), { recursive: true, force: true });
+    }
+  } catch (e) {
+    log.warn({ err: (e as Error).message }, 'could not remove earlier result folders');
   }
 }

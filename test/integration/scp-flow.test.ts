@@ -137,6 +137,8 @@ test('an instance sent after the study was processed re-opens it: results are re
   expect(g.store.getStudy(study)!.runCount).toBe(2);
   expect(g.store.listOutputs(study).map((o) => o.sopInstanceUid).sort()).toEqual([copyUid(first.sops[0]), copyUid(late.sops[0])].sort());
   expect(g.store.listOutputs(study).every((o) => o.path.includes(`${path.sep}run-2${path.sep}`))).toBe(true);
+  // the first run's folder is gone once the second run's results are filed
+  expect(fs.readdirSync(path.dirname(path.dirname(g.store.listOutputs(study)[0].path)))).toEqual(['run-2']);
   const sends = g.store.listSends({ studyUid: study });
   expect(sends).toHaveLength(2); // one per output and destination, not one per run
   expect(sends.find((s) => s.outputSopUid === copyUid(first.sops[0]))!.generation).toBe(1);
