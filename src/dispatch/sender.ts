@@ -132,6 +132,14 @@ export class Sender {
       logger.debug({ destination: destination.name, errors: results.filter((r) => !r.delivered).length }, 'association end');
       if (store.isClosed) return;
       this.record(destination.name, batch, results);
+      const down = results.length > 0 && results.every((r) => !r.delivered && /^send\.(network_error|association_rejected|timeout)/.test(r.error ?? ''));
+      if (down && i + size < rows.length) {
+        // the destination is unreachable: the rest of its backlog waits for the same backoff
+        // instead of costing one connection timeout per batch (and holding the sender)
+        const rest = rows.slice(i + size);
+        this.record(destination.name, rest, rest.map((r) => ({ sopInstanceUid: r.outputSopUid, delivered: false, status: null, error: results[0].error })));
+        return;
+      }
     }
   }
 

@@ -105,6 +105,16 @@ test('a destination that is down is retried with doubling delays, the error stay
   expect(store.listSends()[0]).toMatchObject({ status: 'sent', lastError: null, lastStatus: 0 });
 });
 
+test('an unreachable destination costs one connection per pass, not one per batch; its whole backlog backs off', async () => {
+  seed(store, 7, ['pacs']);
+  const pacs = new ScriptedDestination('pacs', down);
+  sender = new Sender({ store, destinationFor: () => pacs, initialDelayMs: 10_000, maxDelayMs: 20_000, batchSize: 2, logger: silentLogger() });
+  sender.start();
+  await eventually(() => store.listSends().every((r) => r.attempts === 1), 5000, 'one attempt recorded for every send');
+  expect(pacs.calls).toHaveLength(1); // 7 files in batches of 2 would be 4 connections
+  expect(store.listSends().every((r) => r.lastError === 'send.network_error: connect ECONNREFUSED' && r.nextAttemptAt > Date.now())).toBe(true);
+});
+
 test('a status failure is retried and keeps the status; an unreadable file fails for good', async () => {
   seed(store, 2, ['pacs']);
   const pacs = new ScriptedDestination('pacs', (f) =>
