@@ -69,7 +69,17 @@ export function tempPathFor(target: string): string {
  * mkdir -p that also syncs each parent it adds an entry to, so a new study folder cannot vanish
  * in a crash while the file inside it (already acknowledged) survives in lost+found.
  */
-export async function ensureDirDurable(dir: string, ops: FileOps = nodeFileOps): Promise<void> {
+export function ensureDirDurable(dir: string, ops: FileOps = nodeFileOps): Promise<void> {
+  // One at a time: an association that finds a folder another one has just created must not
+  // acknowledge its instance before that folder's entry is synced into its parent.
+  const run = dirLock.then(() => createDirs(dir, ops));
+  dirLock = run.catch(() => undefined);
+  return run;
+}
+
+let dirLock: Promise<unknown> = Promise.resolve();
+
+async function createDirs(dir: string, ops: FileOps): Promise<void> {
   const missing: string[] = [];
   let d = path.resolve(dir);
   while (!fs.existsSync(d)) {

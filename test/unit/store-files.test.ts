@@ -36,3 +36,23 @@ test('creating an existing folder is a no-op', async () => {
   await ensureDirDurable(dir, ops);
   expect(ops.log).toEqual([]);
 });
+
+test('a second caller that finds a just-created folder waits until it is synced into its parent', async () => {
+  const dir = tempDir('files');
+  const events: string[] = [];
+  const slow = {
+    ...spyFileOps(),
+    async syncDir(d: string) {
+      await new Promise((r) => setTimeout(r, 50));
+      events.push(`synced ${path.basename(d)}`);
+    },
+  };
+  const target = path.join(dir, 'study');
+  const first = ensureDirDurable(target, slow).then(() => events.push('first done'));
+  // the folder exists as soon as mkdir returns, long before its parent is synced
+  await new Promise((r) => setTimeout(r, 10));
+  expect(fs.existsSync(target)).toBe(true);
+  await ensureDirDurable(target, slow).then(() => events.push('second done'));
+  await first;
+  expect(events.indexOf(`synced ${path.basename(dir)}`)).toBeLessThan(events.indexOf('second done'));
+});
