@@ -33,6 +33,8 @@ export interface DecodeOptions {
   maxFrames?: number;
   /** refuse instances with more pixels over all frames (decode.too_large); default DEFAULT_MAX_PIXELS */
   maxPixels?: number;
+  /** decode only the first frame (previews): a long cine costs one frame, not all of them */
+  firstFrameOnly?: boolean;
 }
 
 /** Parses a Part 10 file and decodes every frame to 8-bit grayscale, plus the analysis region. Never throws anything but DecodeError. */
@@ -70,7 +72,8 @@ async function decode(ds: Dataset, ts: string, opts: DecodeOptions): Promise<Dec
   const info = readImagePixel(ds);
   checkLimits(info, opts);
   const region: AnalysisRegion = analysisRegion(ds);
-  const frames = isNativeSyntax(ts) ? decodeNative(ds, ts, info) : await decodeEncapsulated(ds, ts, info);
+  const limit = opts.firstFrameOnly ? 1 : info.frames;
+  const frames = isNativeSyntax(ts) ? decodeNative(ds, ts, info, limit) : await decodeEncapsulated(ds, ts, info, limit);
   return {
     sopInstanceUid: text(ds.SOPInstanceUID),
     sopClassUid: text(ds.SOPClassUID),
@@ -93,7 +96,7 @@ function checkLimits(info: ImagePixel, opts: DecodeOptions): void {
   }
 }
 
-function decodeNative(ds: Dataset, ts: string, info: ImagePixel): GrayFrame[] {
+function decodeNative(ds: Dataset, ts: string, info: ImagePixel, limit: number): GrayFrame[] {
   if (info.photometric === 'YBR_RCT' || info.photometric === 'YBR_ICT') {
     throw new DecodeError('decode.unsupported_photometric', `${info.photometric} is only defined for JPEG 2000, not for native pixel data`);
   }
@@ -106,13 +109,13 @@ function decodeNative(ds: Dataset, ts: string, info: ImagePixel): GrayFrame[] {
   const swapWords = ts === TS.ExplicitVRBigEndian && (info.bitsAllocated === 16 || ds._vrMap?.PixelData === 'OW');
   const raw = nativeFrames(ds.PixelData, layout, nativeFrameBytes(layout), swapWords);
   const palette = paletteLut(ds, info, ts);
-  return raw.map((bytes) => toGray(bytes, layout, ds, { rgb: false, planar: layout.planar, native: true }, palette));
+  return raw.slice(0, limit).map((bytes) => toGray(bytes, layout, ds, { rgb: false, planar: layout.planar, native: true }, palette));
 }
 
-async function decodeEncapsulated(ds: Dataset, ts: string, info: ImagePixel): Promise<GrayFrame[]> {
+async function decodeEncapsulated(ds: Dataset, ts: string, info: ImagePixel, limit: number): Promise<GrayFrame[]> {
   const family = codecFamily(ts);
   if (!family) throw new DecodeError('decode.unsupported_transfer_syntax', `no decoder for transfer syntax ${ts}`);
-  const encoded = encapsulatedFrames(ds.PixelData, info.frames);
+  const encoded = encapsulatedFrames(ds.PixelData, info.frames).slice(0, limit);
   const palette = paletteLut(ds, info, ts);
   const out: GrayFrame[] = [];
   for (const [index, bytes] of encoded.entries()) {

@@ -33,14 +33,14 @@ function nativeRgb(bytes: Buffer): { data: Buffer; width: number; height: number
 }
 
 async function grayFirstFrame(bytes: Buffer): Promise<{ data: Uint8Array; width: number; height: number }> {
-  const d = await decodeInstance(bytes);
+  const d = await decodeInstance(bytes, { firstFrameOnly: true });
   const f = d.frames[0];
   return { data: f.data, width: f.width, height: f.height };
 }
 
 /**
- * Larger files (long cine loops) are not rendered: the decoder decodes every frame, on the event
- * loop the DICOM listener shares.
+ * Larger files are not rendered: parsing still reads the whole file on the event loop the DICOM
+ * listener shares (only the first frame is decoded).
  */
 export const MAX_RENDER_BYTES = 64 * 1024 * 1024;
 

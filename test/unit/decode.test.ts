@@ -344,3 +344,15 @@ describe('SOP classes and transfer syntaxes', () => {
     }
   });
 });
+
+test('firstFrameOnly decodes just the first frame of a cine (dashboard previews)', async () => {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { phantomFile } = require('../helpers/phantom');
+  const { decodeInstance: decode } = await import('../../src/dicom/decode');
+  const bytes = phantomFile({ frames: 4, seed: 3 });
+  const all = await decode(bytes);
+  const first = await decode(bytes, { firstFrameOnly: true });
+  expect(all.frames).toHaveLength(4);
+  expect(first.frames).toHaveLength(1);
+  expect(Buffer.from(first.frames[0].data).equals(Buffer.from(all.frames[0].data))).toBe(true);
+});
