@@ -128,7 +128,20 @@ export function createStudyProcessor(processFile: InstanceFileProcessor): StudyP
   return async (input: StudyJobInput): Promise<StudyJobOutput> => {
     const t0 = performance.now();
     fs.mkdirSync(input.outDir, { recursive: true });
-    const results = await Promise.all(input.instances.map((inst) => processFile(inst.path, input.outDir, input.analyze)));
+    const results = await Promise.all(
+      input.instances.map((inst) =>
+        processFile(inst.path, input.outDir, input.analyze).then<{ outcome: InstanceOutcome; outputs: OutputObject[] }, { outcome: InstanceOutcome; outputs: OutputObject[] }>(
+          // the outcome is filed under the UID the instance was stored with (an unreadable file
+          // has no UID of its own to report)
+          (r) => ({ ...r, outcome: { ...r.outcome, sopInstanceUid: inst.sopInstanceUid } }),
+          // a lost inference worker fails this instance only, not the whole study
+          (e: Error) => ({
+            outcome: { sopInstanceUid: inst.sopInstanceUid, status: 'failed', reason: 'inference.failed', message: e.message },
+            outputs: [],
+          }),
+        ),
+      ),
+    );
     const instances = results.map((r) => r.outcome);
     const outputs = results.flatMap((r) => r.outputs);
     const analysed = instances.filter((i) => i.status === 'analysed');
