@@ -34,10 +34,6 @@ const ENV_OVERRIDES: Array<[string, string[], 'int' | 'float' | 'string' | 'json
   ['SONOGATE_LOG_LEVEL', ['log', 'level'], 'string'],
 ];
 
-export function envOverrideNames(): string[] {
-  return ENV_OVERRIDES.map(([n]) => n);
-}
-
 function setPath(obj: Record<string, any>, keys: string[], value: unknown): void {
   let o = obj;
   for (const k of keys.slice(0, -1)) {

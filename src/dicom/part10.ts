@@ -47,14 +47,6 @@ export function readPart10(bytes: Uint8Array, options: { untilTag?: string } = {
   return { meta, dataset, transferSyntaxUid: meta.TransferSyntaxUID };
 }
 
-export function naturalize(dict: Record<string, unknown>): Dataset {
-  return DicomMetaDictionary.naturalizeDataset(dict);
-}
-
-export function denaturalize(dataset: Dataset): Record<string, unknown> {
-  return DicomMetaDictionary.denaturalizeDataset(dataset);
-}
-
 /**
  * The Part 10 preamble, "DICM" and File Meta Information (PS3.10 7.1) for a data set received
  * over the network, whose bytes (already in `transferSyntaxUid`) are appended unchanged: the
