@@ -11,18 +11,19 @@ import torch.nn.functional as F
 
 
 def _u(n, lo, hi, g):
-    return lo + (hi - lo) * torch.rand(n, generator=g)
+    return lo + (hi - lo) * torch.rand(n, generator=g, device=g.device)
 
 
 def augment(x, m, g):
     n, _, h, w = x.shape
-    flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+    dev = g.device
+    flip = torch.where(torch.rand(n, generator=g, device=dev) < 0.5, -1.0, 1.0)
     s = _u(n, 0.8, 1.25, g)
     aspect = torch.exp(_u(n, -0.15, 0.15, g))
     rot = _u(n, -12, 12, g) * math.pi / 180
     tx, ty = _u(n, -0.1, 0.1, g), _u(n, -0.1, 0.1, g)
     sx, sy = flip / (s * aspect), 1.0 / (s / aspect)
-    theta = torch.zeros(n, 2, 3)
+    theta = torch.zeros(n, 2, 3, device=dev)
     theta[:, 0, 0] = sx * torch.cos(rot)
     theta[:, 0, 1] = -torch.sin(rot) * sy
     theta[:, 1, 0] = torch.sin(rot) * sx
@@ -36,15 +37,15 @@ def augment(x, m, g):
     gain = _u(n, 0.6, 1.4, g).view(n, 1, 1, 1)
     gamma = torch.exp(_u(n, -0.4, 0.4, g)).view(n, 1, 1, 1)
     x = (x.clamp(0, 1) ** gamma) * gain
-    ramp = torch.linspace(0, 1, h).view(1, 1, h, 1)
+    ramp = torch.linspace(0, 1, h, device=dev).view(1, 1, h, 1)
     tgc = _u(n, -0.3, 0.3, g).view(n, 1, 1, 1)
     x = x * (1 + tgc * (ramp - 0.5))
     # speckle: multiplicative noise, lightly smoothed so it has a grain size
     sigma = _u(n, 0.0, 0.25, g).view(n, 1, 1, 1)
-    noise = torch.randn(n, 1, h, w, generator=g)
+    noise = torch.randn(n, 1, h, w, generator=g, device=dev)
     noise = F.avg_pool2d(noise, 3, stride=1, padding=1) * 3
     x = x * (1 + sigma * noise)
     # blur some images (lower-resolution probes)
-    blur = (torch.rand(n, generator=g) < 0.25).view(n, 1, 1, 1).float()
+    blur = (torch.rand(n, generator=g, device=dev) < 0.25).view(n, 1, 1, 1).float()
     x = blur * F.avg_pool2d(x, 3, stride=1, padding=1) + (1 - blur) * x
     return x.clamp(0, 1), m

@@ -4,6 +4,11 @@ Input: N x 1 x H x W, pixels already scaled per model.json ((p*scale-mean)/std, 
 The network first standardises each image by its own mean and standard deviation
 (robust to scanner gain), so brightness differences between hospitals do not shift it.
 Outputs: mask_logits N x 1 x H x W, class_logits N x 3 (normal, benign, malignant).
+
+The class head sees the deepest features twice: averaged over the whole image, and averaged
+under the network's own lesion mask (mask-guided pooling), so the benign/malignant decision
+looks at the lesion rather than at the surrounding tissue. The mask is detached there: the
+class loss does not bend the segmentation. H and W must be multiples of 16.
 """
 import torch
 import torch.nn as nn
@@ -52,7 +57,7 @@ class AttentionUNet(nn.Module):
         self.enc = nn.ModuleList([conv_block(1, f[0])] + [conv_block(f[i], f[i + 1]) for i in range(4)])
         self.ups = nn.ModuleList([Up(f[i + 1], f[i], f[i]) for i in reversed(range(4))])
         self.head = nn.Conv2d(f[0], 1, 1)
-        self.cls = nn.Sequential(nn.Dropout(dropout), nn.Linear(f[4] + f[3], n_classes))
+        self.cls = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * (f[4] + f[3]), n_classes))
 
     def forward(self, x):
         mu = x.mean(dim=(2, 3), keepdim=True)
@@ -68,5 +73,14 @@ class AttentionUNet(nn.Module):
         for up, skip in zip(self.ups, reversed(skips[:-1])):
             y = up(y, skip)
             decoded.append(y)
-        pooled = torch.cat([bottleneck.mean(dim=(2, 3)), decoded[0].mean(dim=(2, 3))], dim=1)
-        return self.head(y), self.cls(pooled)
+        mask_logits = self.head(y)
+        w = torch.sigmoid(mask_logits).detach()
+        w8 = F.avg_pool2d(w, 8)
+        w16 = F.avg_pool2d(w8, 2)
+        pooled = torch.cat([bottleneck.mean(dim=(2, 3)), decoded[0].mean(dim=(2, 3)),
+                            _masked_mean(bottleneck, w16), _masked_mean(decoded[0], w8)], dim=1)
+        return mask_logits, self.cls(pooled)
+
+
+def _masked_mean(f, w):
+    return (f * w).sum(dim=(2, 3)) / (w.sum(dim=(2, 3)) + 1e-3)

@@ -2,7 +2,12 @@
 """Train the Sonogate Attention U-Net on BUSI and export it to ONNX + model.json.
 
 One command (from the repository root):   npm run train
-  = /usr/bin/python3 training/train.py  [--epochs 50 --size 192 --resume]
+  = /usr/bin/python3 training/train.py  [--epochs 40 --size 256 --resume]
+
+On a GPU (see training/gpu/run.sh): --device cuda --arrays <packed train+val> --time-budget S
+--train-only --compact-out DIR trains without the BUSI folder and hands back the best weights;
+--export-only --checkpoints a.pt,b.pt,... then exports them here (several = an ensemble whose
+logits are averaged in the ONNX graph).
 
 Fits on split 'train', picks the checkpoint and the mask threshold on 'val', and scores
 'test' once at the end (at each image's original resolution). Progress goes to stdout and
@@ -14,6 +19,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import copy  # noqa: E402
 import json
 import math  # noqa: E402
@@ -32,6 +38,7 @@ from metrics import auc, binary_f1, dice_iou  # noqa: E402
 from model import AttentionUNet  # noqa: E402
 from preprocess import gray_from_file, to_input  # noqa: E402
 from reference import write_reference  # noqa: E402
+from weights import load_state, save_compact  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
 
@@ -41,14 +48,24 @@ def parse_args():
     p.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "datasets", "busi"))
     p.add_argument("--out", default=os.path.join(ROOT, "training", "runs", "default"))
     p.add_argument("--model-dir", default=os.path.join(ROOT, "model"))
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--size", type=int, default=192)
+    p.add_argument("--epochs", type=int, default=36)
+    p.add_argument("--size", type=int, default=256)
     p.add_argument("--base", type=int, default=16)
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=20261126)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--arrays", help="packed train+val file from training/pack.py (instead of --data)")
+    p.add_argument("--time-budget", type=float, default=0,
+                   help="seconds of training; the learning-rate schedule follows elapsed time (GPU runs)")
+    p.add_argument("--train-only", action="store_true", help="stop after training (no test, no export)")
+    p.add_argument("--compact-out", help="also write the best weights here as float16 parts (training/weights.py)")
+    p.add_argument("--init", help="start from these weights (a second cosine cycle) instead of random ones")
+    p.add_argument("--model-version", default="1.1.0", help="version written to model.json (SR/SEG name it)")
+    p.add_argument("--facts", help="JSON file merged into model.json's training facts (how a GPU run was made)")
+    p.add_argument("--checkpoints", help="comma-separated weights to export (default <out>/best.pt)")
     p.add_argument("--export-only", action="store_true", help="skip training; export best.pt")
     p.add_argument("--tta", choices=["auto", "on", "off"], default="auto",
                    help="horizontal-flip test-time augmentation baked into the ONNX graph; auto = keep it if val dice + AUC gain > 0.005")
@@ -64,6 +81,35 @@ class Log:
         print(s, flush=True)
         self.f.write(s + "\n")
         self.f.flush()
+
+
+def torch_load(path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except TypeError:  # torch < 1.13
+        return torch.load(path, map_location="cpu")
+
+
+def load_packed(path):
+    """training/pack.py output -> the same dict of splits load_arrays returns (train, val only)."""
+    import gzip
+    from pack import unpack_masks
+    import io
+    with gzip.open(path, "rb") as f:
+        d = torch_load(io.BytesIO(f.read()))
+    out = {}
+    for split in ("train", "val"):
+        e = d[split]
+        out[split] = (e["images"].float().numpy(), unpack_masks(e["masks_bits"], e["images"].shape[-1]).numpy(),
+                      e["labels"].numpy(), np.array(e["files"]))
+    return out, d["size"]
+
+
+def lr_factor(progress, warmup=0.05):
+    """Linear warm-up, then cosine decay to zero, as a function of progress 0..1."""
+    if progress < warmup:
+        return 0.04 + 0.96 * progress / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - warmup) / (1 - warmup))))
 
 
 def soft_dice_loss(logits, target):
@@ -96,11 +142,11 @@ def class_metrics(labels, probs):
     }
 
 
-def evaluate_small(model, images, masks, labels, spec, threshold=0.5):
-    x = torch.from_numpy(((images * spec["scale"] - spec["mean"]) / spec["std"])[:, None].astype(np.float32))
+def evaluate_small(model, images, masks, labels, spec, threshold=0.5, device="cpu"):
+    x = torch.from_numpy(((images * spec["scale"] - spec["mean"]) / spec["std"])[:, None].astype(np.float32)).to(device)
     ml, cl = predict(model, x)
-    prob = torch.sigmoid(ml)[:, 0].numpy()
-    cp = torch.softmax(cl, 1).numpy()
+    prob = torch.sigmoid(ml.float())[:, 0].cpu().numpy()
+    cp = torch.softmax(cl.float(), 1).cpu().numpy()
     lesion = labels > 0
     d = [dice_iou(prob[i] > threshold, masks[i] > 0)[0] for i in np.where(lesion)[0]]
     out = {"dice": float(np.mean(d))}
@@ -113,95 +159,179 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed % (2**32))
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.backends.cudnn.benchmark = True
     os.makedirs(args.out, exist_ok=True)
     log = Log(os.path.join(args.out, "train.log"))
-    spec = {"size": [args.size, args.size], "channels": 1, "layout": "NCHW", "resize": "stretch",
-            "scale": 1 / 255, "mean": 0.0, "std": 1.0}
 
     t0 = time.time()
-    data = load_arrays(args.data, args.size, os.path.join(ROOT, "training", "cache"))
-    xi, mi, yi, _ = data["train"]
-    log("data: train %d val %d test %d (%.0fs to load)" % (len(xi), len(data["val"][0]), len(data["test"][0]), time.time() - t0))
-    x_train = torch.from_numpy(xi[:, None] / 255.0).float()
-    m_train = torch.from_numpy(mi[:, None]).float()
-    y_train = torch.from_numpy(yi)
+    if args.arrays:
+        data, size = load_packed(args.arrays)
+        if size != args.size:
+            raise SystemExit("--arrays holds %dx%d images but --size is %d" % (size, size, args.size))
+    else:
+        data = load_arrays(args.data, args.size, os.path.join(ROOT, "training", "cache"))
+    spec = {"size": [args.size, args.size], "channels": 1, "layout": "NCHW", "resize": "stretch",
+            "scale": 1 / 255, "mean": 0.0, "std": 1.0}
+    log("data: %s (%.0fs to load), device %s, torch %s" % (
+        ", ".join("%s %d" % (k, len(v[0])) for k, v in data.items()), time.time() - t0, device, torch.__version__))
 
-    model = AttentionUNet(args.base)
+    if args.export_only:
+        paths = args.checkpoints.split(",") if args.checkpoints else [os.path.join(args.out, "best.pt")]
+        net = load_members(paths)
+        info = json.load(open(os.path.join(args.out, "best.json"))) if os.path.exists(os.path.join(args.out, "best.json")) else {}
+        finish(net, args, spec, data, info, log, paths)
+        return
+
+    best, train_seconds = train(args, data, spec, device, cuda, log)
+    if args.train_only:
+        return
+    net = load_members([os.path.join(args.out, "best.pt")])
+    finish(net, args, spec, data, {**best, "train_seconds": round(train_seconds)}, log, [os.path.join(args.out, "best.pt")])
+
+
+def train(args, data, spec, device, cuda, log):
+    xi, mi, yi, _ = data["train"]
+    x_train = torch.from_numpy(xi[:, None] / 255.0).float().to(device)
+    m_train = torch.from_numpy(mi[:, None]).float().to(device)
+    y_train = torch.from_numpy(yi).to(device)
+
+    model = AttentionUNet(args.base).to(device)
+    if args.init:
+        model.load_state_dict(load_state(args.init))
+        log("initialised from", args.init)
     ema = copy.deepcopy(model)
     for p in ema.parameters():
         p.requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(x_train) / args.batch)
+    max_epochs = args.epochs if not args.time_budget else 100000
     total = args.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=total, pct_start=0.1)
     counts = np.bincount(yi, minlength=3)
-    cw = torch.tensor(len(yi) / (3 * counts), dtype=torch.float32)
-    g = torch.Generator().manual_seed(args.seed)
-    start_epoch, best, history, train_seconds = 0, {"score": -1}, [], 0.0
+    cw = torch.tensor(len(yi) / (3 * counts), dtype=torch.float32, device=device)
+    g = torch.Generator(device=device).manual_seed(args.seed)
+    start_epoch, step, best, history, train_seconds = 0, 0, {"score": -1}, [], 0.0
     ckpt_path = os.path.join(args.out, "checkpoint.pt")
     best_path = os.path.join(args.out, "best.pt")
-    if (args.resume or args.export_only) and os.path.exists(ckpt_path):
-        ck = torch.load(ckpt_path)
+    if args.resume and os.path.exists(ckpt_path):
+        ck = torch_load(ckpt_path)
         model.load_state_dict(ck["model"]); ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["opt"]); sched.load_state_dict(ck["sched"])
-        g.set_state(ck["gen"]); start_epoch, best, history = ck["epoch"], ck["best"], ck["history"]
+        opt.load_state_dict(ck["opt"]); g.set_state(ck["gen"])
+        start_epoch, step, best, history = ck["epoch"], ck["step"], ck["best"], ck["history"]
         train_seconds = ck.get("train_seconds", 0.0)
         log("resumed at epoch %d" % start_epoch)
-    log("model: Attention U-Net base %d, %d parameters, input %dx%d, %d epochs x %d steps, class weights %s"
-        % (args.base, sum(p.numel() for p in model.parameters()), args.size, args.size, args.epochs,
-           steps_per_epoch, [round(float(c), 2) for c in cw]))
+    log("model: Attention U-Net base %d, %d parameters, input %dx%d, %s x %d steps, batch %d, class weights %s"
+        % (args.base, sum(p.numel() for p in model.parameters()), args.size, args.size,
+           "%.0f s" % args.time_budget if args.time_budget else "%d epochs" % args.epochs,
+           steps_per_epoch, args.batch, [round(float(c), 2) for c in cw]))
 
-    ema_decay = 0.99
+    def progress():
+        if args.time_budget:
+            return train_seconds / args.time_budget
+        return step / total
+
+    ema_decay = 0.995 if args.time_budget else 0.99
+    ema_float = [v for v in ema.state_dict().values() if v.dtype.is_floating_point]
+    ema_other = [v for v in ema.state_dict().values() if not v.dtype.is_floating_point]
+    model_float = [v for v in model.state_dict().values() if v.dtype.is_floating_point]
+    model_other = [v for v in model.state_dict().values() if not v.dtype.is_floating_point]
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
     epoch = start_epoch
-    while epoch < args.epochs and not args.export_only:
+    while epoch < max_epochs and progress() < 1:
         model.train()
         te = time.time()
-        perm = torch.randperm(len(x_train), generator=g)
-        tot = {"loss": 0.0, "seg": 0.0, "cls": 0.0}
+        perm = torch.randperm(len(x_train), generator=g, device=device)
+        tot = torch.zeros(3, device=device)
         for s in range(steps_per_epoch):
+            for group in opt.param_groups:
+                group["lr"] = args.lr * lr_factor(min(1.0, progress() + (time.time() - te) / args.time_budget
+                                                      if args.time_budget else progress()))
             idx = perm[s * args.batch:(s + 1) * args.batch]
             x, m = augment(x_train[idx], m_train[idx], g)
-            ml, cl = model(x)
+            with autocast():
+                ml, cl = model(x)
+            ml, cl = ml.float(), cl.float()
             seg = F.binary_cross_entropy_with_logits(ml, m) + soft_dice_loss(ml, m)
             cls = F.cross_entropy(cl, y_train[idx], weight=cw, label_smoothing=0.05)
             loss = seg + 0.5 * cls
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
+            step += 1
             with torch.no_grad():
-                d = min(ema_decay, (1 + s + epoch * steps_per_epoch) / (10 + s + epoch * steps_per_epoch))
-                for pe, pm in zip(ema.state_dict().values(), model.state_dict().values()):
-                    if pe.dtype.is_floating_point:
-                        pe.mul_(d).add_(pm.detach(), alpha=1 - d)
-                    else:
-                        pe.copy_(pm)
-            tot["loss"] += loss.item(); tot["seg"] += seg.item(); tot["cls"] += cls.item()
+                d = min(ema_decay, (1 + step) / (10 + step))
+                torch._foreach_mul_(ema_float, d)
+                torch._foreach_add_(ema_float, model_float, alpha=1 - d)
+                for pe, pm in zip(ema_other, model_other):
+                    pe.copy_(pm)
+                tot += torch.stack([loss.detach(), seg.detach(), cls.detach()])
         epoch += 1
         train_seconds += time.time() - te
-        val, _, _ = evaluate_small(ema, *data["val"][:3], spec)
+        val, _, _ = evaluate_small(ema, *data["val"][:3], spec, device=device)
         score = val["dice"] + val["auc_malignant"]
-        history.append({"epoch": epoch, **{k: v / steps_per_epoch for k, v in tot.items()}, **val})
+        tot = (tot / steps_per_epoch).tolist()
+        history.append({"epoch": epoch, "loss": tot[0], "seg": tot[1], "cls": tot[2], **val})
         mark = ""
         if score > best["score"]:
             best = {"score": score, "epoch": epoch, **val}
-            torch.save(ema.state_dict(), best_path)
+            torch.save(ema.state_dict(), best_path + ".tmp")
+            os.replace(best_path + ".tmp", best_path)
+            with open(os.path.join(args.out, "best.json"), "w") as f:
+                json.dump({**best, "train_seconds": round(train_seconds)}, f)
             mark = " *best*"
-        log("epoch %3d/%d  loss %.4f (seg %.4f cls %.4f)  val dice %.4f auc %.4f f1m %.4f acc %.3f  lr %.2e  %.0fs%s"
-            % (epoch, args.epochs, tot["loss"] / steps_per_epoch, tot["seg"] / steps_per_epoch,
-               tot["cls"] / steps_per_epoch, val["dice"], val["auc_malignant"], val["f1_malignant"],
-               val["accuracy_3class"], sched.get_last_lr()[0], time.time() - te, mark))
-        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                    "sched": sched.state_dict(), "gen": g.get_state(), "epoch": epoch, "best": best,
-                    "history": history, "train_seconds": train_seconds}, ckpt_path)
+            if args.compact_out and progress() > 0.5:  # a run cut short still hands back its best
+                write_compact(args, best_path)
+        log("epoch %3d  loss %.4f (seg %.4f cls %.4f)  val dice %.4f auc %.4f f1m %.4f acc %.3f  lr %.2e  %.1fs  %.0f%%%s"
+            % (epoch, tot[0], tot[1], tot[2], val["dice"], val["auc_malignant"], val["f1_malignant"],
+               val["accuracy_3class"], opt.param_groups[0]["lr"], time.time() - te, 100 * progress(), mark))
+        if not args.time_budget or epoch % 25 == 0 or progress() >= 1:
+            torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                        "gen": g.get_state(), "epoch": epoch, "step": step, "best": best,
+                        "history": history, "train_seconds": train_seconds}, ckpt_path)
+    with open(os.path.join(args.out, "history.json"), "w") as f:
+        json.dump(history, f)
+    log("best epoch %d (val dice %.4f, auc %.4f), %.0f s of training" % (best["epoch"], best["dice"], best["auc_malignant"], train_seconds))
+    if args.compact_out:
+        log("compact weights:", ", ".join(os.path.basename(p) for p in write_compact(args, best_path)))
+    return best, train_seconds
 
-    net = AttentionUNet(args.base)
-    net.load_state_dict(torch.load(best_path))
-    net.eval()
-    log("best epoch %d (val dice %.4f, auc %.4f)" % (best["epoch"], best["dice"], best["auc_malignant"]))
+
+def write_compact(args, best_path):
+    os.makedirs(args.compact_out, exist_ok=True)
+    name = os.path.basename(os.path.normpath(args.out))
+    return save_compact(torch_load(best_path), os.path.join(args.compact_out, name + ".pt"))
+
+
+class Ensemble(torch.nn.Module):
+    """Members' logits averaged: one ONNX graph, one forward call in the gateway."""
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+
+    def forward(self, x):
+        outs = [m(x) for m in self.members]
+        return (sum(o[0] for o in outs) / len(outs), sum(o[1] for o in outs) / len(outs))
+
+
+def load_members(paths):
+    members = []
+    for p in paths:
+        state = load_state(p)
+        net = AttentionUNet(state["enc.0.0.weight"].shape[0])
+        net.load_state_dict(state)
+        members.append(net.eval())
+    return members[0] if len(members) == 1 else Ensemble(members).eval()
+
+
+def finish(net, args, spec, data, info, log, paths):
+    """Val decisions (TTA, threshold), test once at original resolution, export."""
     final, tta = net, False
+    plain, _, _ = evaluate_small(net, *data["val"][:3], spec)
+    log("val (exported weights): %s" % json.dumps(plain))
     if args.tta != "off":
-        plain, _, _ = evaluate_small(net, *data["val"][:3], spec)
         flip, _, _ = evaluate_small(FlipTTA(net), *data["val"][:3], spec)
         log("val without TTA: dice %.4f auc %.4f | with flip TTA: dice %.4f auc %.4f"
             % (plain["dice"], plain["auc_malignant"], flip["dice"], flip["auc_malignant"]))
@@ -210,8 +340,7 @@ def main():
             final, tta = FlipTTA(net).eval(), True
     log("test-time augmentation:", "horizontal flip (in the ONNX graph)" if tta else "none")
 
-    # threshold on val
-    _, vprob, _ = evaluate_small(final, *data["val"][:3], spec)
+    val, vprob, _ = evaluate_small(final, *data["val"][:3], spec)
     vm, vl = data["val"][1], data["val"][2]
     sweep = {}
     for t in [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7]:
@@ -221,7 +350,8 @@ def main():
 
     test = evaluate_full(final, args.data, spec, threshold, "test")
     log("test (original resolution):", json.dumps(test))
-    export(final, args, spec, threshold, best, test, train_seconds, log, tta)
+    members = paths if len(paths) > 1 else None
+    export(final, args, spec, threshold, {**info, **val, "dice": sweep[threshold]}, test, log, tta, members)
 
 
 @torch.no_grad()
@@ -269,7 +399,7 @@ class FlipTTA(torch.nn.Module):
         return (m1 + torch.flip(m2, dims=[3])) / 2, (c1 + c2) / 2
 
 
-def export(model, args, spec, threshold, best, test, seconds, log, tta=False):
+def export(model, args, spec, threshold, best, test, log, tta=False, members=None):
     import hashlib
     os.makedirs(args.model_dir, exist_ok=True)
     name = "attention-unet-busi"
@@ -279,15 +409,20 @@ def export(model, args, spec, threshold, best, test, seconds, log, tta=False):
                       dynamic_axes={"image": {0: "batch"}, "mask_logits": {0: "batch"}, "class_logits": {0: "batch"}},
                       opset_version=13, do_constant_folding=True)
     sha = hashlib.sha256(open(onnx_path, "rb").read()).hexdigest()
+    training = {"data": "BUSI", "split": "split.csv", "epochs": args.epochs, "best_epoch": best.get("epoch"),
+                "seed": args.seed, "base_filters": args.base, "batch": args.batch, "lr": args.lr,
+                "test_time_augmentation": "hflip" if tta else "none",
+                "train_seconds": best.get("train_seconds"), "torch": torch.__version__}
+    if members:
+        training["ensemble"] = [os.path.basename(p) for p in members]
+    if args.facts:
+        training.update(json.load(open(args.facts)))
     meta = {
-        "name": name, "version": "1.0.0", "file": name + ".onnx", "sha256": sha,
+        "name": name, "version": args.model_version, "file": name + ".onnx", "sha256": sha,
         "input": {"name": "image", **spec},
         "outputs": {"mask": {"name": "mask_logits", "activation": "sigmoid", "threshold": threshold},
                     "class": {"name": "class_logits", "activation": "softmax", "labels": CLASSES}},
-        "training": {"data": "BUSI", "split": "split.csv", "epochs": args.epochs, "best_epoch": best["epoch"],
-                     "seed": args.seed, "base_filters": args.base, "batch": args.batch, "lr": args.lr,
-                     "test_time_augmentation": "hflip" if tta else "none",
-                     "train_seconds": round(seconds), "torch": torch.__version__},
+        "training": training,
         "metrics": {"val": {k: best[k] for k in ("dice", "auc_malignant", "f1_malignant")},
                     "test": {k: test[k] for k in ("dice", "iou", "auc_malignant", "f1_malignant")},
                     "test_scorer": "training/train.py (python)"},

@@ -8,12 +8,14 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { readGrayImage } from '../../src/evaluate/images';
+import { loadModelSpec } from '../../src/inference/modelSpec';
 import { toInputTensor } from '../../src/inference/preprocess';
 import { phantomPixels } from '../helpers/phantom';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BUSI = path.resolve(ROOT, '..', 'shared', 'datasets', 'busi');
-const input = { name: 'image', size: [192, 192] as [number, number], channels: 1 as const, layout: 'NCHW' as const, resize: 'stretch' as const, scale: 1 / 255, mean: 0, std: 1 };
+// the shipped model's own input contract: the size and scaling the gateway really uses
+const input = loadModelSpec(path.join(ROOT, 'model', 'model.json')).spec.input;
 
 function pythonTensors(files: string[]): Float32Array[] {
   const script = `

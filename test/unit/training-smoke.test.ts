@@ -1,0 +1,123 @@
+/**
+ * The training recipe's plumbing, on a synthetic 32×32 data set (no BUSI needed): a packed
+ * train+val file (training/pack.py's format), two epochs, the best weights handed back as
+ * float16 parts (training/weights.py, as the GPU machine returns them), and --resume going on
+ * from the checkpoint. Needs PyTorch (python3-torch); skipped where it is missing.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const TRAINING = path.join(ROOT, 'training');
+const PY = '/usr/bin/python3';
+
+const haveTorch = (() => {
+  try {
+    execFileSync(PY, ['-c', 'import torch, numpy, PIL'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+function py(script: string, args: string[] = []): string {
+  return execFileSync(PY, ['-c', script, ...args], { encoding: 'utf8', cwd: TRAINING, env: { ...process.env, OMP_NUM_THREADS: '1' } });
+}
+
+function train(args: string[]): string {
+  return execFileSync(PY, [path.join(TRAINING, 'train.py'), '--threads', '1', ...args], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } });
+}
+
+(haveTorch ? describe : describe.skip)('training recipe (synthetic data)', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sonogate-train-'));
+    // discs on speckle: class 0 without a disc, 1 small bright-rimmed, 2 large dark
+    py(
+      `
+import sys, numpy as np
+sys.path.insert(0, '.')
+from pack import write_packed
+rng = np.random.default_rng(1)
+def make(n):
+    imgs, masks, labels = [], [], []
+    yy, xx = np.mgrid[0:32, 0:32]
+    for k in range(n):
+        c = k % 3
+        img = rng.uniform(80, 160, (32, 32))
+        m = np.zeros((32, 32), np.uint8)
+        if c:
+            r = 5 if c == 1 else 9
+            cy, cx = rng.integers(r, 32 - r, 2)
+            m = (((yy - cy) ** 2 + (xx - cx) ** 2) <= r * r).astype(np.uint8)
+            img[m > 0] = 30 if c == 2 else 60
+        imgs.append(img); masks.append(m); labels.append(c)
+    return np.stack(imgs), np.stack(masks), np.array(labels), ['s%d.png' % i for i in range(n)]
+write_packed(sys.argv[1], 32, {'train': make(24), 'val': make(9)})
+`,
+      [path.join(dir, 'packed.pt.gz')],
+    );
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('trains, keeps the best weights on val, hands them back compact, and resumes', () => {
+    const run = path.join(dir, 'run');
+    const out = path.join(dir, 'out');
+    const common = ['--arrays', path.join(dir, 'packed.pt.gz'), '--size', '32', '--base', '4', '--batch', '8', '--train-only', '--out', run, '--compact-out', out];
+    const log1 = train([...common, '--epochs', '2']);
+    expect(log1).toMatch(/epoch {3}2 .*val dice/);
+    expect(JSON.parse(fs.readFileSync(path.join(run, 'history.json'), 'utf8'))).toHaveLength(2);
+    expect(fs.existsSync(path.join(out, 'run.pt.part0'))).toBe(true);
+
+    // the compact parts load back to the chosen weights, within float16 rounding
+    const diff = py(
+      `
+import sys
+sys.path.insert(0, '.')
+from train import torch_load
+from weights import load_state
+a = torch_load(sys.argv[1]); b = load_state(sys.argv[2])
+assert a.keys() == b.keys(), 'keys differ'
+print(max(float((a[k].float() - b[k]).abs().max() / (a[k].float().abs().max() + 1e-6)) for k in a if a[k].is_floating_point()))
+`,
+      [path.join(run, 'best.pt'), path.join(out, 'run.pt')],
+    );
+    expect(Number(diff)).toBeLessThan(1e-3);
+
+    const log2 = train([...common, '--epochs', '3', '--resume']);
+    expect(log2).toMatch(/resumed at epoch 2/);
+    expect(log2).toMatch(/epoch {3}3 /);
+    expect(JSON.parse(fs.readFileSync(path.join(run, 'history.json'), 'utf8'))).toHaveLength(3);
+  }, 240_000);
+
+  test('splits a large checkpoint into parts and joins them back exactly', () => {
+    const out = py(
+      `
+import sys, torch
+sys.path.insert(0, '.')
+from weights import save_compact, load_state
+s = {'w': torch.randn(300, 300), 'n': torch.tensor(5)}
+parts = save_compact(s, sys.argv[1], max_bytes=50000)
+b = load_state(sys.argv[1])
+print(len(parts), float((b['w'] - s['w'].half().float()).abs().max()), int(b['n']))
+`,
+      [path.join(dir, 'big.pt')],
+    );
+    const [parts, err, n] = out.trim().split(' ').map(Number);
+    expect(parts).toBeGreaterThan(1);
+    expect(err).toBe(0);
+    expect(n).toBe(5);
+  });
+
+  test('learning rate: warm-up, then cosine down to zero', () => {
+    const out = py(`
+import sys
+sys.path.insert(0, '.')
+from train import lr_factor
+print(' '.join('%.4f' % lr_factor(p) for p in (0, 0.025, 0.05, 0.525, 1.0)))
+`);
+    expect(out.trim().split(' ').map(Number)).toEqual([0.04, 0.52, 1, 0.5, 0]);
+  });
+});

@@ -1,0 +1,29 @@
+#!/bin/bash
+# Trains four Attention U-Nets side by side on one GPU within a fixed time, for the device tool's
+# machine (no BUSI folder there: it reads the packed train+val file from training/pack.py).
+#   /usr/bin/python3 training/pack.py --size 256        # here, once
+#   device run, carry training/cache/busi-256-trainval.pt.gz:  bash training/gpu/run.sh
+# Each run's best weights (chosen on val) come back in $OUT as float16 parts, with the logs.
+# Then, here:  training/train.py --export-only --checkpoints <chosen parts> (see model/MODEL_CARD.md)
+set -u
+OUT=${OUT:-training/runs/gpu-out}
+BUDGET=${BUDGET:-420}
+DEVICE=${DEVICE:-cuda}
+PY=${PY:-python3}
+RUNS=${RUNS:-"b32s1:32:1 b16s1:16:1 b16s2:16:2 b16s3:16:3"}
+# EXTRA: more train.py options for every run, e.g. "--init training/runs/gpu1/b16s3.pt --lr 1e-3"
+ARR=training/cache/busi-256-trainval.pt.gz
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=3
+mkdir -p training/runs/gpu "$OUT"
+$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
+for r in $RUNS; do
+  IFS=: read -r name base seed <<<"$r"
+  ( $PY training/train.py --device "$DEVICE" --arrays $ARR --size 256 --batch 16 --threads 3 \
+      --time-budget "$BUDGET" --train-only --base "$base" --seed "$seed" \
+      --out "training/runs/gpu/$name" --compact-out "$OUT" ${EXTRA:-} > "training/runs/gpu/$name.log" 2>&1
+    echo "$name exit $?" ) &
+done
+wait
+for r in $RUNS; do n=${r%%:*}; echo "== $n"; grep -v '^epoch' "training/runs/gpu/$n.log" | tail -n 4; grep '^epoch' "training/runs/gpu/$n.log" | tail -n 2; done
+tar czf "$OUT/logs.tar.gz" --exclude="*.pt" -C training/runs gpu
+ls -la "$OUT"
