@@ -2,7 +2,7 @@
 """Train the Sonogate Attention U-Net on BUSI and export it to ONNX + model.json.
 
 One command (from the repository root):   npm run train
-  = /usr/bin/python3 training/train.py  [--epochs 40 --size 256 --resume]
+  = /usr/bin/python3 training/train.py  [--epochs 36 --size 256 --resume]
 
 On a GPU (see training/gpu/run.sh): --device cuda --arrays <packed train+val> --time-budget S
 --train-only --compact-out DIR trains without the BUSI folder and hands back the best weights;
@@ -11,7 +11,8 @@ logits are averaged in the ONNX graph).
 
 Fits on split 'train', picks the checkpoint and the mask threshold on 'val', and scores
 'test' once at the end (at each image's original resolution). Progress goes to stdout and
-to <out>/train.log. A checkpoint is written every epoch; --resume continues from it.
+to <out>/train.log. A checkpoint is written every epoch (every 25 with --time-budget);
+--resume continues from it.
 """
 import os
 
@@ -63,7 +64,8 @@ def parse_args():
     p.add_argument("--train-only", action="store_true", help="stop after training (no test, no export)")
     p.add_argument("--compact-out", help="also write the best weights here as float16 parts (training/weights.py)")
     p.add_argument("--init", help="start from these weights (a second cosine cycle) instead of random ones")
-    p.add_argument("--model-version", default="1.1.0", help="version written to model.json (SR/SEG name it)")
+    p.add_argument("--model-version", help="version for model.json; result UIDs derive from it, so the default\n"
+                   "is 'dev-' + the ONNX file's first 8 sha256 digits: new weights never reuse a release's UIDs")
     p.add_argument("--facts", help="JSON file merged into model.json's training facts (how a GPU run was made)")
     p.add_argument("--checkpoints", help="comma-separated weights to export (default <out>/best.pt)")
     p.add_argument("--export-only", action="store_true", help="skip training; export best.pt")
@@ -418,7 +420,7 @@ def export(model, args, spec, threshold, best, test, log, tta=False, members=Non
     if args.facts:
         training.update(json.load(open(args.facts)))
     meta = {
-        "name": name, "version": args.model_version, "file": name + ".onnx", "sha256": sha,
+        "name": name, "version": args.model_version or "dev-" + sha[:8], "file": name + ".onnx", "sha256": sha,
         "input": {"name": "image", **spec},
         "outputs": {"mask": {"name": "mask_logits", "activation": "sigmoid", "threshold": threshold},
                     "class": {"name": "class_logits", "activation": "softmax", "labels": CLASSES}},
