@@ -190,8 +190,8 @@ def main():
     best, train_seconds = train(args, data, spec, device, cuda, log)
     if args.train_only:
         return
-    net = load_members([os.path.join(args.out, "best.pt")])
-    finish(net, args, spec, data, {**best, "train_seconds": round(train_seconds)}, log, [os.path.join(args.out, "best.pt")])
+    best_path = os.path.join(args.out, "best.pt")
+    finish(load_members([best_path]), args, spec, data, {**best, "train_seconds": round(train_seconds)}, log, [best_path])
 
 
 def train(args, data, spec, device, cuda, log):
@@ -229,9 +229,10 @@ def train(args, data, spec, device, cuda, log):
            "%.0f s" % args.time_budget if args.time_budget else "%d epochs" % args.epochs,
            steps_per_epoch, args.batch, [round(float(c), 2) for c in cw]))
 
-    def progress():
+    def progress(seconds_this_epoch=0.0):
+        """0..1: by elapsed training time under --time-budget, else by optimizer steps."""
         if args.time_budget:
-            return train_seconds / args.time_budget
+            return min(1.0, (train_seconds + seconds_this_epoch) / args.time_budget)
         return step / total
 
     ema_decay = 0.995 if args.time_budget else 0.99
@@ -248,8 +249,7 @@ def train(args, data, spec, device, cuda, log):
         tot = torch.zeros(3, device=device)
         for s in range(steps_per_epoch):
             for group in opt.param_groups:
-                group["lr"] = args.lr * lr_factor(min(1.0, progress() + (time.time() - te) / args.time_budget
-                                                      if args.time_budget else progress()))
+                group["lr"] = args.lr * lr_factor(progress(time.time() - te))
             idx = perm[s * args.batch:(s + 1) * args.batch]
             x, m = augment(x_train[idx], m_train[idx], g)
             with autocast():

@@ -1,8 +1,8 @@
 /**
  * The training recipe's plumbing, on a synthetic 32×32 data set (no BUSI needed): a packed
  * train+val file (training/pack.py's format), two epochs, the best weights handed back as
- * float16 parts (training/weights.py, as the GPU machine returns them), and --resume going on
- * from the checkpoint. Needs PyTorch (python3-torch); skipped where it is missing.
+ * float16 parts (training/weights.py, as the GPU machine returns them), --resume going on
+ * from the checkpoint, and a time-budgeted second cycle from given weights (--init). Needs PyTorch (python3-torch); skipped where it is missing.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -90,6 +90,14 @@ print(max(float((a[k].float() - b[k]).abs().max() / (a[k].float().abs().max() + 
     expect(log2).toMatch(/resumed at epoch 2/);
     expect(log2).toMatch(/epoch {3}3 /);
     expect(JSON.parse(fs.readFileSync(path.join(run, 'history.json'), 'utf8'))).toHaveLength(3);
+
+    // a second cycle from those weights, on a time budget (as the GPU runs are made): it stops by
+    // itself once the budget is spent and hands back its own best weights
+    const run2 = path.join(dir, 'cycle2');
+    const log3 = train([...common.map((a) => (a === run ? run2 : a)), '--init', path.join(run, 'best.pt'), '--time-budget', '0.5']);
+    expect(log3).toMatch(/initialised from/);
+    expect(log3).toMatch(/100%/);
+    expect(fs.existsSync(path.join(out, 'cycle2.pt.part0'))).toBe(true);
   }, 240_000);
 
   test('splits a large checkpoint into parts and joins them back exactly', () => {
