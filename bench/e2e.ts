@@ -13,12 +13,14 @@
  * (frames per study, default 1), BENCH_ROWS / BENCH_COLUMNS (600 × 800), SONOGATE_MODEL
  * (default model/model.json).
  */
+import Database from 'better-sqlite3';
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { loadModelSpec } from '../src/inference/modelSpec';
+import { DB_FILE_NAME } from '../src/store/store';
 import { Predictor } from '../src/inference/predictor';
 import { toInputTensor } from '../src/inference/preprocess';
 import { phantomFile, phantomPixels } from '../test/helpers/phantom';
@@ -85,6 +87,19 @@ async function bareOrtFramesPerSecond(frames: number, batch: number): Promise<{ 
   const s = (performance.now() - t0) / 1000;
   await p.release();
   return { fps: frames / s, provider: p.provider };
+}
+
+/** Median of each pipeline stage over every analysed instance, from the gateway's own rows. */
+function stageMedians(dbFile: string): Record<string, number> {
+  const db = new Database(dbFile, { readonly: true, fileMustExist: true });
+  try {
+    const rows = db.prepare("SELECT timings_json AS t FROM instances WHERE status = 'analysed' AND timings_json IS NOT NULL").all() as { t: string }[];
+    const byStage: Record<string, number[]> = {};
+    for (const { t } of rows) for (const [k, v] of Object.entries(JSON.parse(t) as Record<string, number>)) (byStage[k] ??= []).push(v);
+    return Object.fromEntries(Object.entries(byStage).map(([k, v]) => [k, Number(median(v).toFixed(1))]));
+  } finally {
+    db.close();
+  }
 }
 
 async function main(): Promise<void> {
@@ -154,6 +169,7 @@ async function main(): Promise<void> {
     const gatewayFps = (N * FRAMES) / Math.max(wallS - QUIET, 1e-3);
     const bare = await bareOrtFramesPerSecond(N * FRAMES, 8);
     const model = loadModelSpec(MODEL).spec;
+    const stages = stageMedians(path.join(work, 'data', DB_FILE_NAME));
     const report = {
       model: `${model.name} ${model.version}`,
       image: `${COLS}x${ROWS}, ${FRAMES} frame(s) per study`,
@@ -167,6 +183,7 @@ async function main(): Promise<void> {
         bare_onnxruntime_frames_per_s: Number(bare.fps.toFixed(2)),
         gateway_over_bare: Number((gatewayFps / bare.fps).toFixed(3)),
       },
+      per_instance_median_ms: stages,
     };
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   } finally {
