@@ -183,7 +183,8 @@ def main():
     if args.export_only:
         paths = args.checkpoints.split(",") if args.checkpoints else [os.path.join(args.out, "best.pt")]
         net = load_members(paths)
-        info = json.load(open(os.path.join(args.out, "best.json"))) if os.path.exists(os.path.join(args.out, "best.json")) else {}
+        best_json = os.path.join(args.out, "best.json")
+        info = json.load(open(best_json)) if os.path.exists(best_json) else {}
         finish(net, args, spec, data, info, log, paths)
         return
 
