@@ -61,6 +61,10 @@ def parse_args():
     p.add_argument("--arrays", help="packed train+val file from training/pack.py (instead of --data)")
     p.add_argument("--time-budget", type=float, default=0,
                    help="seconds of training; the learning-rate schedule follows elapsed time (GPU runs)")
+    p.add_argument("--low-size", type=int, default=0,
+                   help="progressive resizing: train the first --low-share of the schedule at this size (fast on a CPU)")
+    p.add_argument("--low-share", type=float, default=0.5,
+                   help="share of the schedule (steps, or seconds under --time-budget) spent at --low-size")
     p.add_argument("--train-only", action="store_true", help="stop after training (no test, no export)")
     p.add_argument("--compact-out", help="also write the best weights here as float16 parts (training/weights.py)")
     p.add_argument("--init", help="start from these weights (a second cosine cycle) instead of random ones")
@@ -71,7 +75,10 @@ def parse_args():
     p.add_argument("--export-only", action="store_true", help="skip training; export best.pt")
     p.add_argument("--tta", choices=["auto", "on", "off"], default="auto",
                    help="horizontal-flip test-time augmentation baked into the ONNX graph; auto = keep it if val dice + AUC gain > 0.005")
-    return p.parse_args()
+    args = p.parse_args()
+    if args.low_size and (args.low_size % 16 or not 0 <= args.low_share < 1):
+        p.error("--low-size must be a multiple of 16 and --low-share in [0, 1)")
+    return args
 
 
 class Log:
@@ -144,9 +151,15 @@ def class_metrics(labels, probs):
     }
 
 
-def evaluate_small(model, images, masks, labels, spec, threshold=0.5, device="cpu"):
+def evaluate_small(model, images, masks, labels, spec, threshold=0.5, device="cpu", size=None):
+    """Val metrics; with size, the network sees the images resized to size x size (progressive
+    resizing) and its mask logits are resized back to the masks' size."""
     x = torch.from_numpy(((images * spec["scale"] - spec["mean"]) / spec["std"])[:, None].astype(np.float32)).to(device)
+    if size and size != x.shape[-1]:
+        x = F.interpolate(x, size=(size, size), mode="area")
     ml, cl = predict(model, x)
+    if ml.shape[-1] != masks.shape[-1]:
+        ml = F.interpolate(ml.float(), size=masks.shape[-2:], mode="bilinear", align_corners=False)
     prob = torch.sigmoid(ml.float())[:, 0].cpu().numpy()
     cp = torch.softmax(cl.float(), 1).cpu().numpy()
     lesion = labels > 0
@@ -200,6 +213,10 @@ def train(args, data, spec, device, cuda, log):
     x_train = torch.from_numpy(xi[:, None] / 255.0).float().to(device)
     m_train = torch.from_numpy(mi[:, None]).float().to(device)
     y_train = torch.from_numpy(yi).to(device)
+    if args.low_size:  # progressive resizing: the same images, downsized once
+        low = (args.low_size, args.low_size)
+        x_low = F.interpolate(x_train, size=low, mode="area")
+        m_low = (F.interpolate(m_train, size=low, mode="area") >= 0.5).float()
 
     model = AttentionUNet(args.base).to(device)
     if args.init:
@@ -229,6 +246,9 @@ def train(args, data, spec, device, cuda, log):
         % (args.base, sum(p.numel() for p in model.parameters()), args.size, args.size,
            "%.0f s" % args.time_budget if args.time_budget else "%d epochs" % args.epochs,
            steps_per_epoch, args.batch, [round(float(c), 2) for c in cw]))
+    if args.low_size:
+        log("progressive resizing: %dx%d for the first %.0f%% of the schedule, then %dx%d (only those epochs are candidates)"
+            % (args.low_size, args.low_size, 100 * args.low_share, args.size, args.size))
 
     def progress(seconds_this_epoch=0.0):
         """0..1: by elapsed training time under --time-budget, else by optimizer steps."""
@@ -243,16 +263,21 @@ def train(args, data, spec, device, cuda, log):
     model_other = [v for v in model.state_dict().values() if not v.dtype.is_floating_point]
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
     epoch = start_epoch
+    def at_low_size():
+        return bool(args.low_size) and progress() < args.low_share
+
     while epoch < max_epochs and progress() < 1:
         model.train()
         te = time.time()
+        low_phase = at_low_size()  # an epoch runs at one size; the schedule switches between epochs
+        xs, ms = (x_low, m_low) if low_phase else (x_train, m_train)
         perm = torch.randperm(len(x_train), generator=g, device=device)
         tot = torch.zeros(3, device=device)
         for s in range(steps_per_epoch):
             for group in opt.param_groups:
                 group["lr"] = args.lr * lr_factor(progress(time.time() - te))
             idx = perm[s * args.batch:(s + 1) * args.batch]
-            x, m = augment(x_train[idx], m_train[idx], g)
+            x, m = augment(xs[idx], ms[idx], g)
             with autocast():
                 ml, cl = model(x)
             ml, cl = ml.float(), cl.float()
@@ -272,10 +297,12 @@ def train(args, data, spec, device, cuda, log):
                 tot += torch.stack([loss.detach(), seg.detach(), cls.detach()])
         epoch += 1
         train_seconds += time.time() - te
-        val, _, _ = evaluate_small(ema, *data["val"][:3], spec, device=device)
-        score = val["dice"] + val["auc_malignant"]
+        val, _, _ = evaluate_small(ema, *data["val"][:3], spec, device=device,
+                                   size=args.low_size if low_phase else None)
+        # a low-size epoch is not a candidate: the export runs at full size
+        score = -1 if low_phase else val["dice"] + val["auc_malignant"]
         tot = (tot / steps_per_epoch).tolist()
-        history.append({"epoch": epoch, "loss": tot[0], "seg": tot[1], "cls": tot[2], **val})
+        history.append({"epoch": epoch, "size": xs.shape[-1], "loss": tot[0], "seg": tot[1], "cls": tot[2], **val})
         mark = ""
         if score > best["score"]:
             best = {"score": score, "epoch": epoch, **val}
@@ -286,8 +313,8 @@ def train(args, data, spec, device, cuda, log):
             mark = " *best*"
             if args.compact_out and progress() > 0.5:  # a run cut short still hands back its best
                 write_compact(args, best_path)
-        log("epoch %3d  loss %.4f (seg %.4f cls %.4f)  val dice %.4f auc %.4f f1m %.4f acc %.3f  lr %.2e  %.1fs  %.0f%%%s"
-            % (epoch, tot[0], tot[1], tot[2], val["dice"], val["auc_malignant"], val["f1_malignant"],
+        log("epoch %3d  %dpx  loss %.4f (seg %.4f cls %.4f)  val dice %.4f auc %.4f f1m %.4f acc %.3f  lr %.2e  %.1fs  %.0f%%%s"
+            % (epoch, xs.shape[-1], tot[0], tot[1], tot[2], val["dice"], val["auc_malignant"], val["f1_malignant"],
                val["accuracy_3class"], opt.param_groups[0]["lr"], time.time() - te, 100 * progress(), mark))
         if not args.time_budget or epoch % 25 == 0 or progress() >= 1:
             torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
@@ -296,6 +323,7 @@ def train(args, data, spec, device, cuda, log):
     with open(os.path.join(args.out, "history.json"), "w") as f:
         json.dump(history, f)
     log("best epoch %d (val dice %.4f, auc %.4f), %.0f s of training" % (best["epoch"], best["dice"], best["auc_malignant"], train_seconds))
+    best = {**best, "epochs_run": epoch}
     if args.compact_out:
         log("compact weights:", ", ".join(os.path.basename(p) for p in write_compact(args, best_path)))
     return best, train_seconds
@@ -412,10 +440,14 @@ def export(model, args, spec, threshold, best, test, log, tta=False, members=Non
                       dynamic_axes={"image": {0: "batch"}, "mask_logits": {0: "batch"}, "class_logits": {0: "batch"}},
                       opset_version=13, do_constant_folding=True)
     sha = hashlib.sha256(open(onnx_path, "rb").read()).hexdigest()
-    training = {"data": "BUSI", "split": "split.csv", "epochs": args.epochs, "best_epoch": best.get("epoch"),
+    training = {"data": "BUSI", "split": "split.csv", "epochs": best.get("epochs_run", args.epochs), "best_epoch": best.get("epoch"),
                 "seed": args.seed, "base_filters": args.base, "batch": args.batch, "lr": args.lr,
                 "test_time_augmentation": "hflip" if tta else "none",
                 "train_seconds": best.get("train_seconds"), "torch": torch.__version__}
+    if args.time_budget:
+        training["time_budget_seconds"] = args.time_budget
+    if args.low_size:
+        training["progressive_resizing"] = {"size": args.low_size, "share": args.low_share}
     if members:
         training["ensemble"] = [os.path.basename(p) for p in members]
     if args.facts:

@@ -2,7 +2,8 @@
  * The training recipe's plumbing, on a synthetic 32×32 data set (no BUSI needed): a packed
  * train+val file (training/pack.py's format), two epochs, the best weights handed back as
  * float16 parts (training/weights.py, as the GPU machine returns them), --resume going on
- * from the checkpoint, and a time-budgeted second cycle from given weights (--init). Needs PyTorch (python3-torch); skipped where it is missing.
+ * from the checkpoint, a time-budgeted second cycle from given weights (--init), and progressive
+ * resizing (--low-size). Needs PyTorch (python3-torch); skipped where it is missing.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -99,6 +100,17 @@ print(max(float((a[k].float() - b[k]).abs().max() / (a[k].float().abs().max() + 
     expect(log3).toMatch(/100%/);
     expect(fs.existsSync(path.join(out, 'cycle2.pt.part0'))).toBe(true);
   }, 240_000);
+
+  test('progressive resizing: the first share of the schedule at the low size, only full-size epochs chosen', () => {
+    const run = path.join(dir, 'progressive');
+    const log = train(['--arrays', path.join(dir, 'packed.pt.gz'), '--size', '32', '--base', '4', '--batch', '8', '--train-only', '--out', run, '--epochs', '4', '--low-size', '16', '--low-share', '0.5']);
+    expect(log).toMatch(/progressive resizing: 16x16 for the first 50%/);
+    const history = JSON.parse(fs.readFileSync(path.join(run, 'history.json'), 'utf8')) as { size: number }[];
+    expect(history.map((e) => e.size)).toEqual([16, 16, 32, 32]);
+    const best = JSON.parse(fs.readFileSync(path.join(run, 'best.json'), 'utf8')) as { epoch: number };
+    expect(best.epoch).toBeGreaterThanOrEqual(3);
+    expect(() => train(['--arrays', path.join(dir, 'packed.pt.gz'), '--size', '32', '--out', run, '--low-size', '20'])).toThrow(/multiple of 16/);
+  }, 120_000);
 
   test('splits a large checkpoint into parts and joins them back exactly', () => {
     const out = py(
