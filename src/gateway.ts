@@ -22,7 +22,7 @@ import type { FileOps } from './store/files';
 import type { DueSend } from './store/rows';
 import { Store } from './store/store';
 import { StudyAssembler } from './study/assembler';
-import { sendTargetsFor } from './study/routing';
+import { returnTransport, sendTargetsFor } from './study/routing';
 import { RoutingSettings } from './study/routingSettings';
 import { JobRunner } from './study/runner';
 import type { StudyProcessor } from './types/pipeline';
@@ -95,8 +95,14 @@ export async function startGateway(config: Config, processor: StudyProcessor, lo
     const destinationFor = (row: DueSend): Destination | null => {
       const named = configured.get(row.destination);
       if (named) return named;
-      if (row.destination.startsWith('return:')) {
+      const transport = returnTransport(row.destination);
+      if (transport === 'plain') {
         return new DicomStoreDestination({ name: row.destination, aeTitle: row.aeTitle, host: row.host, port: row.port }, config.dicom.aeTitle, timeoutMs);
+      }
+      // over TLS with the listener's certificate; never downgraded to plain TCP when dicom.tls is gone
+      if (transport === 'tls' && tlsFiles.listener) {
+        const { cert, key, ca } = tlsFiles.listener;
+        return new DicomStoreDestination({ name: row.destination, aeTitle: row.aeTitle, host: row.host, port: row.port, tls: { cert, key, ca } }, config.dicom.aeTitle, timeoutMs);
       }
       return null;
     };

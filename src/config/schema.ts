@@ -46,9 +46,13 @@ export const callerSchema = z
     certificateCN: z.string().min(1).optional(),
     /** names of the destinations that get this caller's results; omitted = every destination */
     destinations: z.array(z.string().min(1)).optional(),
-    /** send this caller's results back to it (C-STORE SCP at host:port under aeTitle) */
+    /**
+     * send this caller's results back to it (C-STORE SCP at host:port under aeTitle); tls: true
+     * connects with DICOM TLS, presenting dicom.tls's certificate and verifying the caller's
+     * against dicom.tls.ca (results of a TLS caller should not travel back in the clear)
+     */
     returnToSender: z
-      .object({ port, host: z.string().min(1).optional(), aeTitle: aeTitle.optional() })
+      .object({ port, host: z.string().min(1).optional(), aeTitle: aeTitle.optional(), tls: z.boolean().default(false) })
       .strict()
       .optional(),
   })
@@ -208,6 +212,11 @@ export const configSchema = z
         if (!names.has(name)) ctx.addIssue({ code: 'custom', path: ['dicom', 'allowedCallers', i, 'destinations', j], message: `no destination named "${name}" in destinations` });
       }),
     );
+    c.dicom.allowedCallers.forEach((caller, i) => {
+      if (caller.returnToSender?.tls && !c.dicom.tls) {
+        ctx.addIssue({ code: 'custom', path: ['dicom', 'allowedCallers', i, 'returnToSender', 'tls'], message: "needs dicom.tls: its certificate, key and CA are the gateway's identity and trust on the way back" });
+      }
+    });
     if (c.dicom.tls?.plain && c.dicom.tls.port === c.dicom.port) {
       ctx.addIssue({ code: 'custom', path: ['dicom', 'tls', 'port'], message: `the TLS port must differ from dicom.port (${c.dicom.port}) while the plain port is open` });
     }

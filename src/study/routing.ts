@@ -11,10 +11,19 @@ import type { EffectiveRouting } from './routingSettings';
 /**
  * Destination names of return-to-sender targets. They carry the address: the sender batches rows
  * by destination name, and two scanners may share an AE title on different hosts — one must never
- * receive the other's results. Config names cannot contain ':' so these never collide.
+ * receive the other's results. Config names cannot contain ':' so these never collide. A target
+ * reached over DICOM TLS is named `return-tls:…`, so a queued send keeps its transport even if the
+ * configuration changes before it is delivered.
  */
-export function returnDestinationName(aeTitle: string, host: string, port: number): string {
-  return `return:${aeTitle.trim()}@${host}:${port}`;
+export function returnDestinationName(aeTitle: string, host: string, port: number, tls = false): string {
+  return `${tls ? 'return-tls' : 'return'}:${aeTitle.trim()}@${host}:${port}`;
+}
+
+/** Whether a destination name is a return-to-sender target, and over which transport. */
+export function returnTransport(destination: string): 'plain' | 'tls' | null {
+  if (destination.startsWith('return:')) return 'plain';
+  if (destination.startsWith('return-tls:')) return 'tls';
+  return null;
 }
 
 /** The allowedCallers entry of a study's caller (the first that matches AE title and host). */
@@ -39,7 +48,7 @@ export function sendTargetsFor(config: Config, callingAe: string | null, calling
   const host = back?.host ?? caller?.host ?? callingHost;
   if (caller && back && host) {
     const aeTitle = back.aeTitle ?? caller.aeTitle;
-    targets.push({ destination: returnDestinationName(aeTitle, host, back.port), aeTitle, host, port: back.port });
+    targets.push({ destination: returnDestinationName(aeTitle, host, back.port, back.tls), aeTitle, host, port: back.port });
   }
   return targets;
 }

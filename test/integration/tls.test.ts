@@ -219,6 +219,39 @@ d('DICOM TLS', () => {
     });
   });
 
+  describe('return to sender over TLS', () => {
+    // the scanner's own C-STORE SCP, on TLS with its certificate, insisting on ours
+    async function scannerScp(own: CertFiles): Promise<StoreScpPeer> {
+      const p = await startStoreScp({ dir: path.join(dir, `scanner-${peers.length}`), aeTitle: 'US_SCANNER', extraArgs: [...tlsArgs(own), '--require-peer-cert'] });
+      peers.push(p);
+      return p;
+    }
+    const callerBack = (port: number) => ({ allowedCallers: [{ aeTitle: 'US_SCANNER', host: LOOPBACK, returnToSender: { port, tls: true } }] });
+
+    test('results go back to the scanner over TLS, each side verifying the other', async () => {
+      const back = await scannerScp(scanner);
+      const g = await start({ dicom: callerBack(back.port) });
+      expect((await storescu([image(38)], { port: g.dicomTlsPort!, extraArgs: tlsArgs(scanner) })).code).toBe(0);
+      const received = await back.waitForFiles(1);
+      expect(received[0].sopInstanceUid).toBe(copyUid('2.25.100038.1.38'));
+      const sends = await eventually(() => {
+        const rows = g.store.listSends({ studyUid: '2.25.100038' });
+        return rows.length && rows.every((s) => s.status === 'sent') ? rows : null;
+      }, 5000, 'send marked sent');
+      expect(sends.map((s) => s.destination)).toEqual([`return-tls:US_SCANNER@${LOOPBACK}:${back.port}`]);
+    });
+
+    test('a scanner whose certificate our CA did not sign gets nothing back: never a plain-TCP fallback', async () => {
+      const back = await scannerScp(rogueCa.issue('scanner-rogue', 'US_SCANNER'));
+      const g = await start({ dicom: callerBack(back.port) });
+      expect((await storescu([image(39)], { port: g.dicomTlsPort!, extraArgs: tlsArgs(scanner) })).code).toBe(0);
+      const row = await eventually(() => g.store.listSends({ studyUid: '2.25.100039' }).find((s) => s.attempts >= 1 && s.lastError), 15_000, 'a failed attempt');
+      expect(row.status).not.toBe('sent');
+      expect(row.lastError).toMatch(/send\.network_error: .*(certificate|verify)/i);
+      expect(await back.received()).toHaveLength(0);
+    });
+  });
+
   describe('configuration errors name the key (exit 2 from the CLI)', () => {
     test('a missing certificate file', async () => {
       const missing = path.join(certs, 'nope.pem');

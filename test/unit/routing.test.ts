@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError, parseConfig } from '../../src/config/load';
 import { ANALYZE_EVERYTHING, checkAnalyzeRules } from '../../src/pipeline/route';
-import { sendTargetsFor } from '../../src/study/routing';
+import { returnTransport, sendTargetsFor } from '../../src/study/routing';
 
 const rules = (over: Record<string, unknown>) => parseConfig({ routing: { analyze: over } }).routing.analyze;
 
@@ -68,6 +68,9 @@ test('configuration errors name the key', () => {
   ).toMatch(/dicom\.allowedCallers\.0\.destinations\.1: no destination named "archive" in destinations/);
   expect(bad({ dicom: { port: 2762, tls: { port: 2762, cert: 'c', key: 'k', ca: 'a' } } })).toMatch(/dicom\.tls\.port: the TLS port must differ from dicom\.port/);
   expect(bad({ dicom: { tls: { cert: 'c', key: 'k', ca: 'a', minVersion: 'TLSv1.1' } } })).toMatch(/dicom\.tls\.minVersion/);
+  expect(bad({ dicom: { allowedCallers: [{ aeTitle: 'US_A', returnToSender: { port: 4000, tls: true } }] } })).toMatch(
+    /dicom\.allowedCallers\.0\.returnToSender\.tls: needs dicom\.tls/,
+  );
   // with the plain port closed, the TLS port may reuse its number
   expect(parseConfig({ dicom: { port: 2762, tls: { port: 2762, cert: 'c', key: 'k', ca: 'a', plain: false } } }).dicom.tls?.plain).toBe(false);
 });
@@ -92,6 +95,18 @@ test("a caller's results go to its listed destinations only, plus itself when re
   ]);
   expect(sendTargetsFor(config, 'US_B', '10.1.2.4')).toEqual([]);
   expect(sendTargetsFor(config, 'US_C', '10.1.2.5').map((t) => t.destination)).toEqual(['pacs', 'research']);
+  // returnToSender.tls: the target's name says so, and it never collides with the plain one
+  const overTls = parseConfig({
+    dicom: {
+      tls: { cert: 'c', key: 'k', ca: 'a' },
+      allowedCallers: [{ aeTitle: 'US_T', host: '10.1.2.9', returnToSender: { port: 4001, tls: true } }],
+    },
+  });
+  const back = sendTargetsFor(overTls, 'US_T', '10.1.2.9');
+  expect(back).toEqual([{ destination: 'return-tls:US_T@10.1.2.9:4001', aeTitle: 'US_T', host: '10.1.2.9', port: 4001 }]);
+  expect(returnTransport(back[0].destination)).toBe('tls');
+  expect(returnTransport('return:US_A@10.1.2.3:4000')).toBe('plain');
+  expect(returnTransport('pacs')).toBeNull();
   // a caller that is not listed (allowedCallers empty accepts anyone) gets every destination
   expect(sendTargetsFor({ ...config, dicom: { ...config.dicom, allowedCallers: [] } }, 'ANY', '1.1.1.1')).toHaveLength(2);
 });
