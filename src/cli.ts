@@ -94,13 +94,19 @@ async function main(argv: string[]): Promise<number> {
     .requiredOption('-t, --to <AET@HOST:PORT>', 'destination')
     .option('-a, --calling-ae <aet>', 'our AE title', 'SONOGATE')
     .option('--timeout <seconds>', 'network timeout', '30')
+    .option('--tls-cert <pem>', 'DICOM TLS: our certificate (with --tls-key and --tls-ca)')
+    .option('--tls-key <pem>', "DICOM TLS: our certificate's private key")
+    .option('--tls-ca <pem>', "DICOM TLS: CA certificate(s) the peer's certificate must chain to")
     .action(async (paths: string[], opts) => {
       const m = /^([^@]{1,16})@([^:]+):(\d{1,5})$/.exec(opts.to);
+      const tlsGiven = [opts.tlsCert, opts.tlsKey, opts.tlsCa].filter((v) => v !== undefined).length;
+      if (tlsGiven !== 0 && tlsGiven !== 3) throw new UsageError('DICOM TLS needs all three of --tls-cert, --tls-key and --tls-ca');
       if (!m || Number(m[3]) < 1 || Number(m[3]) > 65535) throw new UsageError(`--to must look like AET@HOST:PORT (port 1-65535), got "${opts.to}"`);
       if (!(Number(opts.timeout) > 0)) throw new UsageError(`--timeout must be a positive number of seconds, got "${opts.timeout}"`);
       missingPaths(paths);
       const { runSend } = await import('./cli/send');
-      code = await runSend(paths, { aeTitle: m[1], host: m[2], port: Number(m[3]) }, opts.callingAe, Number(opts.timeout));
+      const tls = tlsGiven ? { cert: opts.tlsCert as string, key: opts.tlsKey as string, ca: opts.tlsCa as string } : null;
+      code = await runSend(paths, { aeTitle: m[1], host: m[2], port: Number(m[3]) }, opts.callingAe, Number(opts.timeout), tls);
     });
 
   const users = program.command('users').description('dashboard accounts (password from stdin, or a prompt that does not echo)');

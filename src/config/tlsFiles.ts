@@ -58,23 +58,26 @@ function subjectCN(cert: crypto.X509Certificate): string | null {
   return m ? m[1] : null;
 }
 
-/** Loads one tls block; `prefix` is its key path ("dicom.tls", "destinations.0.tls"). */
-export function loadTlsFiles(prefix: string, files: TlsFilesConfig, now = new Date()): TlsMaterial {
-  const cert = readPem(`${prefix}.cert`, files.cert);
-  const key = readPem(`${prefix}.key`, files.key);
-  const ca = readPem(`${prefix}.ca`, files.ca);
-  const [leaf] = parseCertificates(`${prefix}.cert`, files.cert, cert);
-  parseCertificates(`${prefix}.ca`, files.ca, ca);
+/**
+ * Loads one tls block; `prefix` is its key path ("dicom.tls", "destinations.0.tls"), and `keyOf`
+ * names one of its files in messages (a command line names them --tls-cert and so on).
+ */
+export function loadTlsFiles(prefix: string, files: TlsFilesConfig, now = new Date(), keyOf = (file: 'cert' | 'key' | 'ca') => `${prefix}.${file}`): TlsMaterial {
+  const cert = readPem(keyOf('cert'), files.cert);
+  const key = readPem(keyOf('key'), files.key);
+  const ca = readPem(keyOf('ca'), files.ca);
+  const [leaf] = parseCertificates(keyOf('cert'), files.cert, cert);
+  parseCertificates(keyOf('ca'), files.ca, ca);
   let privateKey: crypto.KeyObject;
   try {
     privateKey = crypto.createPrivateKey(key);
   } catch (e) {
     const msg = (e as Error).message;
     const why = /passphrase/i.test(msg) ? 'an encrypted private key is not supported (store it unencrypted, readable by Sonogate only)' : `not a PEM private key (${msg})`;
-    throw new ConfigError(`${prefix}.key: ${path.resolve(files.key)}: ${why}`);
+    throw new ConfigError(`${keyOf('key')}: ${path.resolve(files.key)}: ${why}`);
   }
   if (!leaf.checkPrivateKey(privateKey)) {
-    throw new ConfigError(`${prefix}.key: ${path.resolve(files.key)} does not belong to the certificate in ${prefix}.cert (${path.resolve(files.cert)})`);
+    throw new ConfigError(`${keyOf('key')}: ${path.resolve(files.key)} does not belong to the certificate in ${keyOf('cert')} (${path.resolve(files.cert)})`);
   }
   try {
     // whatever else OpenSSL objects to (a key too weak for its security level, say)
@@ -83,8 +86,8 @@ export function loadTlsFiles(prefix: string, files: TlsFilesConfig, now = new Da
     throw new ConfigError(`${prefix}: the certificate, key and CA cannot be used for TLS: ${(e as Error).message}`);
   }
   const warnings: string[] = [];
-  if (new Date(leaf.validTo) < now) warnings.push(`${prefix}.cert: the certificate expired on ${new Date(leaf.validTo).toISOString()}; peers will refuse it`);
-  if (new Date(leaf.validFrom) > now) warnings.push(`${prefix}.cert: the certificate is not valid before ${new Date(leaf.validFrom).toISOString()}`);
+  if (new Date(leaf.validTo) < now) warnings.push(`${keyOf('cert')}: the certificate expired on ${new Date(leaf.validTo).toISOString()}; peers will refuse it`);
+  if (new Date(leaf.validFrom) > now) warnings.push(`${keyOf('cert')}: the certificate is not valid before ${new Date(leaf.validFrom).toISOString()}`);
   return { cert, key, ca, subjectCN: subjectCN(leaf), validTo: new Date(leaf.validTo).toISOString(), warnings };
 }
 

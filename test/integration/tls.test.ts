@@ -219,6 +219,34 @@ d('DICOM TLS', () => {
     });
   });
 
+  (fs.existsSync(CLI) ? test : test.skip)('sonogate send --tls-*: stores to a TLS PACS it can verify, refuses one it cannot', async () => {
+    const pacs = await startStoreScp({ dir: path.join(dir, 'pacs-cli'), extraArgs: [...tlsArgs(ca.issue('pacs-cli', 'PACS')), '--require-peer-cert'] });
+    peers.push(pacs);
+    const file = image(40);
+    const tlsOpts = ['--tls-cert', sonogate.cert, '--tls-key', sonogate.key, '--tls-ca', ca.cert];
+    const ok = await runTool(process.execPath, [CLI, 'send', file, '--to', `PACS@${LOOPBACK}:${pacs.port}`, ...tlsOpts]);
+    expect(ok.stdout).toMatch(/^sent .*status 0x0000/m);
+    expect(ok.code).toBe(0);
+    expect((await pacs.waitForFiles(1))[0].sopInstanceUid).toBe('2.25.100040.1.40');
+    // plain TCP to the same port gets nowhere
+    const plain = await runTool(process.execPath, [CLI, 'send', file, '--to', `PACS@${LOOPBACK}:${pacs.port}`, '--timeout', '5']);
+    expect(plain.code).toBe(1);
+
+    const rogue = await startStoreScp({ dir: path.join(dir, 'pacs-rogue'), extraArgs: [...tlsArgs(rogueCa.issue('pacs-r', 'PACS')), '--require-peer-cert'] });
+    peers.push(rogue);
+    const refused = await runTool(process.execPath, [CLI, 'send', file, '--to', `PACS@${LOOPBACK}:${rogue.port}`, ...tlsOpts]);
+    expect(refused.stdout).toMatch(/^FAILED .*(certificate|verify)/im);
+    expect(refused.code).toBe(1);
+    expect(await rogue.received()).toHaveLength(0);
+
+    const partial = await runTool(process.execPath, [CLI, 'send', file, '--to', `PACS@${LOOPBACK}:${pacs.port}`, '--tls-cert', sonogate.cert]);
+    expect(partial.code).toBe(2);
+    expect(partial.stderr).toMatch(/all three of --tls-cert, --tls-key and --tls-ca/);
+    const wrongKey = await runTool(process.execPath, [CLI, 'send', file, '--to', `PACS@${LOOPBACK}:${pacs.port}`, ...tlsOpts.slice(0, 2), '--tls-key', scanner.key, '--tls-ca', ca.cert]);
+    expect(wrongKey.code).toBe(2);
+    expect(wrongKey.stderr).toMatch(/--tls-key: .*does not belong to the certificate in --tls-cert/);
+  });
+
   describe('return to sender over TLS', () => {
     // the scanner's own C-STORE SCP, on TLS with its certificate, insisting on ours
     async function scannerScp(own: CertFiles): Promise<StoreScpPeer> {
