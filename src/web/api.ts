@@ -42,6 +42,8 @@ export interface ApiDeps {
   routing: RoutingSettings;
 }
 
+/** a study page open this long (refreshing itself) is one audited view */
+const VIEW_AUDIT_MS = 10 * 60_000;
 const HTTP_STATUS: Record<string, number> = { not_found: 404, conflict: 409, bad_request: 400 };
 
 /** A route parameter as one string (express 5 types allow string[] for wildcard parameters). */
@@ -114,12 +116,16 @@ export function apiRouter(deps: ApiDeps): Router {
   });
 
   r.get('/studies/:uid', (req, res) => {
-    const d = queries.study(param(req, 'uid'));
+    const uid = param(req, 'uid');
+    const d = queries.study(uid);
     if (!d) {
       res.status(404).json({ error: 'not_found', message: 'no such study' });
       return;
     }
-    res.json({ ...d, audit: audit.list({ studyUid: param(req, 'uid'), limit: 50 }).items, canAct: currentUser(res)!.role === 'admin' });
+    // who opened which patient's study (patient data on screen) is audited, once per VIEW_AUDIT_MS
+    const viewer = currentUser(res)!;
+    if (!audit.hasRecent(viewer.username, 'study.view', uid, VIEW_AUDIT_MS)) auditRequest(audit, req, res, 'study.view', 'ok', { studyUid: uid });
+    res.json({ ...d, audit: audit.list({ studyUid: uid, limit: 50 }).items, canAct: viewer.role === 'admin' });
   });
 
   const sendPng = async (res: Response, file: string | null, width: number) => {

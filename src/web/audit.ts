@@ -43,6 +43,16 @@ export class AuditLog {
       .run(now, e.username, e.role ?? null, e.action, e.outcome, e.studyUid ?? null, e.target ?? null, e.ip ?? null, e.requestId ?? null, detail);
   }
 
+  /**
+   * Whether `username` already has an `action` entry about `studyUid` newer than `withinMs`: a
+   * study page that refreshes itself is one view, not one per refresh.
+   */
+  hasRecent(username: string, action: string, studyUid: string, withinMs: number, now = Date.now()): boolean {
+    return !!this.db
+      .prepare('SELECT 1 FROM audit_log WHERE username = ? AND action = ? AND study_uid = ? AND at > ? LIMIT 1')
+      .get(username, action, studyUid, now - withinMs);
+  }
+
   list(opts: { limit?: number; offset?: number; studyUid?: string; username?: string; action?: string } = {}): { total: number; items: AuditRow[] } {
     const where: string[] = [];
     const args: unknown[] = [];

@@ -114,6 +114,11 @@ d('dashboard API', () => {
     expect(detail.body.instances).toHaveLength(1);
     expect(detail.body.sends.filter((s: { destination: string }) => s.destination === 'pacs').every((s: { status: string }) => s.status === 'sent')).toBe(true);
     expect(detail.body.canAct).toBe(false);
+    // opening a patient's study is audited, once however often the open page refreshes
+    await c.get(`/api/studies/${STUDY}`);
+    const views = (await c.get(`/api/audit?study=${STUDY}`)).body.items.filter((a: { action: string; username: string }) => a.action === 'study.view' && a.username === 'viewer');
+    expect(views).toHaveLength(1);
+    expect(views[0]).toMatchObject({ outcome: 'ok', role: 'viewer', studyUid: STUDY });
     // the overlay renders as PNG
     const overlay = detail.body.outputs.find((o: { kind: string }) => o.kind === 'overlay');
     const png = await fetch(`${base}/api/studies/${STUDY}/outputs/${overlay.sopInstanceUid}/image.png`, { headers: { Cookie: c.cookie! } });
