@@ -17,6 +17,7 @@ import { auditRequest, createAuth, currentUser } from './auth';
 import { DashboardQueries, LABELS, STUDY_STATUSES } from './dashboardQueries';
 import { PngCache } from './images';
 import type { PreviewRenderer } from './previewRenderer';
+import { userRoutes } from './usersApi';
 import type { LiveFeed } from './live';
 import type { ActionResult, DashboardGateway, StudyActions } from './studyActions';
 
@@ -273,9 +274,7 @@ export function apiRouter(deps: ApiDeps): Router {
     res.json({ ok: true, changes, ...routing.view(), canEdit: true });
   });
 
-  r.get('/users', auth.requireAdmin('users.list'), (_req, res) => {
-    res.json({ items: accounts.list() });
-  });
+  userRoutes(r, { accounts, audit, auth });
 
   r.get('/events', live.handler);
 

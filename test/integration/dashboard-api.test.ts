@@ -298,6 +298,54 @@ d('dashboard API', () => {
     }
   });
 
+  test('an admin manages accounts from the dashboard; a viewer cannot; everyone changes their own password', async () => {
+    const admin = new DashboardClient(base);
+    expect((await admin.login('admin', ADMIN_PW)).status).toBe(200);
+    const viewer = new DashboardClient(base);
+    expect((await viewer.login('viewer', VIEWER_PW)).status).toBe(200);
+
+    // a viewer may not list or add users (403, audited)
+    expect((await viewer.get('/api/users')).status).toBe(403);
+    expect((await viewer.post('/api/users', { username: 'mallory', password: 'long password 123', role: 'admin' })).status).toBe(403);
+
+    const added = await admin.post('/api/users', { username: 'nurse', password: 'nurse password 1', role: 'viewer' });
+    expect(added.status).toBe(200);
+    expect(added.body.items.map((u: { username: string }) => u.username)).toContain('nurse');
+    expect(JSON.stringify(added.body)).not.toMatch(/nurse password|\$2[aby]\$/);
+    expect((await admin.post('/api/users', { username: 'short', password: 'short', role: 'viewer' })).body.message).toMatch(/at least 10 characters/);
+    expect((await admin.post('/api/users', { username: 'nurse', password: 'nurse password 1', role: 'viewer' })).body.message).toMatch(/exists already/);
+
+    const nurse = new DashboardClient(base);
+    expect((await nurse.login('nurse', 'nurse password 1')).status).toBe(200);
+    expect((await admin.post('/api/users/nurse/role', { role: 'admin' })).status).toBe(200);
+    // a reset by the admin ends the nurse's session; the new password works
+    expect((await admin.post('/api/users/nurse/password', { password: 'reset password 2' })).status).toBe(200);
+    expect((await nurse.get('/api/overview')).status).toBe(401);
+    expect((await nurse.login('nurse', 'reset password 2')).status).toBe(200);
+
+    // own password: the current one is checked; the change ends the session
+    expect((await nurse.post('/api/session/password', { current: 'wrong one!!', password: 'mine and mine 3' })).status).toBe(403);
+    const own = await nurse.post('/api/session/password', { current: 'reset password 2', password: 'mine and mine 3' });
+    expect(own.status).toBe(200);
+    expect(own.body.items).toBeUndefined();
+    expect((await nurse.get('/api/overview')).status).toBe(401);
+    expect((await nurse.login('nurse', 'mine and mine 3')).status).toBe(200);
+
+    // nobody removes themselves; the last admin stays
+    expect((await admin.post('/api/users/admin/delete')).body.message).toMatch(/own account/);
+    expect((await admin.post('/api/users/nurse/delete')).status).toBe(200);
+    expect((await nurse.get('/api/overview')).status).toBe(401);
+    expect((await admin.post('/api/users/admin/role', { role: 'viewer' })).body.message).toMatch(/last admin/);
+
+    const actions = (await admin.get('/api/audit?limit=100')).body.items
+      .filter((a: { action: string }) => a.action.startsWith('user.'))
+      .map((a: { action: string; outcome: string; target: string }) => `${a.action} ${a.outcome} ${a.target}`);
+    expect(actions).toEqual(
+      expect.arrayContaining(['user.add denied null', 'user.add ok nurse', 'user.role ok nurse', 'user.password ok nurse', 'user.own_password denied nurse', 'user.own_password ok nurse', 'user.remove ok nurse', 'user.remove failed admin']),
+    );
+    expect(JSON.stringify((await admin.get('/api/audit?limit=100')).body)).not.toMatch(/password [0-9]|mine and mine/);
+  });
+
   test('failed sign-ins are rate limited per address (429), and audited', async () => {
     const c = new DashboardClient(base);
     const statuses: number[] = [];

@@ -223,6 +223,25 @@ d('dashboard in a browser', () => {
     expect(await page.inputValue('#routing-bodyParts')).toBe('');
   });
 
+  test('the administrator adds a viewer on the Users page and changes their role; a removal asks first', async () => {
+    await page.goto(`${base}/#/users`);
+    await page.waitForSelector('main[data-page="users"] #add-user');
+    await page.fill('#add-user input[name="username"]', 'radiologist');
+    await page.fill('#add-user input[name="password"]', 'radiology password 1');
+    await page.click('#add-user button[type="submit"]');
+    await page.waitForSelector('tr[data-user="radiologist"]');
+    expect(await page.inputValue('tr[data-user="radiologist"] select.user-role')).toBe('viewer');
+    await page.selectOption('tr[data-user="radiologist"] select.user-role', 'admin');
+    await page.waitForSelector('.flash.ok');
+    await eventually(async () => (await page.inputValue('tr[data-user="radiologist"] select.user-role')) === 'admin', 5000, 'role shown as admin');
+    // the signed-in admin cannot remove their own account here
+    expect(await page.isDisabled('tr[data-user="pacsadmin"] button.danger')).toBe(true);
+    await shot('users');
+    page.once('dialog', (d) => void d.accept());
+    await page.click('tr[data-user="radiologist"] button.danger');
+    await page.waitForSelector('tr[data-user="radiologist"]', { state: 'detached' });
+  });
+
   test('sonogate serve stops cleanly on SIGTERM while a browser holds a live-update stream open', async () => {
     await page.goto(`${base}/#/overview`);
     await page.waitForSelector('#live.on');

@@ -721,6 +721,65 @@
     ];
   }
 
+  async function usersPage() {
+    const own = h(
+      'form',
+      { id: 'own-password', class: 'inline-form' },
+      h('label', {}, 'Current password', h('input', { name: 'current', type: 'password', autocomplete: 'current-password', required: true })),
+      h('label', {}, 'New password', h('input', { name: 'password', type: 'password', autocomplete: 'new-password', required: true, minlength: 10 })),
+      h('button', { type: 'submit' }, 'Change my password'),
+    );
+    own.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const fd = new FormData(own);
+      try {
+        await api('POST', '/api/session/password', { current: fd.get('current'), password: fd.get('password') });
+        showLogin('Password changed: sign in with the new one.');
+      } catch (e) {
+        if (!(e instanceof Unauthenticated)) flash(e.message, 'bad');
+      }
+    });
+    const mine = card('My password', h('p', { class: 'muted' }, 'At least 10 characters. Changing it signs you out everywhere.'), own);
+    if (!isAdmin()) return [h('h1', {}, 'Account'), mine];
+
+    const r = await api('GET', '/api/users');
+    const rows = r.items.map((u) => {
+      const role = h('select', { class: 'user-role', 'aria-label': `role of ${u.username}` }, ['admin', 'viewer'].map((x) => h('option', { value: x, selected: x === u.role }, x)));
+      role.addEventListener('change', () => act('POST', `/api/users/${encodeURIComponent(u.username)}/role`, { role: role.value }, () => `${u.username} is now ${role.value}.`));
+      const reset = h('button', { type: 'button', class: 'small' }, 'Reset password');
+      reset.addEventListener('click', () => {
+        const password = window.prompt(`New password for ${u.username} (at least 10 characters; their sessions end):`);
+        if (password) act('POST', `/api/users/${encodeURIComponent(u.username)}/password`, { password }, () => `Password of ${u.username} changed.`);
+      });
+      const remove = h('button', { type: 'button', class: 'small danger', disabled: u.username === state.user.username }, 'Remove');
+      remove.addEventListener('click', () => {
+        if (window.confirm(`Remove the account ${u.username}? Their sessions end.`)) act('POST', `/api/users/${encodeURIComponent(u.username)}/delete`, {}, () => `${u.username} removed.`);
+      });
+      return h('tr', { dataset: { user: u.username } }, h('td', {}, u.username), h('td', {}, role), h('td', {}, fmtTime(u.lastLoginAt)), h('td', {}, fmtTime(u.createdAt)), h('td', {}, reset, ' ', remove));
+    });
+    const add = h(
+      'form',
+      { id: 'add-user', class: 'inline-form' },
+      h('label', {}, 'User name', h('input', { name: 'username', required: true, autocomplete: 'off' })),
+      h('label', {}, 'Password', h('input', { name: 'password', type: 'password', autocomplete: 'new-password', required: true, minlength: 10 })),
+      h('label', {}, 'Role', h('select', { name: 'role' }, h('option', { value: 'viewer' }, 'viewer'), h('option', { value: 'admin' }, 'admin'))),
+      h('button', { type: 'submit' }, 'Add user'),
+    );
+    add.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const fd = new FormData(add);
+      const username = fd.get('username');
+      await act('POST', '/api/users', { username, password: fd.get('password'), role: fd.get('role') }, () => `${username} added.`);
+    });
+    return [
+      h('h1', {}, 'Users'),
+      h('p', { class: 'muted' }, 'Admins may re-run, re-send, delete and change routing; viewers only look. Every change here is in the audit log; passwords are stored as bcrypt hashes only.'),
+      table(['user', 'role', 'last sign-in', 'created', ''], rows),
+      card('Add a user', add),
+      mine,
+    ];
+  }
+
   async function configPage() {
     const r = await api('GET', '/api/config');
     return [
@@ -743,6 +802,7 @@
     audit: auditPage,
     routing: routingPage,
     config: configPage,
+    users: usersPage,
   };
 
   let rendering = 0;
