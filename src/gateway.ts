@@ -77,10 +77,11 @@ export async function startGateway(config: Config, processor: StudyProcessor, lo
   dimse.Implementation.setImplementationVersion(IMPLEMENTATION_VERSION_NAME);
 
   const timeoutMs = config.send.timeoutSeconds * 1000;
+  const minRate = config.send.minRateKiBps * 1024;
   const configured = new Map<string, Destination>(
     config.destinations.map((d) => [
       d.name,
-      new DicomStoreDestination({ name: d.name, aeTitle: d.aeTitle, host: d.host, port: d.port, tls: tlsFiles.destinations.get(d.name) ?? null }, config.dicom.aeTitle, timeoutMs),
+      new DicomStoreDestination({ name: d.name, aeTitle: d.aeTitle, host: d.host, port: d.port, tls: tlsFiles.destinations.get(d.name) ?? null }, config.dicom.aeTitle, timeoutMs, minRate),
     ]),
   );
 
@@ -97,12 +98,12 @@ export async function startGateway(config: Config, processor: StudyProcessor, lo
       if (named) return named;
       const transport = returnTransport(row.destination);
       if (transport === 'plain') {
-        return new DicomStoreDestination({ name: row.destination, aeTitle: row.aeTitle, host: row.host, port: row.port }, config.dicom.aeTitle, timeoutMs);
+        return new DicomStoreDestination({ name: row.destination, aeTitle: row.aeTitle, host: row.host, port: row.port }, config.dicom.aeTitle, timeoutMs, minRate);
       }
       // over TLS with the listener's certificate; never downgraded to plain TCP when dicom.tls is gone
       if (transport === 'tls' && tlsFiles.listener) {
         const { cert, key, ca } = tlsFiles.listener;
-        return new DicomStoreDestination({ name: row.destination, aeTitle: row.aeTitle, host: row.host, port: row.port, tls: { cert, key, ca } }, config.dicom.aeTitle, timeoutMs);
+        return new DicomStoreDestination({ name: row.destination, aeTitle: row.aeTitle, host: row.host, port: row.port, tls: { cert, key, ca } }, config.dicom.aeTitle, timeoutMs, minRate);
       }
       return null;
     };

@@ -179,6 +179,11 @@ export const configSchema = z
         initialDelaySeconds: z.number().positive().default(5),
         maxDelaySeconds: z.number().positive().default(600),
         timeoutSeconds: z.number().positive().default(30),
+        /**
+         * the slowest link rate (KiB/s) a send must still get through: each object may take
+         * timeoutSeconds plus its size at this rate before the association is given up
+         */
+        minRateKiBps: z.number().positive().default(128),
       })
       .strict()
       .prefault({}),

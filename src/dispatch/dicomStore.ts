@@ -50,7 +50,11 @@ class FileBytesDataset extends Dataset {
  * last small segment of each request can wait for a delayed ACK (NOTES.md measured ~40 ms each).
  */
 function noDelay(client: dimse.Client): void {
-  (client as unknown as { network?: { socket?: { setNoDelay?(on: boolean): void } } }).network?.socket?.setNoDelay?.(true);
+  socketOf(client)?.setNoDelay?.(true);
+}
+
+function socketOf(client: dimse.Client): { setNoDelay?(on: boolean): void; setTimeout?(ms: number): void } | undefined {
+  return (client as unknown as { network?: { socket?: { setNoDelay?(on: boolean): void; setTimeout?(ms: number): void } } }).network?.socket;
 }
 
 async function loadDataset(file: string): Promise<dimse.Dataset> {
@@ -61,6 +65,9 @@ async function loadDataset(file: string): Promise<dimse.Dataset> {
   return new FileBytesDataset(bytes.subarray(part10DatasetOffset(bytes)), parsed.getElements(), parsed.getTransferSyntaxUid());
 }
 
+/** send.minRateKiBps's default: the slowest link a large object must still get through */
+export const DEFAULT_MIN_RATE_BYTES_PER_SECOND = 128 * 1024;
+
 export class DicomStoreDestination implements Destination {
   readonly name: string;
 
@@ -69,16 +76,27 @@ export class DicomStoreDestination implements Destination {
     /** our AE title (calling AE) */
     private readonly callingAe: string,
     private readonly timeoutMs: number,
+    /**
+     * While an object goes out no PDU comes back, and dcmjs-dimse's PDU timeout counts from the
+     * last one received: each object gets timeoutMs plus its size at this rate, so a 36 MB cine
+     * over a slow link is not aborted (and retried, and aborted) for being large.
+     */
+    private readonly minRateBytesPerSecond = DEFAULT_MIN_RATE_BYTES_PER_SECOND,
   ) {
     this.name = target.name;
   }
 
-  private sendOptions() {
+  /** how long one object of this many bytes may take, from the last PDU received */
+  private allowanceMs(bytes: number): number {
+    return this.timeoutMs + Math.ceil((bytes / this.minRateBytesPerSecond) * 1000);
+  }
+
+  private sendOptions(largestBytes = 0) {
     const t = this.target.tls;
     return {
       connectTimeout: this.timeoutMs,
       associationTimeout: this.timeoutMs,
-      pduTimeout: this.timeoutMs,
+      pduTimeout: this.allowanceMs(largestBytes),
       // never rejectUnauthorized: false — a PACS we cannot verify gets nothing
       ...(t ? { securityOptions: { cert: t.cert, key: t.key, ca: t.ca, rejectUnauthorized: true, minVersion: 'TLSv1.2' } } : {}),
     };
@@ -86,9 +104,10 @@ export class DicomStoreDestination implements Destination {
 
   async send(files: OutgoingFile[]): Promise<FileSendResult[]> {
     const results: FileSendResult[] = files.map((f) => ({ sopInstanceUid: f.sopInstanceUid, delivered: false, status: null }));
-    const requests: { index: number; request: dimse.requests.CStoreRequest }[] = [];
+    const requests: { index: number; request: dimse.requests.CStoreRequest; bytes: number }[] = [];
     for (const [index, f] of files.entries()) {
       try {
+        const { size: bytes } = await fsp.stat(f.path);
         const ds = await loadDataset(f.path);
         const request = new CStoreRequest(ds);
         request.on('response', (response: dimse.responses.CStoreResponse) => {
@@ -100,7 +119,7 @@ export class DicomStoreDestination implements Destination {
             results[index].error = `send.status_failure: status 0x${status.toString(16).padStart(4, '0')}${comment ? ` (${comment})` : ''}`;
           }
         });
-        requests.push({ index, request });
+        requests.push({ index, request, bytes });
       } catch (e) {
         results[index].error = `send.file_unreadable: ${(e as Error)?.message ?? String(e)}`;
         results[index].permanent = true;
@@ -120,15 +139,16 @@ export class DicomStoreDestination implements Destination {
         resolve(problem);
       };
       // an upper bound for the whole association, in case the peer stops answering mid-way
+      const boundMs = requests.reduce((sum, r) => sum + this.allowanceMs(r.bytes), 2 * this.timeoutMs);
       const guard = setTimeout(() => {
-        problem ??= `send.timeout: no end of association after ${Math.round(this.timeoutMs / 1000)} s per file`;
+        problem ??= `send.timeout: no end of association after ${Math.round(boundMs / 1000)} s for ${requests.length} file(s)`;
         try {
           client.abort();
         } catch {
           /* not connected */
         }
         finish();
-      }, this.timeoutMs * (requests.length + 2));
+      }, boundMs);
       client.on('associationRejected', (r: { result: number; source: number; reason: number }) => {
         problem ??= `send.association_rejected: result ${r.result}, source ${r.source}, reason ${r.reason}`;
       });
@@ -137,8 +157,12 @@ export class DicomStoreDestination implements Destination {
       });
       client.on('closed', finish);
       try {
-        client.send(this.target.host, this.target.port, this.callingAe, this.target.aeTitle, this.sendOptions());
+        const options = this.sendOptions(Math.max(...requests.map((r) => r.bytes)));
+        client.send(this.target.host, this.target.port, this.callingAe, this.target.aeTitle, options);
         noDelay(client);
+        // dcmjs-dimse also uses connectTimeout as the socket's idle timeout, and the socket is idle
+        // while the kernel drains a large object: once connected, allow what a PDU may take
+        client.on('connected', () => socketOf(client)?.setTimeout?.(options.pduTimeout));
       } catch (e) {
         problem = `send.network_error: ${(e as Error).message}`;
         finish();

@@ -1,5 +1,6 @@
 /** The DICOM C-STORE destination against real peers: what each kind of refusal looks like, and byte-exact delivery. */
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { part10DatasetOffset, writePart10 } from '../../src/dicom/part10';
 import { DicomStoreDestination } from '../../src/dispatch/dicomStore';
@@ -82,3 +83,62 @@ test('a refused association, an unaccepted SOP class and an unreadable file each
   expect(noContext).toMatchObject({ delivered: false, status: null, error: expect.stringMatching(/^send\.no_presentation_context/) });
   expect(missing).toMatchObject({ delivered: false, permanent: true, error: expect.stringMatching(/^send\.file_unreadable: .*ENOENT/) });
 });
+
+/** A TCP relay that passes the gateway's bytes on at most `bytesPerSecond` (a slow WAN link). */
+async function throttledRelay(toPort: number, bytesPerSecond: number): Promise<{ port: number; close(): void }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(toPort, '127.0.0.1');
+    sockets.add(client).add(upstream);
+    upstream.pipe(client);
+    // 10 slices a second: pause the client while its budget is spent (a chunk larger than a
+    // slice leaves a debt that later slices pay off)
+    let budget = bytesPerSecond / 10;
+    const refill = setInterval(() => {
+      budget = Math.min(budget + bytesPerSecond / 10, bytesPerSecond / 10);
+      if (budget > 0) client.resume();
+    }, 100);
+    client.on('data', (chunk: Buffer) => {
+      upstream.write(chunk);
+      budget -= chunk.length;
+      if (budget <= 0) client.pause();
+    });
+    const end = () => {
+      clearInterval(refill);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('close', end).on('error', end);
+    upstream.on('close', end).on('error', end);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+}
+
+test('a large object over a slow link gets time in proportion to its size, not the bare timeout', async () => {
+  pacs = await startStoreScp({ dir: path.join(dir, 'pacs') });
+  const ds = { ...phantomDataset({ seed: 41, rows: 600, columns: 800, mmPerPixel: null }), SOPClassUID: SC, Modality: 'OT', ConversionType: 'WSD' };
+  const file = writeTemp(dir, 'big.dcm', writePart10(ds));
+  const bytes = fs.statSync(file).size; // about 480 kB: 3 s at 160 kB/s, with nothing coming back meanwhile
+  expect(bytes).toBeGreaterThan(400_000);
+  const relay = await throttledRelay(pacs.port, 160_000);
+  try {
+    const item = [{ path: file, sopClassUid: SC, sopInstanceUid: ds.SOPInstanceUID as string }];
+    const target = { name: 'pacs', aeTitle: 'PACS', host: '127.0.0.1', port: relay.port };
+    // a 1 s timeout with a floor rate above the link's: aborted part-way (what every large send used to get)
+    const strict = await new DicomStoreDestination(target, 'SONOGATE', 1000, 10_000_000).send(item);
+    expect(strict[0].delivered).toBe(false);
+    expect(strict[0].error).toMatch(/send\.network_error: .*timeout/i);
+    // the same timeout, the size allowed for at 64 KiB/s: delivered
+    const scaled = await new DicomStoreDestination(target, 'SONOGATE', 1000, 64 * 1024).send(item);
+    expect(scaled).toEqual([{ sopInstanceUid: ds.SOPInstanceUID, delivered: true, status: 0 }]);
+  } finally {
+    relay.close();
+  }
+}, 60_000);
