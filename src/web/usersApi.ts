@@ -9,7 +9,7 @@ import type { Request, Response, Router } from 'express';
 import type { Accounts } from './accounts';
 import type { AuditLog } from './audit';
 import { auditRequest, createAuth, currentUser } from './auth';
-import { AccountError, verifyPassword } from './passwords';
+import { AccountError, Role, verifyPassword } from './passwords';
 
 type Auth = ReturnType<typeof createAuth>;
 
@@ -46,13 +46,13 @@ export function userRoutes(r: Router, deps: { accounts: Accounts; audit: AuditLo
     const username = field(req, 'username') ?? '';
     const role = field(req, 'role') ?? '';
     const password = field(req, 'password') ?? '';
-    await change(req, res, 'user.add', username, () => accounts.add(username, password, role as never), { role });
+    await change(req, res, 'user.add', username, () => accounts.add(username, password, role as Role), { role });
   });
 
   r.post('/users/:name/role', auth.requireAdmin('user.role'), async (req, res) => {
     const name = String(req.params.name);
     const role = field(req, 'role') ?? '';
-    await change(req, res, 'user.role', name, () => accounts.setRole(name, role as never), { role });
+    await change(req, res, 'user.role', name, () => accounts.setRole(name, role as Role), { role });
   });
 
   r.post('/users/:name/password', auth.requireAdmin('user.password'), async (req, res) => {
