@@ -1,8 +1,12 @@
 #!/usr/bin/python3
 """Train the Sonogate Attention U-Net on BUSI and export it to ONNX + model.json.
 
-One command (from the repository root):   npm run train
-  = /usr/bin/python3 training/train.py  [--epochs 36 --size 256 --resume]
+One command (from the repository root):   npm run train  [-- --resume]
+  = /usr/bin/python3 training/train.py --time-budget 6300 --low-size 128 --low-share 0.6
+    (105 min of training on a 2-core CPU: the first 60 % at 128x128, the rest at 256x256; about
+    two hours with loading, validation, the test score and the export). The schedule follows
+    elapsed time, so a faster machine trains more epochs in the same time; --epochs N without
+    --time-budget gives a fixed number of epochs instead.
 
 On a GPU (see training/gpu/run.sh): --device cuda --arrays <packed train+val> --time-budget S
 --train-only --compact-out DIR trains without the BUSI folder and hands back the best weights;
@@ -11,7 +15,7 @@ logits are averaged in the ONNX graph).
 
 Fits on split 'train', picks the checkpoint and the mask threshold on 'val', and scores
 'test' once at the end (at each image's original resolution). Progress goes to stdout and
-to <out>/train.log. A checkpoint is written every epoch (every 25 with --time-budget);
+to <out>/train.log. A checkpoint is written every epoch (every 25 on a GPU under --time-budget);
 --resume continues from it.
 """
 import os
@@ -316,7 +320,7 @@ def train(args, data, spec, device, cuda, log):
         log("epoch %3d  %dpx  loss %.4f (seg %.4f cls %.4f)  val dice %.4f auc %.4f f1m %.4f acc %.3f  lr %.2e  %.1fs  %.0f%%%s"
             % (epoch, xs.shape[-1], tot[0], tot[1], tot[2], val["dice"], val["auc_malignant"], val["f1_malignant"],
                val["accuracy_3class"], opt.param_groups[0]["lr"], time.time() - te, 100 * progress(), mark))
-        if not args.time_budget or epoch % 25 == 0 or progress() >= 1:
+        if not cuda or not args.time_budget or epoch % 25 == 0 or progress() >= 1:  # GPU epochs take ~1 s
             torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                         "gen": g.get_state(), "epoch": epoch, "step": step, "best": best,
                         "history": history, "train_seconds": train_seconds}, ckpt_path)
