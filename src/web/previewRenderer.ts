@@ -4,20 +4,12 @@
  * worker starts on the first request and is started again after it dies (the requests it held
  * fail with the reason); it does not keep the process alive.
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { workerFile } from '../workerFile';
 import { NotRenderable } from './images';
 import type { PreviewReply, PreviewRequest } from './previewWorker';
 
-/** The compiled worker; when running from TypeScript sources (tests), the built one in dist/. */
-function workerScript(): string {
-  const here = path.join(__dirname, 'previewWorker.js');
-  if (fs.existsSync(here)) return here;
-  const built = path.resolve(__dirname, '..', '..', 'dist', 'web', 'previewWorker.js');
-  if (fs.existsSync(built)) return built;
-  throw new Error('preview worker not built: run `npm run build`');
-}
+const workerScript = () => workerFile(__dirname, 'web/previewWorker.js');
 
 export class PreviewRenderer {
   private worker: Worker | null = null;
