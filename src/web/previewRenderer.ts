@@ -14,18 +14,19 @@ const workerScript = () => workerFile(__dirname, 'web/previewWorker.js');
 export class PreviewRenderer {
   private worker: Worker | null = null;
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (png: Buffer) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (png: Buffer) => void; reject: (e: Error) => void; done: Promise<Buffer> }>();
   private closed = false;
 
   render(file: string, maxWidth: number): Promise<Buffer> {
     if (this.closed) return Promise.reject(new Error('the preview renderer is closed'));
     const worker = this.worker ?? this.start();
     const id = this.nextId++;
-    return new Promise<Buffer>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      worker.ref(); // a request in flight keeps the process up until it is answered
-      worker.postMessage({ id, file, maxWidth } satisfies PreviewRequest);
-    });
+    let settle!: { resolve: (png: Buffer) => void; reject: (e: Error) => void };
+    const done = new Promise<Buffer>((resolve, reject) => (settle = { resolve, reject }));
+    this.pending.set(id, { ...settle, done });
+    worker.ref(); // a request in flight keeps the process up until it is answered
+    worker.postMessage({ id, file, maxWidth } satisfies PreviewRequest);
+    return done;
   }
 
   /** the worker's thread id, or null before the first request (for tests) */
@@ -33,8 +34,14 @@ export class PreviewRenderer {
     return this.worker?.threadId ?? null;
   }
 
-  async close(): Promise<void> {
+  /**
+   * Lets renders in flight finish (at most `graceMs`) before the thread is terminated: ending a
+   * worker while a native module (sharp, a codec) is mid-call in it can abort the whole process.
+   */
+  async close(graceMs = 10_000): Promise<void> {
     this.closed = true;
+    const inFlight = [...this.pending.values()].map((p) => p.done);
+    if (inFlight.length) await Promise.race([Promise.allSettled(inFlight), new Promise((r) => setTimeout(r, graceMs).unref())]);
     const w = this.worker;
     this.worker = null;
     if (w) await w.terminate();
