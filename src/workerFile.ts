@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-/** `callerDir` is the caller's __dirname; `relative` the script's path under dist/ (e.g. "web/previewWorker.js"). */
+/** `callerDir` is the caller's __dirname; `relative` the script's path under dist/ (e.g. "inference/worker.js"). */
 export function workerFile(callerDir: string, relative: string): string {
   const here = path.join(callerDir, path.basename(relative));
   if (fs.existsSync(here)) return here;

@@ -16,7 +16,6 @@ import type { AuditLog } from './audit';
 import { auditRequest, createAuth, currentUser } from './auth';
 import { DashboardQueries, LABELS, STUDY_STATUSES } from './dashboardQueries';
 import { PngCache } from './images';
-import type { PreviewRenderer } from './previewRenderer';
 import { userRoutes } from './usersApi';
 import type { LiveFeed } from './live';
 import type { ActionResult, DashboardGateway, StudyActions } from './studyActions';
@@ -42,8 +41,6 @@ export interface ApiDeps {
   actions: StudyActions;
   live: LiveFeed;
   routing: RoutingSettings;
-  /** renders previews off the main thread */
-  previews: PreviewRenderer;
 }
 
 /** a study page open this long (refreshing itself) is one audited view */
@@ -62,9 +59,9 @@ function intParam(v: unknown, def: number, min: number, max: number): number {
 }
 
 export function apiRouter(deps: ApiDeps): Router {
-  const { config, gateway, model, accounts, audit, queries, actions, live, routing, previews } = deps;
+  const { config, gateway, model, accounts, audit, queries, actions, live, routing } = deps;
   const auth = createAuth({ accounts, audit, loginRateLimit: config.http.loginRateLimit, idleMs: config.http.sessionIdleMinutes * 60_000 });
-  const pngs = new PngCache((file, width) => previews.render(file, width));
+  const pngs = new PngCache();
   const echoes = new Map<string, EchoResult & { at: number; by: string }>();
   const r = express.Router();
 
