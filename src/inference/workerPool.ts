@@ -7,6 +7,8 @@
  * grow with the size of the study). A worker that dies — a native crash, an out-of-memory abort,
  * or a request that exceeded its time limit — fails only its own request and is replaced.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 // sharp (used by the overlay builder inside the workers) must be loaded by the main thread before
 // any worker starts: its native module cannot be unloaded safely when a worker exits (sharp docs).
@@ -16,7 +18,6 @@ import { FramePrediction, GrayFrame, Rect } from '../types/domain';
 import type { InstanceOutcome, OutputObject } from '../types/pipeline';
 import type { PredictTimings } from './predictor';
 import type { Provider } from './session';
-import { workerFile } from '../workerFile';
 
 export interface WorkerInit {
   specPath: string;
@@ -45,7 +46,14 @@ interface Job {
   reject: (e: Error) => void;
 }
 
-const workerScript = () => workerFile(__dirname, 'inference/worker.js');
+/** The compiled worker; when running from TypeScript sources (tests), use the built one in dist/. */
+function workerScript(): string {
+  const here = path.join(__dirname, 'worker.js');
+  if (fs.existsSync(here)) return here;
+  const built = path.resolve(__dirname, '..', '..', 'dist', 'inference', 'worker.js');
+  if (fs.existsSync(built)) return built;
+  throw new Error('inference worker not built: run `npm run build`');
+}
 
 interface Slot {
   worker: Worker;
