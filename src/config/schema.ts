@@ -152,7 +152,7 @@ export const configSchema = z
       .object({
         model: z.string().min(1).default('model/model.json'),
         providers: z.array(z.enum(['cuda', 'cpu'])).min(1).default(['cuda', 'cpu']),
-        /** worker threads running onnxruntime sessions */
+        /** worker processes running onnxruntime sessions */
         workers: z.number().int().min(1).max(16).default(1),
         /** frames per inference call (cine frames are batched) */
         batchSize: z.number().int().min(1).max(64).default(8),

@@ -1,6 +1,6 @@
 /**
  * Frames → per-frame lesion probability maps and class probabilities, following model.json.
- * Used inside the worker thread (see workerPool.ts), and directly by tests.
+ * Used inside the worker processes (see workerPool.ts), and directly by tests.
  */
 import * as ort from 'onnxruntime-node';
 import { FramePrediction, GrayFrame, Rect } from '../types/domain';

@@ -1,37 +1,43 @@
-/** Worker thread: owns one onnxruntime session and answers predict requests (see workerPool.ts). */
-import { parentPort, workerData } from 'node:worker_threads';
+/**
+ * Worker process: owns one onnxruntime session and answers requests from the pool (workerPool.ts)
+ * over the IPC channel. It exits when the gateway goes away (the channel closes), so a killed
+ * gateway leaves no orphan behind.
+ */
 import { processInstanceFile } from '../pipeline/processStudy';
 import { loadModelSpec } from './modelSpec';
 import { Predictor } from './predictor';
-import type { WorkerInit, WorkerReply, WorkerRequest } from './workerPool';
+import { WORKER_INIT_ENV, type WorkerInit, type WorkerReply, type WorkerRequest } from './workerPool';
+
+function reply(m: WorkerReply): void {
+  process.send!(m);
+}
 
 async function main(): Promise<void> {
-  const init = workerData as WorkerInit;
-  const port = parentPort!;
+  if (!process.send) throw new Error('the inference worker runs as a child of the gateway (workerPool.ts), not on its own');
+  process.on('disconnect', () => process.exit(0));
+  const init = JSON.parse(process.env[WORKER_INIT_ENV] ?? 'null') as WorkerInit;
   let predictor: Predictor;
   try {
     const model = loadModelSpec(init.specPath, { verifySha256: false });
     predictor = await Predictor.create(model.spec, model.onnxPath, init.providers, init.threads);
-    port.postMessage({ type: 'ready', provider: predictor.provider, skipped: predictor.skippedProviders } satisfies WorkerReply);
+    reply({ type: 'ready', provider: predictor.provider, skipped: predictor.skippedProviders });
   } catch (e) {
-    port.postMessage({ type: 'init-error', message: (e as Error).message } satisfies WorkerReply);
+    reply({ type: 'init-error', message: (e as Error).message });
     return;
   }
-  port.on('message', async (req: WorkerRequest) => {
+  process.on('message', async (req: WorkerRequest) => {
     try {
       if (req.type === 'process') {
         // the whole per-instance pipeline (decode, inference, postprocess, reports, file writes)
         // runs here, so the listener's event loop never waits on pixels
         const { outcome, outputs } = await processInstanceFile(req.file, req.outDir, predictor, req.options);
-        port.postMessage({ type: 'processed', id: req.id, outcome, outputs } satisfies WorkerReply);
+        reply({ type: 'processed', id: req.id, outcome, outputs });
         return;
       }
-      const frames = req.frames.map((f) => ({ width: f.width, height: f.height, data: new Uint8Array(f.data) }));
-      const { predictions, timings } = await predictor.predict(frames, req.rect, req.batchSize);
-      const reply: WorkerReply = { type: 'result', id: req.id, predictions, timings };
-      port.postMessage(reply, predictions.map((p) => p.probability.buffer as ArrayBuffer));
+      const { predictions, timings } = await predictor.predict(req.frames, req.rect, req.batchSize);
+      reply({ type: 'result', id: req.id, predictions, timings });
     } catch (e) {
-      port.postMessage({ type: 'error', id: req.id, message: (e as Error).message } satisfies WorkerReply);
+      reply({ type: 'error', id: req.id, message: (e as Error).message });
     }
   });
 }

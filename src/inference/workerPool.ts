@@ -1,18 +1,20 @@
 /**
- * A small pool of worker threads, each with its own onnxruntime session, so that decoding,
+ * A small pool of worker processes, each with its own onnxruntime session, so that decoding,
  * inference, postprocessing and report building never block the event loop (associations stay
  * responsive).
  *
  * One request runs per worker at a time (a study's instances wait in a queue, so memory does not
  * grow with the size of the study). A worker that dies — a native crash, an out-of-memory abort,
  * or a request that exceeded its time limit — fails only its own request and is replaced.
+ *
+ * Workers are child processes, not worker threads: a native abort in a thread (onnxruntime, sharp,
+ * libvips) takes the whole gateway with it, and a thread ended while a native call is pending in it
+ * aborts the process too (node-addon-api: "terminate called after throwing Napi::Error"). A child
+ * process can be killed at any moment and nothing outside it is hurt.
  */
+import { ChildProcess, fork } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
-// sharp (used by the overlay builder inside the workers) must be loaded by the main thread before
-// any worker starts: its native module cannot be unloaded safely when a worker exits (sharp docs).
-import 'sharp';
 import type { PipelineOptions } from '../pipeline/processStudy';
 import { FramePrediction, GrayFrame, Rect } from '../types/domain';
 import type { InstanceOutcome, OutputObject } from '../types/pipeline';
@@ -26,7 +28,7 @@ export interface WorkerInit {
 }
 
 export type WorkerRequest =
-  | { type: 'predict'; id: number; frames: { width: number; height: number; data: ArrayBuffer }[]; rect: Rect; batchSize: number }
+  | { type: 'predict'; id: number; frames: GrayFrame[]; rect: Rect; batchSize: number }
   | { type: 'process'; id: number; file: string; outDir: string; options: PipelineOptions };
 
 type Processed = { outcome: InstanceOutcome; outputs: OutputObject[] };
@@ -41,10 +43,12 @@ export type WorkerReply =
 
 interface Job {
   req: WorkerRequest;
-  transfer: ArrayBuffer[];
   resolve: (r: any) => void;
   reject: (e: Error) => void;
 }
+
+/** The environment variable that carries WorkerInit (JSON) to a worker process. */
+export const WORKER_INIT_ENV = 'SONOGATE_WORKER_INIT';
 
 /** The compiled worker; when running from TypeScript sources (tests), use the built one in dist/. */
 function workerScript(): string {
@@ -55,8 +59,27 @@ function workerScript(): string {
   throw new Error('inference worker not built: run `npm run build`');
 }
 
+function spawnWorker(init: WorkerInit): ChildProcess {
+  return fork(workerScript(), [], {
+    // advanced serialization: typed arrays (frames, probability maps) cross as binary, not JSON
+    serialization: 'advanced',
+    env: { ...process.env, [WORKER_INIT_ENV]: JSON.stringify(init) },
+    execArgv: [],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+}
+
+/** Ends a worker process; it holds nothing another process needs, so SIGKILL is safe at any time. */
+function kill(worker: ChildProcess): Promise<void> {
+  if (worker.exitCode !== null || worker.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    worker.once('exit', () => resolve());
+    worker.kill('SIGKILL');
+  });
+}
+
 interface Slot {
-  worker: Worker;
+  worker: ChildProcess;
   ready: boolean;
   job: Job | null;
   timer: NodeJS.Timeout | null;
@@ -84,13 +107,13 @@ export class InferencePool {
 
   /** Starts `size` workers and waits until each has loaded the model. */
   static async start(init: WorkerInit, size = 1, opts: PoolOptions = {}): Promise<InferencePool> {
-    const workers = Array.from({ length: size }, () => new Worker(workerScript(), { workerData: init }));
+    const workers = Array.from({ length: size }, () => spawnWorker(init));
     let first: { provider: Provider; skipped: string[] };
     try {
       const ready = await Promise.all(workers.map(waitReady));
       first = ready[0];
     } catch (e) {
-      await Promise.all(workers.map((w) => w.terminate()));
+      await Promise.all(workers.map(kill));
       throw e;
     }
     const pool = new InferencePool(init, first.provider, first.skipped, opts);
@@ -102,12 +125,12 @@ export class InferencePool {
     return this.queue.length;
   }
 
-  private adopt(worker: Worker, ready: boolean): void {
+  private adopt(worker: ChildProcess, ready: boolean): void {
     const slot: Slot = { worker, ready, job: null, timer: null };
     this.slots.push(slot);
     worker.on('message', (m: WorkerReply) => this.onMessage(slot, m));
     worker.on('error', (e) => this.lose(slot, `inference worker failed: ${e.message}`));
-    worker.on('exit', (code) => this.lose(slot, `inference worker exited (${code})`));
+    worker.on('exit', (code, signal) => this.lose(slot, `inference worker exited (${signal ?? code})`));
   }
 
   private onMessage(slot: Slot, m: WorkerReply): void {
@@ -143,7 +166,8 @@ export class InferencePool {
     const job = slot.job;
     this.release(slot);
     slot.worker.removeAllListeners();
-    void slot.worker.terminate();
+    slot.worker.on('error', () => undefined);
+    void kill(slot.worker);
     if (this.closed) {
       job?.reject(new Error('inference pool is closed'));
       return;
@@ -155,7 +179,7 @@ export class InferencePool {
       if (!this.slots.length) for (const j of this.queue.splice(0)) j.reject(new Error(reason));
       return;
     }
-    this.adopt(new Worker(workerScript(), { workerData: this.init }), false);
+    this.adopt(spawnWorker(this.init), false);
   }
 
   private dispatch(): void {
@@ -167,22 +191,21 @@ export class InferencePool {
       if (this.opts.requestTimeoutMs) {
         slot.timer = setTimeout(() => this.lose(slot, `request exceeded ${Math.round(this.opts.requestTimeoutMs! / 1000)} s`), this.opts.requestTimeoutMs);
       }
-      slot.worker.postMessage(job.req, job.transfer);
+      slot.worker.send(job.req);
     }
   }
 
-  private submit<T>(req: WorkerRequest, transfer: ArrayBuffer[] = []): Promise<T> {
+  private submit<T>(req: WorkerRequest): Promise<T> {
     if (this.closed) return Promise.reject(new Error('inference pool is closed'));
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ req, transfer, resolve, reject });
+      this.queue.push({ req, resolve, reject });
       this.dispatch();
     });
   }
 
-  /** Predicts the frames' rect region. Frame buffers are copied, not moved. */
+  /** Predicts the frames' rect region (the frames are copied to the worker). */
   predict(frames: GrayFrame[], rect: Rect, batchSize = 8): Promise<Predicted> {
-    const data = frames.map((f) => ({ width: f.width, height: f.height, data: f.data.slice().buffer as ArrayBuffer }));
-    return this.submit<Predicted>({ type: 'predict', id: this.nextId++, rect, batchSize, frames: data }, data.map((f) => f.data));
+    return this.submit<Predicted>({ type: 'predict', id: this.nextId++, rect, batchSize, frames });
   }
 
   /** Runs the whole per-instance pipeline (decode → reports written to outDir) in a worker. */
@@ -191,9 +214,8 @@ export class InferencePool {
   }
 
   /**
-   * Fails what is queued, lets requests already in a worker finish (at most graceMs), then ends the
-   * threads: terminating a worker while a native call (onnxruntime, sharp) is pending in it can
-   * abort the whole process (node-addon-api: "terminate called after throwing Napi::Error").
+   * Fails what is queued, lets requests already in a worker finish (at most graceMs, so that a
+   * study being processed is not thrown away at shutdown), then ends the worker processes.
    */
   async close(graceMs = 10_000): Promise<void> {
     this.closed = true;
@@ -205,12 +227,13 @@ export class InferencePool {
       s.job?.reject(new Error('inference pool is closed'));
       this.release(s);
       s.worker.removeAllListeners();
+      s.worker.on('error', () => undefined);
     }
-    await Promise.all(slots.map((s) => s.worker.terminate()));
+    await Promise.all(slots.map((s) => kill(s.worker)));
   }
 }
 
-function waitReady(w: Worker): Promise<{ provider: Provider; skipped: string[] }> {
+function waitReady(w: ChildProcess): Promise<{ provider: Provider; skipped: string[] }> {
   return new Promise((resolve, reject) => {
     const onMsg = (m: WorkerReply) => {
       if (m.type === 'ready') done(() => resolve({ provider: m.provider, skipped: m.skipped }));

@@ -115,7 +115,7 @@ export async function processInstanceFile(
 }
 
 /**
- * One instance file → its outcome and result files (runs in an inference worker thread);
+ * One instance file → its outcome and result files (runs in an inference worker process);
  * `analyze` replaces the options' routing rules for this request when given.
  */
 export type InstanceFileProcessor = (file: string, outDir: string, analyze?: AnalyzeRules) => Promise<{ outcome: InstanceOutcome; outputs: OutputObject[] }>;
