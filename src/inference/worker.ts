@@ -1,20 +1,15 @@
 /**
  * Worker process: owns one onnxruntime session and answers requests from the pool (workerPool.ts)
- * over the IPC channel. It exits when the gateway goes away (the channel closes), so a killed
- * gateway leaves no orphan behind.
+ * over the IPC channel. It exits when the gateway goes away (src/workerProcess.ts).
  */
 import { processInstanceFile } from '../pipeline/processStudy';
 import { loadModelSpec } from './modelSpec';
 import { Predictor } from './predictor';
+import { parentChannel } from '../workerProcess';
 import { WORKER_INIT_ENV, type WorkerInit, type WorkerReply, type WorkerRequest } from './workerPool';
 
-function reply(m: WorkerReply): void {
-  process.send!(m);
-}
-
 async function main(): Promise<void> {
-  if (!process.send) throw new Error('the inference worker runs as a child of the gateway (workerPool.ts), not on its own');
-  process.on('disconnect', () => process.exit(0));
+  const reply: (m: WorkerReply) => void = parentChannel();
   const init = JSON.parse(process.env[WORKER_INIT_ENV] ?? 'null') as WorkerInit;
   let predictor: Predictor;
   try {

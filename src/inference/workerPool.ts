@@ -1,25 +1,19 @@
 /**
- * A small pool of worker processes, each with its own onnxruntime session, so that decoding,
- * inference, postprocessing and report building never block the event loop (associations stay
- * responsive).
+ * A small pool of worker processes (see src/workerProcess.ts), each with its own onnxruntime
+ * session, so that decoding, inference, postprocessing and report building never block the event
+ * loop (associations stay responsive).
  *
  * One request runs per worker at a time (a study's instances wait in a queue, so memory does not
  * grow with the size of the study). A worker that dies — a native crash, an out-of-memory abort,
  * or a request that exceeded its time limit — fails only its own request and is replaced.
- *
- * Workers are child processes, not worker threads: a native abort in a thread (onnxruntime, sharp,
- * libvips) takes the whole gateway with it, and a thread ended while a native call is pending in it
- * aborts the process too (node-addon-api: "terminate called after throwing Napi::Error"). A child
- * process can be killed at any moment and nothing outside it is hurt.
  */
-import { ChildProcess, fork } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import type { PipelineOptions } from '../pipeline/processStudy';
 import { FramePrediction, GrayFrame, Rect } from '../types/domain';
 import type { InstanceOutcome, OutputObject } from '../types/pipeline';
 import type { PredictTimings } from './predictor';
 import type { Provider } from './session';
+import { killWorker, spawnWorker } from '../workerProcess';
 
 export interface WorkerInit {
   specPath: string;
@@ -50,33 +44,7 @@ interface Job {
 /** The environment variable that carries WorkerInit (JSON) to a worker process. */
 export const WORKER_INIT_ENV = 'SONOGATE_WORKER_INIT';
 
-/** The compiled worker; when running from TypeScript sources (tests), use the built one in dist/. */
-function workerScript(): string {
-  const here = path.join(__dirname, 'worker.js');
-  if (fs.existsSync(here)) return here;
-  const built = path.resolve(__dirname, '..', '..', 'dist', 'inference', 'worker.js');
-  if (fs.existsSync(built)) return built;
-  throw new Error('inference worker not built: run `npm run build`');
-}
-
-function spawnWorker(init: WorkerInit): ChildProcess {
-  return fork(workerScript(), [], {
-    // advanced serialization: typed arrays (frames, probability maps) cross as binary, not JSON
-    serialization: 'advanced',
-    env: { ...process.env, [WORKER_INIT_ENV]: JSON.stringify(init) },
-    execArgv: [],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-}
-
-/** Ends a worker process; it holds nothing another process needs, so SIGKILL is safe at any time. */
-function kill(worker: ChildProcess): Promise<void> {
-  if (worker.exitCode !== null || worker.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    worker.once('exit', () => resolve());
-    worker.kill('SIGKILL');
-  });
-}
+const spawnInferenceWorker = (init: WorkerInit) => spawnWorker('inference/worker.js', { [WORKER_INIT_ENV]: JSON.stringify(init) });
 
 interface Slot {
   worker: ChildProcess;
@@ -107,13 +75,13 @@ export class InferencePool {
 
   /** Starts `size` workers and waits until each has loaded the model. */
   static async start(init: WorkerInit, size = 1, opts: PoolOptions = {}): Promise<InferencePool> {
-    const workers = Array.from({ length: size }, () => spawnWorker(init));
+    const workers = Array.from({ length: size }, () => spawnInferenceWorker(init));
     let first: { provider: Provider; skipped: string[] };
     try {
       const ready = await Promise.all(workers.map(waitReady));
       first = ready[0];
     } catch (e) {
-      await Promise.all(workers.map(kill));
+      await Promise.all(workers.map(killWorker));
       throw e;
     }
     const pool = new InferencePool(init, first.provider, first.skipped, opts);
@@ -165,9 +133,8 @@ export class InferencePool {
     this.slots.splice(i, 1);
     const job = slot.job;
     this.release(slot);
-    slot.worker.removeAllListeners();
-    slot.worker.on('error', () => undefined);
-    void kill(slot.worker);
+    slot.worker.removeAllListeners('message').removeAllListeners('exit');
+    void killWorker(slot.worker);
     if (this.closed) {
       job?.reject(new Error('inference pool is closed'));
       return;
@@ -179,7 +146,7 @@ export class InferencePool {
       if (!this.slots.length) for (const j of this.queue.splice(0)) j.reject(new Error(reason));
       return;
     }
-    this.adopt(spawnWorker(this.init), false);
+    this.adopt(spawnInferenceWorker(this.init), false);
   }
 
   private dispatch(): void {
@@ -226,10 +193,9 @@ export class InferencePool {
     for (const s of slots) {
       s.job?.reject(new Error('inference pool is closed'));
       this.release(s);
-      s.worker.removeAllListeners();
-      s.worker.on('error', () => undefined);
+      s.worker.removeAllListeners('message').removeAllListeners('exit');
     }
-    await Promise.all(slots.map((s) => kill(s.worker)));
+    await Promise.all(slots.map((s) => killWorker(s.worker)));
   }
 }
 

@@ -16,6 +16,7 @@ import type { AuditLog } from './audit';
 import { auditRequest, createAuth, currentUser } from './auth';
 import { DashboardQueries, LABELS, STUDY_STATUSES } from './dashboardQueries';
 import { PngCache } from './images';
+import type { PreviewRenderer } from './previewRenderer';
 import { userRoutes } from './usersApi';
 import type { LiveFeed } from './live';
 import type { ActionResult, DashboardGateway, StudyActions } from './studyActions';
@@ -41,6 +42,8 @@ export interface ApiDeps {
   actions: StudyActions;
   live: LiveFeed;
   routing: RoutingSettings;
+  /** renders previews in a worker process */
+  previews: PreviewRenderer;
 }
 
 /** a study page open this long (refreshing itself) is one audited view */
@@ -59,9 +62,9 @@ function intParam(v: unknown, def: number, min: number, max: number): number {
 }
 
 export function apiRouter(deps: ApiDeps): Router {
-  const { config, gateway, model, accounts, audit, queries, actions, live, routing } = deps;
+  const { config, gateway, model, accounts, audit, queries, actions, live, routing, previews } = deps;
   const auth = createAuth({ accounts, audit, loginRateLimit: config.http.loginRateLimit, idleMs: config.http.sessionIdleMinutes * 60_000 });
-  const pngs = new PngCache();
+  const pngs = new PngCache((file, width) => previews.render(file, width));
   const echoes = new Map<string, EchoResult & { at: number; by: string }>();
   const r = express.Router();
 

@@ -38,10 +38,7 @@ async function grayFirstFrame(bytes: Buffer): Promise<{ data: Uint8Array; width:
   return { data: f.data, width: f.width, height: f.height };
 }
 
-/**
- * Larger files are not rendered: parsing still reads the whole file on the event loop the DICOM
- * listener shares (only the first frame is decoded).
- */
+/** Larger files are not rendered: the whole file is read and parsed (only the first frame is decoded). */
 export const MAX_RENDER_BYTES = 64 * 1024 * 1024;
 
 export class NotRenderable extends Error {}
@@ -63,7 +60,11 @@ export class PngCache {
   private readonly entries = new Map<string, Buffer>();
   private bytes = 0;
 
-  constructor(private readonly maxBytes = 32 * 1024 * 1024) {}
+  constructor(
+    /** renderPng here, or in a worker process (src/web/previewRenderer.ts) */
+    private readonly render: (file: string, maxWidth: number) => Promise<Buffer> = renderPng,
+    private readonly maxBytes = 32 * 1024 * 1024,
+  ) {}
 
   async get(file: string, maxWidth: number): Promise<Buffer> {
     // a resent instance replaces the file under the same name
@@ -75,7 +76,7 @@ export class PngCache {
       this.entries.set(key, hit);
       return hit;
     }
-    const png = await renderPng(file, maxWidth);
+    const png = await this.render(file, maxWidth);
     this.entries.set(key, png);
     this.bytes += png.length;
     for (const [k, v] of this.entries) {

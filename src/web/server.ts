@@ -20,6 +20,7 @@ import type { Logger } from '../log';
 import { RoutingSettings } from '../study/routingSettings';
 import { Accounts, sessionSecrets } from './accounts';
 import { apiRouter, ModelSummary } from './api';
+import { PreviewRenderer } from './previewRenderer';
 import { AuditLog } from './audit';
 import { SESSION_COOKIE } from './auth';
 import { DashboardQueries } from './dashboardQueries';
@@ -87,6 +88,7 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
   const routing = gateway.routing ?? new RoutingSettings(config, store.db);
   const live = new LiveFeed(queries, () => !store.isClosed, logger);
   const metrics = new PipelineMetrics(store, model);
+  const previews = new PreviewRenderer();
   const sessions = new SqliteSessionStore(store.db, config.http.sessionIdleMinutes * 60_000);
   let closing = false;
 
@@ -159,7 +161,7 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
         maxAge: config.http.sessionIdleMinutes * 60_000,
       },
     }),
-    apiRouter({ config, gateway, model, accounts, audit, queries, actions, live, routing }),
+    apiRouter({ config, gateway, model, accounts, audit, queries, actions, live, routing, previews }),
   );
 
   app.use(express.static(STATIC_DIR, { index: 'index.html', fallthrough: true, etag: true, maxAge: 0 }));
@@ -198,6 +200,7 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
         closing = true;
         live.close();
         sessions.close();
+        await previews.close();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeIdleConnections();
