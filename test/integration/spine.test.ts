@@ -4,7 +4,7 @@
  * the PACS. The model is the deterministic dark-region test fixture, so the result content
  * (a lesion in the phantom, none in the lesion-free phantom) is predictable.
  */
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -184,7 +184,11 @@ d('scanner → sonogate serve → PACS', () => {
     serve = await startServe(configFile, dicomPort);
     const f = write(path.join(work, 'in'), 'restart.dcm', phantomFile({ seed: 21, studyInstanceUid: '2.25.7007' }));
     expect((await storescu([f], { port: dicomPort })).code).toBe(0);
+    const workers = childPids(serve.child.pid!);
+    expect(workers.length).toBeGreaterThanOrEqual(1); // the inference worker process
     await stopServe(serve, 'SIGKILL');
+    // the gateway's worker processes do not outlive it
+    await eventually(() => workers.every((pid) => !alive(pid)), 10_000, `worker processes ${workers} exit with the gateway`);
     expect(byStudy(await pacs.received(), '2.25.7007')).toHaveLength(0);
     serve = await startServe(configFile, dicomPort);
     await eventually(async () => byStudy(await pacs.received(), '2.25.7007').length >= 3, 60_000, 'results after restart');
@@ -194,3 +198,17 @@ d('scanner → sonogate serve → PACS', () => {
     expect(new Set(got.map((g) => g.sopInstanceUid)).size).toBe(3);
   }, 120_000);
 });
+
+function childPids(pid: number): number[] {
+  const out = execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' });
+  return out.split('\n').map((l) => Number(l.trim())).filter((n) => n > 0);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
