@@ -6,6 +6,7 @@
  * Results: `{ ok: true, ... }`, or `{ ok: false, code, message }` where code maps to an HTTP
  * status (not_found 404, conflict 409).
  */
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Destination } from '../dispatch/destination';
@@ -148,9 +149,22 @@ export class StudyActions {
     })();
     if (!files.ok) return files;
     const root = path.resolve(this.dataDir);
+    // results/<study>/run-<n> (runner.ts) is written only by a running job, and the study had none.
+    // It is moved aside in the same tick as the rows go: a resend could otherwise recreate the study
+    // and start a run-1 into the folder while the old one is still being removed.
+    const results = path.join(root, 'results', studyUid);
+    const trash = path.join(root, 'results', `.deleted-${studyUid}-${Date.now()}`);
+    let moved = true;
+    try {
+      fs.renameSync(results, trash);
+    } catch {
+      moved = false; // no results yet
+    }
     let removed = 0;
-    for (const f of files.paths) {
-      if (!path.resolve(f).startsWith(root + path.sep)) continue;
+    for (const p of files.paths) {
+      let f = path.resolve(p);
+      if (!f.startsWith(root + path.sep)) continue;
+      if (moved && f.startsWith(results + path.sep)) f = trash + f.slice(results.length);
       try {
         await fsp.unlink(f);
         removed++;
@@ -158,8 +172,7 @@ export class StudyActions {
         /* already gone */
       }
     }
-    // results/<study>/run-<n> (runner.ts) is written only by a running job, and the study has none
-    await fsp.rm(path.join(root, 'results', studyUid), { recursive: true, force: true });
+    if (moved) await fsp.rm(trash, { recursive: true, force: true });
     // instances/<study>/<series>/ (receive.ts): only emptied folders go, in case an instance of
     // the same study is arriving right now
     const studyDir = path.join(root, 'instances', studyUid);
