@@ -33,6 +33,7 @@ const NLAT = env('BENCH_LATENCY_STUDIES', 5);
 const FRAMES = env('BENCH_FRAMES', 1);
 const ROWS = env('BENCH_ROWS', 600);
 const COLS = env('BENCH_COLUMNS', 800);
+const WORKERS = env('BENCH_WORKERS', 1);
 const QUIET = 0.5;
 const MODEL = path.resolve(process.env.SONOGATE_MODEL ?? path.join(ROOT, 'model', 'model.json'));
 
@@ -122,7 +123,7 @@ async function main(): Promise<void> {
         http: { host: '127.0.0.1', port: 0 },
         dataDir: path.join(work, 'data'),
         study: { quietSeconds: QUIET },
-        inference: { model: MODEL, providers: ['cpu'] },
+        inference: { model: MODEL, providers: ['cpu'], workers: WORKERS },
         send: { initialDelaySeconds: 0.2, maxDelaySeconds: 1 },
         log: { level: 'warn' },
       }),
@@ -173,6 +174,7 @@ async function main(): Promise<void> {
     const report = {
       model: `${model.name} ${model.version}`,
       image: `${COLS}x${ROWS}, ${FRAMES} frame(s) per study`,
+      inference_workers: WORKERS,
       cpu: `${os.cpus().length} × ${os.cpus()[0]?.model}`,
       latency_ms: { studies: NLAT, median: Math.round(median(lat)), worst: Math.round(Math.max(...lat)), includes_quiet_seconds: QUIET },
       throughput: {
