@@ -5,7 +5,9 @@
  *
  * One request runs per worker at a time (a study's instances wait in a queue, so memory does not
  * grow with the size of the study). A worker that dies — a native crash, an out-of-memory abort,
- * or a request that exceeded its time limit — fails only its own request and is replaced.
+ * or a request that exceeded its time limit — fails only its own request and is replaced. While no
+ * worker can load the model, each request tries to start one and fails with the reason, so nothing
+ * waits forever and the pool recovers once the model loads again.
  */
 import type { ChildProcess } from 'node:child_process';
 import type { PipelineOptions } from '../pipeline/processStudy';
@@ -164,6 +166,9 @@ export class InferencePool {
 
   private submit<T>(req: WorkerRequest): Promise<T> {
     if (this.closed) return Promise.reject(new Error('inference pool is closed'));
+    // every worker died and no replacement could load the model (e.g. the file was removed, or
+    // memory ran out): try once more for this request rather than let it wait forever
+    if (!this.slots.length) this.adopt(spawnInferenceWorker(this.init), false);
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ req, resolve, reject });
       this.dispatch();

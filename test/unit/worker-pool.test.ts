@@ -4,6 +4,7 @@
  * process abort with it).
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { InferencePool } from '../../src/inference/workerPool';
 import { phantomPixels } from '../helpers/phantom';
@@ -58,6 +59,29 @@ const built = fs.existsSync(path.resolve(__dirname, '..', '..', 'dist', 'inferen
       expect(worker.signalCode).toBe('SIGKILL');
     } finally {
       await pool.close();
+    }
+  });
+
+  test('when no worker can load the model, requests fail with the reason instead of waiting; it recovers', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sonogate-pool-'));
+    fs.cpSync(path.dirname(SPEC), dir, { recursive: true });
+    const onnx = fs.readdirSync(dir).find((f) => f.endsWith('.onnx'))!;
+    const pool = await InferencePool.start({ specPath: path.join(dir, 'model.json'), providers: ['cpu'] }, 1);
+    try {
+      // the model file goes away under a running gateway, then its only worker dies
+      fs.renameSync(path.join(dir, onnx), path.join(dir, `${onnx}.moved`));
+      const worker = (pool as any).slots[0].worker;
+      const exited = new Promise((r) => worker.once('exit', r));
+      worker.kill('SIGKILL');
+      await exited;
+      await expect(pool.predict([frame()], rect)).rejects.toThrow(/could not start/);
+      await expect(pool.predict([frame()], rect)).rejects.toThrow(/could not start/);
+      // the file is back: the next request starts a worker that loads it
+      fs.renameSync(path.join(dir, `${onnx}.moved`), path.join(dir, onnx));
+      expect((await pool.predict([frame()], rect)).predictions).toHaveLength(1);
+    } finally {
+      await pool.close();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 
