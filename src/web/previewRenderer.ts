@@ -71,7 +71,7 @@ export class PreviewRenderer {
     return w;
   }
 
-  /** One timer, for the render the worker is on now (it renders one after another). */
+  /** One timer: while renders are pending the worker must answer one within timeoutMs, or it counts as hung. */
   private armTimer(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
