@@ -16,7 +16,7 @@ import path from 'node:path';
  * From dist/ it lies beside this module's tree; from the TypeScript sources (the tests) the built
  * one in dist/ is used (`npm test` builds first).
  */
-export function workerScript(relative: string): string {
+function workerScript(relative: string): string {
   for (const root of [__dirname, path.resolve(__dirname, '..', 'dist')]) {
     const file = path.join(root, relative);
     if (fs.existsSync(file)) return file;
