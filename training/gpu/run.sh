@@ -1,6 +1,7 @@
 #!/bin/bash
-# Trains four Attention U-Nets side by side on one GPU within a fixed time, for the device tool's
-# machine (no BUSI folder there: it reads the packed train+val file from training/pack.py).
+# Trains Attention U-Nets side by side on one GPU within a fixed time (default: four), for the
+# device tool's machine (no BUSI folder there: it reads the packed train+val file from training/pack.py).
+# Session 5's runs:  PROBE="32:32 16:16" BUDGET=440 RUNS="w32:32:3:32 b16long:16:3:16" bash training/gpu/run.sh
 #   /usr/bin/python3 training/pack.py --size 256        # here, once
 #   device run, carry training/cache/busi-256-trainval.pt.gz:  bash training/gpu/run.sh
 # Each run's best weights (chosen on val) come back in $OUT as float16 parts, with the logs.
@@ -10,16 +11,20 @@ OUT=${OUT:-training/runs/gpu-out}
 BUDGET=${BUDGET:-420}
 DEVICE=${DEVICE:-cuda}
 PY=${PY:-python3}
+# name:base:seed[:batch]; runs side by side share the GPU by time-slicing (no speed-up in sum)
 RUNS=${RUNS:-"b32s1:32:1 b16s1:16:1 b16s2:16:2 b16s3:16:3"}
 # EXTRA: more train.py options for every run, e.g. "--init training/runs/gpu1/b16s3.pt --lr 1e-3"
 ARR=training/cache/busi-256-trainval.pt.gz
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=3
 mkdir -p training/runs/gpu "$OUT"
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
+# PROBE="base:batch ...": time both memory layouts first and train in the faster one for the first pair
+LAYOUT=""
+if [ -n "${PROBE:-}" ]; then LAYOUT=$($PY training/gpu/probe.py $PROBE 2> >(tee "$OUT/probe.txt" >&2)); fi
 for r in $RUNS; do
-  IFS=: read -r name base seed <<<"$r"
-  ( $PY training/train.py --device "$DEVICE" --arrays $ARR --size 256 --batch 16 --threads 3 \
-      --time-budget "$BUDGET" --train-only --base "$base" --seed "$seed" \
+  IFS=: read -r name base seed batch <<<"$r"
+  ( $PY training/train.py --device "$DEVICE" --arrays $ARR --size 256 --batch "${batch:-16}" --threads 3 \
+      --time-budget "$BUDGET" --train-only --base "$base" --seed "$seed" $LAYOUT \
       --out "training/runs/gpu/$name" --compact-out "$OUT" ${EXTRA:-} > "training/runs/gpu/$name.log" 2>&1
     echo "$name exit $?" ) &
 done
