@@ -112,6 +112,32 @@ print(max(float((a[k].float() - b[k]).abs().max() / (a[k].float().abs().max() + 
     expect(() => train(['--arrays', path.join(dir, 'packed.pt.gz'), '--size', '32', '--out', run, '--low-size', '20'])).toThrow(/multiple of 16/);
   }, 120_000);
 
+  test('channels-last training (the GPU layout) hands back weights a plain network loads and runs alike', () => {
+    const run = path.join(dir, 'cl');
+    const out = path.join(dir, 'cl-out');
+    const log = train(['--arrays', path.join(dir, 'packed.pt.gz'), '--size', '32', '--base', '4', '--batch', '8', '--train-only', '--out', run, '--compact-out', out, '--epochs', '1', '--channels-last']);
+    expect(log).toMatch(/channels-last/);
+    const diff = py(
+      `
+import sys, torch
+sys.path.insert(0, '.')
+from train import load_members
+from model import AttentionUNet
+from weights import load_state
+plain = load_members([sys.argv[1]])
+cl = AttentionUNet(4).to(memory_format=torch.channels_last)
+cl.load_state_dict(load_state(sys.argv[1]))
+cl.eval()
+x = torch.rand(2, 1, 32, 32)
+with torch.no_grad():
+    a, b = plain(x), cl(x.contiguous(memory_format=torch.channels_last))
+print(max(float((a[i] - b[i]).abs().max()) for i in range(2)))
+`,
+      [path.join(out, 'cl.pt')],
+    );
+    expect(Number(diff)).toBeLessThan(1e-5);
+  }, 120_000);
+
   test('splits a large checkpoint into parts and joins them back exactly', () => {
     const out = py(
       `
