@@ -33,8 +33,8 @@ export interface DecodeOptions {
   maxFrames?: number;
   /** refuse instances with more pixels over all frames (decode.too_large); default DEFAULT_MAX_PIXELS */
   maxPixels?: number;
-  /** decode only the first frame (previews): a long cine costs one frame, not all of them */
-  firstFrameOnly?: boolean;
+  /** decode only this frame (0-based; dashboard previews): a long cine costs one frame, not all of them */
+  frame?: number;
 }
 
 /** Parses a Part 10 file and decodes every frame to 8-bit grayscale, plus the analysis region. Never throws anything but DecodeError. */
@@ -72,8 +72,8 @@ async function decode(ds: Dataset, ts: string, opts: DecodeOptions): Promise<Dec
   const info = readImagePixel(ds);
   checkLimits(info, opts);
   const region: AnalysisRegion = analysisRegion(ds);
-  const limit = opts.firstFrameOnly ? 1 : info.frames;
-  const frames = isNativeSyntax(ts) ? decodeNative(ds, ts, info, limit) : await decodeEncapsulated(ds, ts, info, limit);
+  const pick = framesToDecode(info, opts.frame);
+  const frames = isNativeSyntax(ts) ? decodeNative(ds, ts, info, pick) : await decodeEncapsulated(ds, ts, info, pick);
   return {
     sopInstanceUid: text(ds.SOPInstanceUID),
     sopClassUid: text(ds.SOPClassUID),
@@ -82,6 +82,20 @@ async function decode(ds: Dataset, ts: string, opts: DecodeOptions): Promise<Dec
     frames,
     region,
   };
+}
+
+/** Which frames to decode: all of them, or the one asked for. */
+interface FramePick {
+  first: number;
+  end: number;
+}
+
+function framesToDecode(info: ImagePixel, frame: number | undefined): FramePick {
+  if (frame === undefined) return { first: 0, end: info.frames };
+  if (!Number.isInteger(frame) || frame < 0 || frame >= info.frames) {
+    throw new DecodeError('decode.malformed', `there is no frame ${Number(frame) + 1}: the instance has ${info.frames}`);
+  }
+  return { first: frame, end: frame + 1 };
 }
 
 function checkLimits(info: ImagePixel, opts: DecodeOptions): void {
@@ -96,7 +110,7 @@ function checkLimits(info: ImagePixel, opts: DecodeOptions): void {
   }
 }
 
-function decodeNative(ds: Dataset, ts: string, info: ImagePixel, limit: number): GrayFrame[] {
+function decodeNative(ds: Dataset, ts: string, info: ImagePixel, pick: FramePick): GrayFrame[] {
   if (info.photometric === 'YBR_RCT' || info.photometric === 'YBR_ICT') {
     throw new DecodeError('decode.unsupported_photometric', `${info.photometric} is only defined for JPEG 2000, not for native pixel data`);
   }
@@ -109,19 +123,19 @@ function decodeNative(ds: Dataset, ts: string, info: ImagePixel, limit: number):
   const swapWords = ts === TS.ExplicitVRBigEndian && (info.bitsAllocated === 16 || ds._vrMap?.PixelData === 'OW');
   const raw = nativeFrames(ds.PixelData, layout, nativeFrameBytes(layout), swapWords);
   const palette = paletteLut(ds, info, ts);
-  return raw.slice(0, limit).map((bytes) => toGray(bytes, layout, ds, { rgb: false, planar: layout.planar, native: true }, palette));
+  return raw.slice(pick.first, pick.end).map((bytes) => toGray(bytes, layout, ds, { rgb: false, planar: layout.planar, native: true }, palette));
 }
 
-async function decodeEncapsulated(ds: Dataset, ts: string, info: ImagePixel, limit: number): Promise<GrayFrame[]> {
+async function decodeEncapsulated(ds: Dataset, ts: string, info: ImagePixel, pick: FramePick): Promise<GrayFrame[]> {
   const family = codecFamily(ts);
   if (!family) throw new DecodeError('decode.unsupported_transfer_syntax', `no decoder for transfer syntax ${ts}`);
-  const encoded = encapsulatedFrames(ds.PixelData, info.frames).slice(0, limit);
+  const encoded = encapsulatedFrames(ds.PixelData, info.frames).slice(pick.first, pick.end);
   const palette = paletteLut(ds, info, ts);
   const out: GrayFrame[] = [];
   for (const [index, bytes] of encoded.entries()) {
     const decoded = await decodeFrame(family, ts, bytes, info).catch((e: unknown) => {
       const error = asDecodeError(e, 'decoder');
-      throw new DecodeError(error.reason, `frame ${index + 1} of ${encoded.length}: ${error.message}`);
+      throw new DecodeError(error.reason, `frame ${pick.first + index + 1} of ${info.frames}: ${error.message}`);
     });
     out.push(toGray(decoded.data, info, ds, { rgb: decoded.rgb, planar: decoded.planar, native: false }, palette));
     // a long cine must not starve the listener and the dashboard sharing this event loop

@@ -15,6 +15,7 @@ import type { Accounts } from './accounts';
 import type { AuditLog } from './audit';
 import { auditRequest, createAuth, currentUser } from './auth';
 import { DashboardQueries, LABELS, STUDY_STATUSES } from './dashboardQueries';
+import { DEFAULT_MAX_FRAMES } from '../dicom/limits';
 import { PngCache } from './images';
 import type { PreviewRenderer } from './previewRenderer';
 import { userRoutes } from './usersApi';
@@ -64,7 +65,7 @@ function intParam(v: unknown, def: number, min: number, max: number): number {
 export function apiRouter(deps: ApiDeps): Router {
   const { config, gateway, model, accounts, audit, queries, actions, live, routing, previews } = deps;
   const auth = createAuth({ accounts, audit, loginRateLimit: config.http.loginRateLimit, idleMs: config.http.sessionIdleMinutes * 60_000 });
-  const pngs = new PngCache((file, width) => previews.render(file, width));
+  const pngs = new PngCache((file, width, frame) => previews.render(file, width, frame));
   const echoes = new Map<string, EchoResult & { at: number; by: string }>();
   const r = express.Router();
 
@@ -132,13 +133,13 @@ export function apiRouter(deps: ApiDeps): Router {
     res.json({ ...d, audit: audit.list({ studyUid: uid, limit: 50 }).items, canAct: viewer.role === 'admin' });
   });
 
-  const sendPng = async (res: Response, file: string | null, width: number) => {
+  const sendPng = async (res: Response, file: string | null, width: number, frame = 0) => {
     if (!file || !fs.existsSync(file)) {
       res.status(404).json({ error: 'not_found', message: 'the image file is gone (retention or deletion)' });
       return;
     }
     try {
-      const png = await pngs.get(file, width);
+      const png = await pngs.get(file, width, frame);
       res.setHeader('Cache-Control', 'private, max-age=60');
       res.type('png').send(png);
     } catch (e) {
@@ -148,7 +149,8 @@ export function apiRouter(deps: ApiDeps): Router {
 
   r.get('/studies/:uid/instances/:sop/image.png', async (req, res) => {
     const f = queries.instanceFile(param(req, 'uid'), param(req, 'sop'));
-    await sendPng(res, f && !f.purgedAt ? f.path : null, intParam(req.query.w, 192, 32, 2048));
+    // ?frame= counts from 1, as DICOM frame numbers do
+    await sendPng(res, f && !f.purgedAt ? f.path : null, intParam(req.query.w, 192, 32, 2048), intParam(req.query.frame, 1, 1, DEFAULT_MAX_FRAMES) - 1);
   });
 
   r.get('/studies/:uid/outputs/:sop/image.png', async (req, res) => {

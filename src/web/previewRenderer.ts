@@ -26,7 +26,8 @@ export class PreviewRenderer {
   /** `timeoutMs`: a render still running after this long is failed and its worker killed */
   constructor(private readonly timeoutMs = 30_000) {}
 
-  render(file: string, maxWidth: number): Promise<Buffer> {
+  /** `frame` is 0-based */
+  render(file: string, maxWidth: number, frame = 0): Promise<Buffer> {
     if (this.closed) return Promise.reject(new Error('the preview renderer is closed'));
     const worker = this.worker ?? this.start();
     const id = this.nextId++;
@@ -35,7 +36,7 @@ export class PreviewRenderer {
     this.pending.set(id, { ...settle, done });
     holdProcess(worker, true); // a request in flight keeps the gateway up until it is answered
     if (!this.timer) this.armTimer();
-    worker.send({ id, file, maxWidth } satisfies PreviewRequest);
+    worker.send({ id, file, maxWidth, frame } satisfies PreviewRequest);
     return done;
   }
 

@@ -1,6 +1,6 @@
 /**
  * Worker process for dashboard previews (src/web/previewRenderer.ts): reads, parses and decodes a
- * DICOM file's first frame and encodes the PNG away from the event loop that the DICOM listener
+ * DICOM file's frame and encodes the PNG away from the event loop that the DICOM listener
  * and the API share.
  */
 import { parentChannel } from '../workerProcess';
@@ -10,13 +10,15 @@ export interface PreviewRequest {
   id: number;
   file: string;
   maxWidth: number;
+  /** 0-based */
+  frame: number;
 }
 
 export type PreviewReply = { id: number; png: Uint8Array } | { id: number; error: string; notRenderable: boolean };
 
 const reply: (m: PreviewReply) => void = parentChannel();
 process.on('message', (req: PreviewRequest) => {
-  renderPng(req.file, req.maxWidth).then(
+  renderPng(req.file, req.maxWidth, req.frame).then(
     (png) => reply({ id: req.id, png }),
     (e: Error) => reply({ id: req.id, error: e.message, notRenderable: e instanceof NotRenderable }),
   );

@@ -125,6 +125,13 @@ d('dashboard API', () => {
     expect(png.status).toBe(200);
     expect(png.headers.get('content-type')).toBe('image/png');
     expect(Buffer.from(await png.arrayBuffer()).subarray(1, 4).toString()).toBe('PNG');
+    // a received instance previews by frame number (from 1); this one has a single frame
+    const sop = detail.body.instances[0].sopInstanceUid;
+    const preview = (q: string) => fetch(`${base}/api/studies/${STUDY}/instances/${sop}/image.png${q}`, { headers: { Cookie: c.cookie! } });
+    const [plain, frame1, frame2] = await Promise.all(['?w=64', '?w=64&frame=1', '?w=64&frame=2'].map(preview));
+    expect([plain.status, frame1.status, frame2.status]).toEqual([200, 200, 422]);
+    expect(Buffer.from(await frame1.arrayBuffer()).equals(Buffer.from(await plain.arrayBuffer()))).toBe(true);
+    expect((await frame2.json()).message).toMatch(/no frame 2: the instance has 1/);
     const filtered = await c.get('/api/studies?status=failed');
     expect(filtered.body.items.some((s: { studyUid: string }) => s.studyUid === STUDY)).toBe(false);
     const day = (offset: number) => {

@@ -2,7 +2,7 @@
  * The dashboard in a real browser (Debian's Chromium driven by playwright-core) in front of the
  * built `sonogate serve`, with DCMTK dcmsend as the scanner and DCMTK storescp as the PACS:
  * an administrator signs in, watches a study appear and finish without reloading, opens it and
- * sees the overlay; the PACS goes down so a send fails, comes back, the administrator presses
+ * sees the overlay and steps through the frames of the cine it sent; the PACS goes down so a send fails, comes back, the administrator presses
  * Retry and sees the results sent; changes a routing rule on the Routing page and reverts it.
  * Screenshots of the overview, the study page and the Routing page are kept
  * under test-output/ (not committed).
@@ -17,6 +17,8 @@ import { phantomFile } from '../helpers/phantom';
 
 // the functions passed to page.evaluate / waitForFunction run in the browser; this program has no DOM types
 declare const document: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+declare const window: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+declare const Event: any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const CLI = path.join(ROOT, 'dist', 'cli.js');
@@ -112,7 +114,7 @@ d('dashboard in a browser', () => {
 
   const shot = (name: string) => page.screenshot({ path: path.join(OUT, `dashboard-${name}.png`), fullPage: true });
 
-  test('an administrator signs in and watches a study sent with dcmsend go from received to sent, with its overlay', async () => {
+  test('an administrator signs in and watches a cine sent with dcmsend go from received to sent, with its overlay and a preview of each frame', async () => {
     await page.goto(base);
     await page.waitForSelector('form#login');
     expect(await page.isVisible('#nav')).toBe(false);
@@ -125,7 +127,7 @@ d('dashboard in a browser', () => {
 
     await page.goto(`${base}/#/studies`);
     await page.waitForSelector('main[data-page="studies"]');
-    const f = writeTemp(work, 'study1.dcm', phantomFile({ seed: 21, studyInstanceUid: STUDY_1, patientName: 'Browser^Betty', patientId: 'BB-1' }));
+    const f = writeTemp(work, 'study1.dcm', phantomFile({ seed: 21, frames: 3, studyInstanceUid: STUDY_1, patientName: 'Browser^Betty', patientId: 'BB-1' }));
     const sent = await dcmsend([f], { port: dicomPort });
     expect(sent.code).toBe(0);
 
@@ -156,6 +158,26 @@ d('dashboard in a browser', () => {
     expect((await sendRows(STUDY_1))!.every((s) => s === 'sent')).toBe(true);
     await page.evaluate(() => Promise.all([...document.images].map((i: { complete: boolean; onload: unknown; onerror: unknown }) => (i.complete ? null : new Promise((r) => (i.onload = i.onerror = r))))));
     await shot('study');
+    // the cine's preview shows frame 1; the slider brings frame 3, and the choice survives a live re-render
+    expect(await page.textContent('.frames .frame-number')).toBe('frame 1 / 3');
+    await page.$eval('.frames .frame-slider', (el: { value: string; dispatchEvent(e: unknown): void }) => {
+      el.value = '3';
+      el.dispatchEvent(new Event('input'));
+      el.dispatchEvent(new Event('change'));
+    });
+    expect(await page.textContent('.frames .frame-number')).toBe('frame 3 / 3');
+    await page.waitForFunction(() => {
+      const img = document.querySelector('.frames img.thumb');
+      return /frame=3$/.test(img?.src ?? '') && img.complete && img.naturalWidth > 0;
+    });
+    await page.evaluate(() => {
+      document.querySelector('.frames').dataset.stale = 'yes';
+      window.dispatchEvent(new Event('hashchange'));
+    });
+    await page.waitForFunction(() => {
+      const frames = document.querySelector('.frames');
+      return !!frames && !frames.dataset.stale && frames.querySelector('.frame-number').textContent === 'frame 3 / 3';
+    }, undefined, { timeout: 10_000 });
     expect((await pacs.received()).filter((x) => x.studyInstanceUid === STUDY_1).length).toBeGreaterThanOrEqual(2);
   });
 

@@ -345,14 +345,19 @@ describe('SOP classes and transfer syntaxes', () => {
   });
 });
 
-test('firstFrameOnly decodes just the first frame of a cine (dashboard previews)', async () => {
+test('frame decodes just that frame of a cine (dashboard previews); a frame it lacks is a DecodeError', async () => {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const { phantomFile } = require('../helpers/phantom');
-  const { decodeInstance: decode } = await import('../../src/dicom/decode');
+  const { decodeInstance: decode, DecodeError } = await import('../../src/dicom/decode');
   const bytes = phantomFile({ frames: 4, seed: 3 });
   const all = await decode(bytes);
-  const first = await decode(bytes, { firstFrameOnly: true });
   expect(all.frames).toHaveLength(4);
-  expect(first.frames).toHaveLength(1);
-  expect(Buffer.from(first.frames[0].data).equals(Buffer.from(all.frames[0].data))).toBe(true);
+  for (const f of [0, 2, 3]) {
+    const one = await decode(bytes, { frame: f });
+    expect(one.frames).toHaveLength(1);
+    expect(Buffer.from(one.frames[0].data).equals(Buffer.from(all.frames[f].data))).toBe(true);
+  }
+  expect(Buffer.from(all.frames[0].data).equals(Buffer.from(all.frames[2].data))).toBe(false);
+  await expect(decode(bytes, { frame: 4 })).rejects.toThrow(new DecodeError('decode.malformed', 'there is no frame 5: the instance has 4'));
+  await expect(decode(bytes, { frame: -1 })).rejects.toBeInstanceOf(DecodeError);
 });

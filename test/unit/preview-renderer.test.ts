@@ -37,6 +37,16 @@ type Internals = { worker: { kill(signal: string): boolean } };
     expect(png.subarray(1, 4).toString()).toBe('PNG');
   });
 
+  test('any frame of a cine renders, in the worker as in this process; a frame it lacks fails with the reason', async () => {
+    const file = writeTemp(dir, 'cine.dcm', phantomFile({ frames: 3, seed: 8 }));
+    const first = await renderer.render(file, 96);
+    const third = await renderer.render(file, 96, 2);
+    expect(third.equals(first)).toBe(false);
+    expect(third.equals(await renderPng(file, 96, 2))).toBe(true);
+    expect(first.equals(await renderPng(file, 96))).toBe(true);
+    await expect(renderer.render(file, 96, 3)).rejects.toThrow(/no frame 4: the instance has 3/);
+  });
+
   test('a file that is not DICOM fails with the reason; the worker goes on', async () => {
     const bad = writeTemp(dir, 'bad.dcm', Buffer.from('not dicom at all'));
     await expect(renderer.render(bad, 64)).rejects.toThrow(/DICM|DICOM|Part 10|preamble|parse/i);

@@ -8,7 +8,8 @@
 
 (() => {
   // background: set while a live update re-renders the page; those requests do not keep the session alive
-  const state = { user: null, csrf: null, events: null, refreshTimer: null, background: false };
+  // frames: the frame shown per multi-frame instance (SOP Instance UID -> 1-based), kept across live re-renders
+  const state = { user: null, csrf: null, events: null, refreshTimer: null, background: false, frames: {} };
   const main = document.getElementById('main');
 
   // ------------------------------------------------------------------ DOM helpers
@@ -37,6 +38,32 @@
   const badge = (s) => h('span', { class: `badge ${s}` }, s);
   const labelBadge = (l) => (l ? h('span', { class: `badge label-${l}` }, l) : h('span', { class: 'muted' }, '–'));
   const isAdmin = () => state.user && state.user.role === 'admin';
+
+  /** An instance's preview; a multi-frame instance gets a slider that picks the frame shown. */
+  function thumbnail(base, i) {
+    const src = (f) => `${base}/instances/${encodeURIComponent(i.sopInstanceUid)}/image.png?w=160${f > 1 ? `&frame=${f}` : ''}`;
+    const chosen = Math.min(state.frames[i.sopInstanceUid] || 1, i.frames || 1);
+    const img = h('img', { class: 'thumb', loading: 'lazy', src: src(chosen), alt: i.frames > 1 ? `frame ${chosen} of ${i.frames}` : 'thumbnail' });
+    if (!(i.frames > 1)) return img;
+    const label = h('span', { class: 'small muted frame-number' }, `frame ${chosen} / ${i.frames}`);
+    const slider = h('input', {
+      type: 'range',
+      class: 'frame-slider',
+      min: 1,
+      max: i.frames,
+      value: chosen,
+      'aria-label': `frame of instance ${i.sopInstanceUid}`,
+      // the label follows the drag; the image is fetched once the slider is let go
+      oninput: (e) => (label.textContent = `frame ${e.target.value} / ${i.frames}`),
+      onchange: (e) => {
+        const f = Number(e.target.value);
+        state.frames[i.sopInstanceUid] = f;
+        img.src = src(f);
+        img.alt = `frame ${f} of ${i.frames}`;
+      },
+    });
+    return h('div', { class: 'frames' }, img, slider, label);
+  }
 
   function table(headers, rows, empty) {
     if (!rows.length) return h('p', { class: 'muted' }, empty || 'Nothing here.');
@@ -361,7 +388,7 @@
               {},
               i.purgedAt
                 ? h('span', { class: 'muted small' }, 'deleted by retention')
-                : h('img', { class: 'thumb', loading: 'lazy', src: `${base}/instances/${encodeURIComponent(i.sopInstanceUid)}/image.png?w=160`, alt: 'thumbnail' }),
+                : thumbnail(base, i),
             ),
             h('td', { class: 'uid' }, i.sopInstanceUid),
             h('td', {}, badge(i.status), i.reason ? h('div', { class: 'small bad' }, `${i.reason}: ${i.message || ''}`) : null),
