@@ -14,11 +14,12 @@ def _u(n, lo, hi, g):
     return lo + (hi - lo) * torch.rand(n, generator=g, device=g.device)
 
 
-def augment(x, m, g):
+def augment(x, m, g, zoom=(0.8, 1.25)):
+    """zoom: range of the content's scale (below 1 the picture shrinks, as at a greater depth)."""
     n, _, h, w = x.shape
     dev = g.device
     flip = torch.where(torch.rand(n, generator=g, device=dev) < 0.5, -1.0, 1.0)
-    s = _u(n, 0.8, 1.25, g)
+    s = _u(n, zoom[0], zoom[1], g)
     aspect = torch.exp(_u(n, -0.15, 0.15, g))
     rot = _u(n, -12, 12, g) * math.pi / 180
     tx, ty = _u(n, -0.1, 0.1, g), _u(n, -0.1, 0.1, g)

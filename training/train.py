@@ -73,6 +73,8 @@ def parse_args():
     p.add_argument("--compact-out", help="also write the best weights here as float16 parts (training/weights.py)")
     p.add_argument("--channels-last", action="store_true",
                    help="train in channels-last memory layout (same network and weights; faster convolutions on some GPUs)")
+    p.add_argument("--zoom-range", default="0.8,1.25",
+                   help="LO,HI: scale augmentation of the picture (below 1 it shrinks, as at a greater depth)")
     p.add_argument("--init", help="start from these weights (a second cosine cycle) instead of random ones")
     p.add_argument("--model-version", help="version for model.json; result UIDs derive from it, so the default\n"
                    "is 'dev-' + the ONNX file's first 8 sha256 digits: new weights never reuse a release's UIDs")
@@ -82,6 +84,11 @@ def parse_args():
     p.add_argument("--tta", choices=["auto", "on", "off"], default="auto",
                    help="horizontal-flip test-time augmentation baked into the ONNX graph; auto = keep it if val dice + AUC gain > 0.005")
     args = p.parse_args()
+    try:
+        args.zoom_range = tuple(float(v) for v in args.zoom_range.split(","))
+        assert len(args.zoom_range) == 2 and 0 < args.zoom_range[0] <= args.zoom_range[1]
+    except (ValueError, AssertionError):
+        p.error("--zoom-range must be LO,HI with 0 < LO <= HI, e.g. 0.65,1.3")
     if args.low_size and (args.low_size % 16 or not 0 <= args.low_share < 1):
         p.error("--low-size must be a multiple of 16 and --low-share in [0, 1)")
     return args
@@ -287,7 +294,7 @@ def train(args, data, spec, device, cuda, log):
             for group in opt.param_groups:
                 group["lr"] = args.lr * lr_factor(progress(time.time() - te))
             idx = perm[s * args.batch:(s + 1) * args.batch]
-            x, m = augment(xs[idx], ms[idx], g)
+            x, m = augment(xs[idx], ms[idx], g, args.zoom_range)
             x = x.contiguous(memory_format=fmt)
             with autocast():
                 ml, cl = model(x)
@@ -457,6 +464,8 @@ def export(model, args, spec, threshold, best, test, log, tta=False, members=Non
                 "train_seconds": best.get("train_seconds"), "torch": torch.__version__}
     if args.time_budget:
         training["time_budget_seconds"] = args.time_budget
+    if tuple(args.zoom_range) != (0.8, 1.25):
+        training["zoom_range"] = list(args.zoom_range)
     if args.low_size:
         training["progressive_resizing"] = {"size": args.low_size, "share": args.low_share}
     if members:

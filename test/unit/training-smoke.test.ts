@@ -3,7 +3,7 @@
  * train+val file (training/pack.py's format), two epochs, the best weights handed back as
  * float16 parts (training/weights.py, as the GPU machine returns them), --resume going on
  * from the checkpoint, a time-budgeted second cycle from given weights (--init), and progressive
- * resizing (--low-size). Needs PyTorch (python3-torch); skipped where it is missing.
+ * resizing (--low-size), and the scale augmentation's range (--zoom-range). Needs PyTorch (python3-torch); skipped where it is missing.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -155,6 +155,26 @@ print(len(parts), float((b['w'] - s['w'].half().float()).abs().max()), int(b['n'
     expect(parts).toBeGreaterThan(1);
     expect(err).toBe(0);
     expect(n).toBe(5);
+  });
+
+  test('scale augmentation follows --zoom-range: a picture shrunk to half its size keeps a quarter of its lesion area', () => {
+    const out = py(`
+import sys, torch
+sys.path.insert(0, '.')
+from augment import augment
+x = torch.rand(64, 1, 64, 64)
+m = torch.zeros(64, 1, 64, 64); m[:, :, 16:48, 16:48] = 1
+for z in ((0.5, 0.5), (1.0, 1.0)):
+    g = torch.Generator().manual_seed(3)
+    _, a = augment(x, m, g, z)
+    print('%.3f' % float(a.sum() / m.sum()))
+`);
+    const [half, same] = out.trim().split('\n').map(Number);
+    expect(half).toBeGreaterThan(0.2);
+    expect(half).toBeLessThan(0.3);
+    expect(same).toBeGreaterThan(0.9);
+    expect(same).toBeLessThan(1.1);
+    expect(() => train(['--arrays', path.join(dir, 'packed.pt.gz'), '--zoom-range', '1.2'])).toThrow(/--zoom-range must be LO,HI/);
   });
 
   test('learning rate: warm-up, then cosine down to zero', () => {

@@ -1,0 +1,129 @@
+#!/usr/bin/python3
+"""Val-only search over inference-time choices that an ONNX graph could carry: which trained
+networks to average, which input scales to add to the flip TTA, and a fallback for frames where
+nothing crosses the threshold (outline the region near the frame's highest probability when the
+classifier does not say "normal"). Test is never read here.
+
+  /usr/bin/python3 training/tta_search.py name=weights.pt [name=weights.pt ...] [--scales 224,256,288,320] [--zoom 0.75]
+
+--zoom shows the val images as a scanner at another depth would: the picture scaled about its
+centre (below 1: smaller, padded with black; above 1: larger, cropped), masks alike.
+
+Every network sees every scale, plain and mirrored, once; the logits are cached (training/cache)
+and then averaged per combination, so the table costs one pass per (network, scale, flip).
+"""
+import argparse
+import itertools
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from data import load_arrays  # noqa: E402
+from metrics import auc, binary_f1, dice_iou  # noqa: E402
+from train import ROOT, load_members  # noqa: E402
+
+
+def zoom(a, factor, mode):
+    """a: N x H x W; the content scaled by factor about the centre, the frame size kept."""
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[:, None]
+    n, _, h, w = t.shape
+    theta = torch.tensor([[1 / factor, 0, 0], [0, 1 / factor, 0]], dtype=torch.float32).expand(n, 2, 3)
+    grid = F.affine_grid(theta, (n, 1, h, w), align_corners=False)
+    return F.grid_sample(t, grid, mode=mode, padding_mode="zeros", align_corners=False)[:, 0].numpy()
+
+
+def passes(net, images, scale, flip, size):
+    """Mask logits (at size x size) and class logits of one network on one view of every image."""
+    ms, cs = [], []
+    with torch.no_grad():
+        for i in range(0, len(images), 8):
+            x = images[i:i + 8]
+            if scale != size:
+                x = F.interpolate(x, size=(scale, scale), mode="bilinear", align_corners=False)
+            if flip:
+                x = torch.flip(x, dims=[3])
+            m, c = net(x)
+            if flip:
+                m = torch.flip(m, dims=[3])
+            if scale != size:
+                m = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)
+            ms.append(m[:, 0].half())
+            cs.append(c)
+    return torch.cat(ms).numpy(), torch.cat(cs).numpy()
+
+
+def score(mask_logits, class_logits, masks, labels, threshold, fallback=None):
+    """Val metrics; fallback = (share of the frame's peak probability, largest P(normal)) or None."""
+    prob = 1 / (1 + np.exp(-mask_logits))
+    cp = np.exp(class_logits - class_logits.max(1, keepdims=True))
+    cp /= cp.sum(1, keepdims=True)
+    dice, empty = [], 0
+    for i in np.where(labels > 0)[0]:
+        pred = prob[i] > threshold
+        if not pred.any():
+            empty += 1
+            if fallback and cp[i, 0] < fallback[1]:
+                pred = prob[i] > prob[i].max() * fallback[0]
+        dice.append(dice_iou(pred, masks[i] > 0)[0])
+    guess = cp.argmax(1)
+    return {"dice": round(float(np.mean(dice)), 4), "empty_lesion_frames": empty,
+            "auc_malignant": round(auc(labels == 2, cp[:, 2]), 4),
+            "f1_malignant": round(binary_f1(labels == 2, guess == 2), 4),
+            "accuracy_3class": round(float((guess == labels).mean()), 4)}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("weights", nargs="+", help="name=path of each trained network")
+    p.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "datasets", "busi"))
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--scales", default="224,256,288,320")
+    p.add_argument("--threshold", type=float, default=0.4)
+    p.add_argument("--zoom", type=float, default=1.0, help="scale the val images and masks about their centre first")
+    p.add_argument("--fallback-for", help="comma-separated names of the networks whose average the fallback is tried on (default all)")
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    images, masks, labels, _ = load_arrays(args.data, args.size, os.path.join(ROOT, "training", "cache"))["val"]
+    if args.zoom != 1.0:
+        images = zoom(images, args.zoom, "bilinear")
+        masks = (zoom(masks, args.zoom, "nearest") > 0.5).astype(np.uint8)
+    x = torch.from_numpy((images / 255.0)[:, None].astype(np.float32))
+    named = dict(w.split("=", 1) for w in args.weights)
+    scales = [int(s) for s in args.scales.split(",")]
+    if args.size not in scales or any(s % 16 for s in scales):
+        p.error("--scales must include --size, and every scale must be a multiple of 16")
+    views = {}
+    for name, path in named.items():
+        net = load_members([path])
+        for s, f in itertools.product(scales, (0, 1)):
+            views[name, s, f] = passes(net, x, s, f, args.size)
+
+    def average(members, use):
+        keys = [(m, s, f) for m in members for s in use for f in (0, 1)]
+        return (sum(views[k][0].astype(np.float32) for k in keys) / len(keys),
+                sum(views[k][1] for k in keys) / len(keys))
+
+    others = [s for s in scales if s != args.size]
+    scale_sets = [[args.size] + list(c) for k in range(len(others) + 1) for c in itertools.combinations(others, k)]
+    member_sets = [list(c) for k in range(1, len(named) + 1) for c in itertools.combinations(named, k)]
+    for members, use in itertools.product(member_sets, scale_sets):
+        ml, cl = average(members, use)
+        row = {"networks": members, "scales": sorted(use), **score(ml, cl, masks, labels, args.threshold),
+               "dice_by_threshold": {t: score(ml, cl, masks, labels, t)["dice"] for t in (0.3, 0.4, 0.5)}}
+        print(json.dumps(row), flush=True)
+    chosen = args.fallback_for.split(",") if args.fallback_for else list(named)
+    ml, cl = average(chosen, [args.size])
+    for share, normal in itertools.product((0.3, 0.5, 0.7), (0.5, 0.8, 1.01)):
+        print(json.dumps({"networks": chosen, "scales": [args.size], "fallback_share_of_peak": share,
+                          "fallback_if_p_normal_below": normal,
+                          **score(ml, cl, masks, labels, args.threshold, (share, normal))}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
