@@ -1,8 +1,9 @@
 /**
  * PNG renderings for the dashboard: the overlay Secondary Capture in colour as it was sent, and
  * grey previews of received instances (any one frame, the first by default, decoded by the
- * pipeline's own decoder, so any transfer syntax it accepts). Kept in a small in-memory cache keyed by path, modification
- * time and size (a re-run writes a new run folder; a resent instance replaces its file).
+ * pipeline's own decoder, so any transfer syntax it accepts). Kept in a small in-memory cache
+ * keyed by path, modification time, frame and size (a re-run writes a new run folder; a resent
+ * instance replaces its file).
  */
 import fsp from 'node:fs/promises';
 import sharp from 'sharp';
@@ -23,7 +24,7 @@ function nativeRgb(bytes: Buffer, frame: number): { data: Buffer; width: number;
   const all = Buffer.from(raw as ArrayBuffer);
   if (frame >= Math.max(1, Number(ds.NumberOfFrames) || 1) || all.length < (frame + 1) * n * 3) return null;
   const px = all.subarray(frame * n * 3, (frame + 1) * n * 3);
-  if (Number(ds.PlanarConfiguration ?? 0) === 0) return { data: px.subarray(0, n * 3), width, height };
+  if (Number(ds.PlanarConfiguration ?? 0) === 0) return { data: px, width, height };
   const out = Buffer.alloc(n * 3);
   for (let i = 0; i < n; i++) {
     out[i * 3] = px[i];

@@ -6,6 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import sharp from 'sharp';
 import { NotRenderable, renderPng } from '../../src/web/images';
 import { PreviewRenderer } from '../../src/web/previewRenderer';
 import { tempDir, writeTemp } from '../helpers/gatewayHarness';
@@ -45,6 +46,12 @@ type Internals = { worker: { kill(signal: string): boolean } };
     expect(third.equals(await renderPng(file, 96, 2))).toBe(true);
     expect(first.equals(await renderPng(file, 96))).toBe(true);
     await expect(renderer.render(file, 96, 3)).rejects.toThrow(/no frame 4: the instance has 3/);
+    // an RGB cine in a native syntax is shown in colour, frame by frame
+    const rgb = writeTemp(dir, 'rgb-cine.dcm', phantomFile({ frames: 3, photometric: 'RGB', seed: 8 }));
+    const [rgb0, rgb2] = [await renderPng(rgb, 96), await renderPng(rgb, 96, 2)];
+    expect(rgb2.equals(rgb0)).toBe(false);
+    expect((await sharp(rgb2).metadata()).channels).toBe(3);
+    await expect(renderPng(rgb, 96, 3)).rejects.toThrow(/no frame 4: the instance has 3/);
   });
 
   test('a file that is not DICOM fails with the reason; the worker goes on', async () => {
