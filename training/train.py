@@ -86,8 +86,9 @@ def parse_args():
     args = p.parse_args()
     try:
         args.zoom_range = tuple(float(v) for v in args.zoom_range.split(","))
-        assert len(args.zoom_range) == 2 and 0 < args.zoom_range[0] <= args.zoom_range[1]
-    except (ValueError, AssertionError):
+    except ValueError:
+        args.zoom_range = ()
+    if len(args.zoom_range) != 2 or not 0 < args.zoom_range[0] <= args.zoom_range[1]:
         p.error("--zoom-range must be LO,HI with 0 < LO <= HI, e.g. 0.65,1.3")
     if args.low_size and (args.low_size % 16 or not 0 <= args.low_share < 1):
         p.error("--low-size must be a multiple of 16 and --low-share in [0, 1)")
