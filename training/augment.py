@@ -14,7 +14,11 @@ def _u(n, lo, hi, g):
     return lo + (hi - lo) * torch.rand(n, generator=g, device=g.device)
 
 
-def augment(x, m, g, zoom=(0.8, 1.25)):
+# the content's scale range the shipped weights were trained with (train.py --zoom-range)
+DEFAULT_ZOOM = (0.8, 1.25)
+
+
+def augment(x, m, g, zoom=DEFAULT_ZOOM):
     """zoom: range of the content's scale (below 1 the picture shrinks, as at a greater depth)."""
     n, _, h, w = x.shape
     dev = g.device

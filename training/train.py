@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from augment import augment  # noqa: E402
+from augment import DEFAULT_ZOOM, augment  # noqa: E402
 from data import CLASSES, load_arrays, read_split, union_mask  # noqa: E402
 from metrics import auc, binary_f1, dice_iou  # noqa: E402
 from model import AttentionUNet  # noqa: E402
@@ -73,7 +73,7 @@ def parse_args():
     p.add_argument("--compact-out", help="also write the best weights here as float16 parts (training/weights.py)")
     p.add_argument("--channels-last", action="store_true",
                    help="train in channels-last memory layout (same network and weights; faster convolutions on some GPUs)")
-    p.add_argument("--zoom-range", default="0.8,1.25",
+    p.add_argument("--zoom-range", default="%g,%g" % DEFAULT_ZOOM,
                    help="LO,HI: scale augmentation of the picture (below 1 it shrinks, as at a greater depth)")
     p.add_argument("--init", help="start from these weights (a second cosine cycle) instead of random ones")
     p.add_argument("--model-version", help="version for model.json; result UIDs derive from it, so the default\n"
@@ -465,7 +465,7 @@ def export(model, args, spec, threshold, best, test, log, tta=False, members=Non
                 "train_seconds": best.get("train_seconds"), "torch": torch.__version__}
     if args.time_budget:
         training["time_budget_seconds"] = args.time_budget
-    if tuple(args.zoom_range) != (0.8, 1.25):
+    if tuple(args.zoom_range) != DEFAULT_ZOOM:
         training["zoom_range"] = list(args.zoom_range)
     if args.low_size:
         training["progressive_resizing"] = {"size": args.low_size, "share": args.low_share}

@@ -9,8 +9,8 @@ classifier does not say "normal"). Test is never read here.
 --zoom shows the val images as a scanner at another depth would: the picture scaled about its
 centre (below 1: smaller, padded with black; above 1: larger, cropped), masks alike.
 
-Every network sees every scale, plain and mirrored, once; the logits are cached (training/cache)
-and then averaged per combination, so the table costs one pass per (network, scale, flip).
+Every network sees every scale, plain and mirrored, once; the logits are kept in memory and
+averaged per combination, so the table costs one pass per (network, scale, flip).
 """
 import argparse
 import itertools
@@ -25,8 +25,8 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from data import load_arrays  # noqa: E402
-from metrics import auc, binary_f1, dice_iou  # noqa: E402
-from train import ROOT, load_members  # noqa: E402
+from metrics import dice_iou  # noqa: E402
+from train import ROOT, class_metrics, load_members  # noqa: E402
 
 
 def zoom(a, factor, mode):
@@ -71,11 +71,8 @@ def score(mask_logits, class_logits, masks, labels, threshold, fallback=None):
             if fallback and cp[i, 0] < fallback[1]:
                 pred = prob[i] > prob[i].max() * fallback[0]
         dice.append(dice_iou(pred, masks[i] > 0)[0])
-    guess = cp.argmax(1)
-    return {"dice": round(float(np.mean(dice)), 4), "empty_lesion_frames": empty,
-            "auc_malignant": round(auc(labels == 2, cp[:, 2]), 4),
-            "f1_malignant": round(binary_f1(labels == 2, guess == 2), 4),
-            "accuracy_3class": round(float((guess == labels).mean()), 4)}
+    out = {"dice": float(np.mean(dice)), "empty_lesion_frames": empty, **class_metrics(labels, cp)}
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
 
 
 def main():
