@@ -6,6 +6,8 @@ noise, smoothed), blur, and a depth-dependent gain ramp (time-gain compensation 
 scanner and operator).
 """
 import math
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -16,6 +18,16 @@ def _u(n, lo, hi, g):
 
 # the content's scale range the shipped weights were trained with (train.py --zoom-range)
 DEFAULT_ZOOM = (0.8, 1.25)
+
+
+def zoom_about_centre(a, factor, mode):
+    """a: N x H x W array; the content scaled by factor about the centre, the frame size kept
+    (below 1: smaller, padded with black, as a scanner at a greater depth shows it; above 1: cropped)."""
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[:, None]
+    n, _, h, w = t.shape
+    theta = torch.tensor([[1 / factor, 0, 0], [0, 1 / factor, 0]], dtype=torch.float32).expand(n, 2, 3)
+    grid = F.affine_grid(theta, (n, 1, h, w), align_corners=False)
+    return F.grid_sample(t, grid, mode=mode, padding_mode="zeros", align_corners=False)[:, 0].numpy()
 
 
 def augment(x, m, g, zoom=DEFAULT_ZOOM):

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from augment import DEFAULT_ZOOM, augment  # noqa: E402
+from augment import DEFAULT_ZOOM, augment, zoom_about_centre  # noqa: E402
 from data import CLASSES, load_arrays, read_split, union_mask  # noqa: E402
 from metrics import auc, binary_f1, dice_iou  # noqa: E402
 from model import AttentionUNet  # noqa: E402
@@ -75,6 +75,9 @@ def parse_args():
                    help="train in channels-last memory layout (same network and weights; faster convolutions on some GPUs)")
     p.add_argument("--zoom-range", default="%g,%g" % DEFAULT_ZOOM,
                    help="LO,HI: scale augmentation of the picture (below 1 it shrinks, as at a greater depth)")
+    p.add_argument("--val-zooms", default="1",
+                   help="comma-separated scales of the val pictures (1 = as they are); a checkpoint's score is the\n"
+                   "mean val dice + AUC over them, e.g. 0.75,1,1.25 to choose weights that hold at other depths")
     p.add_argument("--init", help="start from these weights (a second cosine cycle) instead of random ones")
     p.add_argument("--model-version", help="version for model.json; result UIDs derive from it, so the default\n"
                    "is 'dev-' + the ONNX file's first 8 sha256 digits: new weights never reuse a release's UIDs")
@@ -90,6 +93,12 @@ def parse_args():
         args.zoom_range = ()
     if len(args.zoom_range) != 2 or not 0 < args.zoom_range[0] <= args.zoom_range[1]:
         p.error("--zoom-range must be LO,HI with 0 < LO <= HI, e.g. 0.65,1.3")
+    try:
+        args.val_zooms = [float(v) for v in args.val_zooms.split(",")]
+    except ValueError:
+        args.val_zooms = []
+    if not args.val_zooms or min(args.val_zooms) <= 0 or 1.0 not in args.val_zooms:
+        p.error("--val-zooms must be positive scales that include 1, e.g. 0.75,1,1.25")
     if args.low_size and (args.low_size % 16 or not 0 <= args.low_share < 1):
         p.error("--low-size must be a multiple of 16 and --low-share in [0, 1)")
     return args
@@ -280,7 +289,12 @@ def train(args, data, spec, device, cuda, log):
     model_float = [v for v in model.state_dict().values() if v.dtype.is_floating_point]
     model_other = [v for v in model.state_dict().values() if not v.dtype.is_floating_point]
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+    # the val pictures at other scales (--val-zooms), made once
+    zoomed_val = {z: (zoom_about_centre(data["val"][0], z, "bilinear"),
+                      (zoom_about_centre(data["val"][1], z, "nearest") > 0.5).astype(np.uint8))
+                  for z in args.val_zooms if z != 1.0}
     epoch = start_epoch
+
     def at_low_size():
         return bool(args.low_size) and progress() < args.low_share
 
@@ -320,6 +334,13 @@ def train(args, data, spec, device, cuda, log):
                                    size=args.low_size if low_phase else None)
         # a low-size epoch is not a candidate: the export runs at full size
         score = -1 if low_phase else val["dice"] + val["auc_malignant"]
+        if not low_phase and zoomed_val:
+            at = {1.0: score}
+            for z, (zi, zm) in zoomed_val.items():
+                zv, _, _ = evaluate_small(ema, zi, zm, data["val"][2], spec, device=device)
+                at[z] = zv["dice"] + zv["auc_malignant"]
+            val["score_by_zoom"] = {"%g" % z: round(v, 4) for z, v in sorted(at.items())}
+            score = float(np.mean(list(at.values())))
         tot = (tot / steps_per_epoch).tolist()
         history.append({"epoch": epoch, "size": xs.shape[-1], "loss": tot[0], "seg": tot[1], "cls": tot[2], **val})
         mark = ""
@@ -332,9 +353,10 @@ def train(args, data, spec, device, cuda, log):
             mark = " *best*"
             if args.compact_out and progress() > 0.5:  # a run cut short still hands back its best
                 write_compact(args, best_path)
-        log("epoch %3d  %dpx  loss %.4f (seg %.4f cls %.4f)  val dice %.4f auc %.4f f1m %.4f acc %.3f  lr %.2e  %.1fs  %.0f%%%s"
+        by_zoom = "  dice+auc by zoom %s" % json.dumps(val["score_by_zoom"]) if "score_by_zoom" in val else ""
+        log("epoch %3d  %dpx  loss %.4f (seg %.4f cls %.4f)  val dice %.4f auc %.4f f1m %.4f acc %.3f  lr %.2e  %.1fs  %.0f%%%s%s"
             % (epoch, xs.shape[-1], tot[0], tot[1], tot[2], val["dice"], val["auc_malignant"], val["f1_malignant"],
-               val["accuracy_3class"], opt.param_groups[0]["lr"], time.time() - te, 100 * progress(), mark))
+               val["accuracy_3class"], opt.param_groups[0]["lr"], time.time() - te, 100 * progress(), by_zoom, mark))
         if not cuda or not args.time_budget or epoch % 25 == 0 or progress() >= 1:  # GPU epochs take ~1 s
             torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                         "gen": g.get_state(), "epoch": epoch, "step": step, "best": best,
@@ -467,6 +489,8 @@ def export(model, args, spec, threshold, best, test, log, tta=False, members=Non
         training["time_budget_seconds"] = args.time_budget
     if tuple(args.zoom_range) != DEFAULT_ZOOM:
         training["zoom_range"] = list(args.zoom_range)
+    if args.val_zooms != [1.0]:
+        training["val_zooms"] = args.val_zooms
     if args.low_size:
         training["progressive_resizing"] = {"size": args.low_size, "share": args.low_share}
     if members:

@@ -24,18 +24,10 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from augment import zoom_about_centre  # noqa: E402
 from data import load_arrays  # noqa: E402
 from metrics import dice_iou  # noqa: E402
 from train import ROOT, class_metrics, load_members  # noqa: E402
-
-
-def zoom(a, factor, mode):
-    """a: N x H x W; the content scaled by factor about the centre, the frame size kept."""
-    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[:, None]
-    n, _, h, w = t.shape
-    theta = torch.tensor([[1 / factor, 0, 0], [0, 1 / factor, 0]], dtype=torch.float32).expand(n, 2, 3)
-    grid = F.affine_grid(theta, (n, 1, h, w), align_corners=False)
-    return F.grid_sample(t, grid, mode=mode, padding_mode="zeros", align_corners=False)[:, 0].numpy()
 
 
 def passes(net, images, scale, flip, size):
@@ -88,8 +80,8 @@ def main():
     torch.set_num_threads(2)
     images, masks, labels, _ = load_arrays(args.data, args.size, os.path.join(ROOT, "training", "cache"))["val"]
     if args.zoom != 1.0:
-        images = zoom(images, args.zoom, "bilinear")
-        masks = (zoom(masks, args.zoom, "nearest") > 0.5).astype(np.uint8)
+        images = zoom_about_centre(images, args.zoom, "bilinear")
+        masks = (zoom_about_centre(masks, args.zoom, "nearest") > 0.5).astype(np.uint8)
     x = torch.from_numpy((images / 255.0)[:, None].astype(np.float32))
     named = dict(w.split("=", 1) for w in args.weights)
     scales = [int(s) for s in args.scales.split(",")]

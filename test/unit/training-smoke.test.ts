@@ -3,7 +3,8 @@
  * train+val file (training/pack.py's format), two epochs, the best weights handed back as
  * float16 parts (training/weights.py, as the GPU machine returns them), --resume going on
  * from the checkpoint, a time-budgeted second cycle from given weights (--init), and progressive
- * resizing (--low-size), and the scale augmentation's range (--zoom-range). Needs PyTorch (python3-torch); skipped where it is missing.
+ * resizing (--low-size), the scale augmentation's range (--zoom-range), and choosing the checkpoint
+ * on val pictures at several scales (--val-zooms). Needs PyTorch (python3-torch); skipped where it is missing.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -176,6 +177,28 @@ for z in ((0.5, 0.5), (1.0, 1.0)):
     expect(same).toBeLessThan(1.1);
     expect(() => train(['--arrays', path.join(dir, 'packed.pt.gz'), '--zoom-range', '1.2'])).toThrow(/--zoom-range must be LO,HI/);
   });
+
+  test('--val-zooms: each full-size epoch is also scored on val pictures at the other scales, and the checkpoint score is their mean', () => {
+    const shrunk = py(`
+import sys, numpy as np
+sys.path.insert(0, '.')
+from augment import zoom_about_centre
+m = np.zeros((1, 64, 64), np.uint8); m[:, 16:48, 16:48] = 1
+print('%.3f' % ((zoom_about_centre(m, 0.5, 'nearest') > 0.5).sum() / m.sum()))
+`);
+    expect(Number(shrunk)).toBeCloseTo(0.25, 2);
+
+    const run = path.join(dir, 'zooms');
+    const log = train(['--arrays', path.join(dir, 'packed.pt.gz'), '--size', '32', '--base', '4', '--batch', '8', '--train-only', '--out', run, '--epochs', '2', '--val-zooms', '0.5,1']);
+    expect(log).toMatch(/epoch {3}2 .*dice\+auc by zoom \{"0\.5": [\d.]+, "1": [\d.]+\}/);
+    const history = JSON.parse(fs.readFileSync(path.join(run, 'history.json'), 'utf8')) as { score_by_zoom: Record<string, number> }[];
+    const best = JSON.parse(fs.readFileSync(path.join(run, 'best.json'), 'utf8')) as { score: number; epoch: number; score_by_zoom: Record<string, number> };
+    expect(Object.keys(best.score_by_zoom).sort()).toEqual(['0.5', '1']);
+    expect(best.score).toBeCloseTo((best.score_by_zoom['0.5'] + best.score_by_zoom['1']) / 2, 3);
+    const means = history.map((e) => (e.score_by_zoom['0.5'] + e.score_by_zoom['1']) / 2);
+    expect(best.epoch).toBe(means.indexOf(Math.max(...means)) + 1);
+    expect(() => train(['--arrays', path.join(dir, 'packed.pt.gz'), '--out', run, '--val-zooms', '0.75,1.25'])).toThrow(/--val-zooms must be positive scales that include 1/);
+  }, 120_000);
 
   test('learning rate: warm-up, then cosine down to zero', () => {
     const out = py(`
