@@ -70,7 +70,7 @@ async function main(argv: string[]): Promise<number> {
     .option('-c, --config <file>', 'configuration file (its inference.model is scored)')
     .option('--model <file>', 'model.json to score (overrides the config)')
     .option('--update-model-json', 'write the metrics into model.json (metrics.<subset>)')
-    .option('--perturb <spec>', 'robustness check: gain:X, gamma:X or noise:X applied to every image')
+    .option('--perturb <spec>', 'robustness check on every image: gain:X, gamma:X, noise:X (speckle) or zoom:X (content scaled about the centre, masks alike; 0.75 = as at a greater depth)')
     .option('--details <file>', 'also write one JSON line per image (truth, prediction, probabilities, Dice)')
     .action(async (opts) => {
       if (opts.perturb && opts.updateModelJson) throw new UsageError('--update-model-json records clean metrics only: drop --perturb');

@@ -10,6 +10,7 @@ import { AnalyzeOptions, analyzeDecoded, FramePredictor } from '../pipeline/anal
 import { DecodedInstance, Label } from '../types/domain';
 import { readGrayImage, readMask } from './images';
 import { auc, binaryStats, bootstrapCi, diceIou, mean } from './metrics';
+import { Perturbation } from './perturb';
 
 export interface SplitRow {
   file: string;
@@ -50,7 +51,7 @@ export async function evaluateImages(
   predictor: FramePredictor,
   opts: AnalyzeOptions,
   progress?: (done: number, total: number) => void,
-  perturb?: (gray: Uint8Array) => void,
+  perturb?: Perturbation,
 ) {
   const per: PerImage[] = [];
   let tpAll = 0;
@@ -58,9 +59,13 @@ export async function evaluateImages(
   let fnAll = 0;
   let tnAll = 0;
   for (const row of rows) {
-    const t0 = performance.now();
-    const img = await readGrayImage(path.join(dataDir, row.file));
-    perturb?.(img.data);
+    let t0 = performance.now();
+    let img = await readGrayImage(path.join(dataDir, row.file));
+    if (perturb) {
+      const tp = performance.now();
+      img = await perturb.image(img);
+      t0 += performance.now() - tp; // the time per image is the gateway's, not the perturbation's
+    }
     const decoded: DecodedInstance = {
       sopInstanceUid: row.file,
       sopClassUid: '',
@@ -71,12 +76,13 @@ export async function evaluateImages(
     };
     const r = await analyzeDecoded(decoded, predictor, opts);
     const ms = performance.now() - t0;
-    const truth = new Uint8Array(img.width * img.height);
+    let truth: Uint8Array = new Uint8Array(img.width * img.height);
     for (const m of row.masks) {
       const mk = await readMask(path.join(dataDir, path.dirname(row.file), m));
       if (mk.width !== img.width || mk.height !== img.height) throw new Error(`${m}: mask size differs from its image`);
       for (let i = 0; i < truth.length; i++) truth[i] |= mk.data[i];
     }
+    if (perturb) truth = (await perturb.mask({ width: img.width, height: img.height, data: truth })).data;
     const s = diceIou(r.masks[0], truth);
     tpAll += s.tp;
     fpAll += s.fp;

@@ -65,6 +65,12 @@ const MODEL = path.join(ROOT, 'test', 'fixtures', 'dark-lesion-model', 'model.js
     const ok = spawnSync(process.execPath, [CLI, 'evaluate', '--data', data, '--model', MODEL, '--perturb', 'gain:0.9'], { encoding: 'utf8' });
     expect(ok.status).toBe(0);
     expect(JSON.parse(ok.stdout).perturb).toBe('gain:0.9');
+    // a geometric one moves the truth masks with the pictures: the lesions stay found (1.25: a crop, so no black border for the fixture's dark-pixel model to call lesion)
+    const zoomed = spawnSync(process.execPath, [CLI, 'evaluate', '--data', data, '--model', MODEL, '--perturb', 'zoom:1.25'], { encoding: 'utf8' });
+    expect(zoomed.status).toBe(0);
+    const z = JSON.parse(zoomed.stdout);
+    expect(z.perturb).toBe('zoom:1.25');
+    expect(z.dice).toBeGreaterThan(0.89); // 0.909 here; 0.868 if the masks stayed unscaled
     const bad = spawnSync(process.execPath, [CLI, 'evaluate', '--data', data, '--model', MODEL, '--perturb', 'sharpen:2'], { encoding: 'utf8' });
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/perturb/);

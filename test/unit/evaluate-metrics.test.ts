@@ -36,13 +36,42 @@ describe('evaluation metrics', () => {
     expect(a[1]).toBeGreaterThan(mean(v));
   });
 
-  test('perturbations change pixels as named, and bad specs are refused', () => {
-    const g = Uint8Array.from([0, 100, 200, 255]);
-    parsePerturbation('gain:0.5')(g);
-    expect([...g]).toEqual([0, 50, 100, 128]);
-    const h = Uint8Array.from([64, 128]);
-    parsePerturbation('gamma:2')(h);
-    expect([...h]).toEqual([16, 64]);
+  test('perturbations change pixels as named, and bad specs are refused', async () => {
+    const frame = (data: number[], width = data.length, height = 1) => ({ width, height, data: Uint8Array.from(data) });
+    expect([...(await parsePerturbation('gain:0.5').image(frame([0, 100, 200, 255]))).data]).toEqual([0, 50, 100, 128]);
+    expect([...(await parsePerturbation('gamma:2').image(frame([64, 128]))).data]).toEqual([16, 64]);
+    // appearance changes leave the truth mask where it is
+    expect([...(await parsePerturbation('gain:0.5').mask(frame([0, 1, 1, 0]))).data]).toEqual([0, 1, 1, 0]);
     expect(() => parsePerturbation('contrast:2')).toThrow(/expected gain/);
+    expect(() => parsePerturbation('zoom:0.1')).toThrow(/zoom must be between/);
+  });
+
+  test('zoom scales the picture and its mask about the centre, keeping the frame size', async () => {
+    // a 40x20 frame with a 20x10 lesion in the middle (rows 5-14, columns 10-29)
+    const w = 40;
+    const h = 20;
+    const square = () => {
+      const d = new Uint8Array(w * h);
+      for (let y = 5; y < 15; y++) d.fill(1, y * w + 10, y * w + 30);
+      return { width: w, height: h, data: d };
+    };
+    const at = (f: { data: Uint8Array }, x: number, y: number) => f.data[y * w + x];
+    const area = (f: { data: Uint8Array }) => f.data.reduce((s, v) => s + v, 0);
+
+    const half = await parsePerturbation('zoom:0.5').mask(square());
+    expect([half.width, half.height]).toEqual([w, h]);
+    expect(area(half)).toBe(50); // a quarter of 200
+    expect(at(half, 20, 10)).toBe(1); // still centred
+    expect(at(half, 12, 6)).toBe(0); // the old corner is now background
+    const twice = await parsePerturbation('zoom:2').mask(square());
+    expect(area(twice)).toBe(w * h); // the lesion fills the cropped centre
+
+    // the picture: shrunk inside a black border
+    const pic = square();
+    pic.data.forEach((v, i) => (pic.data[i] = v ? 200 : 100));
+    const small = await parsePerturbation('zoom:0.5').image(pic);
+    expect(at(small, 0, 0)).toBe(0);
+    expect(at(small, 20, 10)).toBe(200);
+    expect(at(small, 12, 6)).toBe(100);
   });
 });
