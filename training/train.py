@@ -494,7 +494,8 @@ def export(model, args, spec, threshold, best, test, log, tta=False, members=Non
     if args.low_size:
         training["progressive_resizing"] = {"size": args.low_size, "share": args.low_share}
     if members:
-        training["ensemble"] = [os.path.basename(p) for p in members]
+        # the path under the repository (several runs name their weights best.pt)
+        training["ensemble"] = [os.path.relpath(os.path.abspath(p), ROOT) for p in members]
     if args.facts:
         training.update(json.load(open(args.facts)))
     meta = {
