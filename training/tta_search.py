@@ -4,10 +4,11 @@ networks to average, which input scales to add to the flip TTA, and a fallback f
 nothing crosses the threshold (outline the region near the frame's highest probability when the
 classifier does not say "normal"). Test is never read here.
 
-  /usr/bin/python3 training/tta_search.py name=weights.pt [name=weights.pt ...] [--scales 224,256,288,320] [--zoom 0.75]
+  /usr/bin/python3 training/tta_search.py name=weights.pt [name=weights.pt ...] [--scales 224,256,288,320] [--zoom 0.75,1,1.25]
 
 --zoom shows the val images as a scanner at another depth would: the picture scaled about its
-centre (below 1: smaller, padded with black; above 1: larger, cropped), masks alike.
+centre (below 1: smaller, padded with black; above 1: larger, cropped), masks alike. With several
+zooms each row holds every zoom's scores and the mean of Dice + AUC over them (how 1.3.0 was chosen).
 
 Every network sees every scale, plain and mirrored, once; the logits are kept in memory and
 averaged per combination, so the table costs one pass per (network, scale, flip).
@@ -74,27 +75,37 @@ def main():
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--scales", default="224,256,288,320")
     p.add_argument("--threshold", type=float, default=0.4)
-    p.add_argument("--zoom", type=float, default=1.0, help="scale the val images and masks about their centre first")
+    p.add_argument("--zoom", default="1", help="scale the val images and masks about their centre first; several "
+                   "(e.g. 0.75,1,1.25) score every set at each and add the mean of Dice + AUC over them")
     p.add_argument("--fallback-for", help="comma-separated names of the networks whose average the fallback is tried on (default all)")
     args = p.parse_args()
+    try:
+        zooms = [float(z) for z in args.zoom.split(",")]
+    except ValueError:
+        zooms = []
+    if not zooms or min(zooms) <= 0:
+        p.error("--zoom must be positive scales, e.g. 0.75 or 0.75,1,1.25")
     torch.set_num_threads(2)
     images, masks, labels, _ = load_arrays(args.data, args.size, os.path.join(ROOT, "training", "cache"))["val"]
-    if args.zoom != 1.0:
-        images = zoom_about_centre(images, args.zoom, "bilinear")
-        masks = (zoom_about_centre(masks, args.zoom, "nearest") > 0.5).astype(np.uint8)
-    x = torch.from_numpy((images / 255.0)[:, None].astype(np.float32))
     named = dict(w.split("=", 1) for w in args.weights)
     scales = [int(s) for s in args.scales.split(",")]
     if args.size not in scales or any(s % 16 for s in scales):
         p.error("--scales must include --size, and every scale must be a multiple of 16")
+    shown = {}  # zoom -> (network input, masks)
+    for z in zooms:
+        im, mk = images, masks
+        if z != 1.0:
+            im = zoom_about_centre(images, z, "bilinear")
+            mk = (zoom_about_centre(masks, z, "nearest") > 0.5).astype(np.uint8)
+        shown[z] = (torch.from_numpy((im / 255.0)[:, None].astype(np.float32)), mk)
     views = {}
     for name, path in named.items():
         net = load_members([path])
-        for s, f in itertools.product(scales, (0, 1)):
-            views[name, s, f] = passes(net, x, s, f, args.size)
+        for z, s, f in itertools.product(zooms, scales, (0, 1)):
+            views[z, name, s, f] = passes(net, shown[z][0], s, f, args.size)
 
-    def average(members, use):
-        keys = [(m, s, f) for m in members for s in use for f in (0, 1)]
+    def average(z, members, use):
+        keys = [(z, m, s, f) for m in members for s in use for f in (0, 1)]
         return (sum(views[k][0].astype(np.float32) for k in keys) / len(keys),
                 sum(views[k][1] for k in keys) / len(keys))
 
@@ -102,16 +113,26 @@ def main():
     scale_sets = [[args.size] + list(c) for k in range(len(others) + 1) for c in itertools.combinations(others, k)]
     member_sets = [list(c) for k in range(1, len(named) + 1) for c in itertools.combinations(named, k)]
     for members, use in itertools.product(member_sets, scale_sets):
-        ml, cl = average(members, use)
-        row = {"networks": members, "scales": sorted(use), **score(ml, cl, masks, labels, args.threshold),
-               "dice_by_threshold": {t: score(ml, cl, masks, labels, t)["dice"] for t in (0.3, 0.4, 0.5)}}
+        by_zoom = {}
+        for z in zooms:
+            ml, cl = average(z, members, use)
+            mk = shown[z][1]
+            by_zoom["%g" % z] = {**score(ml, cl, mk, labels, args.threshold),
+                                 "dice_by_threshold": {t: score(ml, cl, mk, labels, t)["dice"] for t in (0.3, 0.4, 0.5)}}
+        row = {"networks": members, "scales": sorted(use)}
+        if len(zooms) == 1:
+            row.update(by_zoom["%g" % zooms[0]])
+        else:
+            row["by_zoom"] = by_zoom
+            row["mean_dice_plus_auc"] = round(float(np.mean([r["dice"] + r["auc_malignant"] for r in by_zoom.values()])), 4)
         print(json.dumps(row), flush=True)
     chosen = args.fallback_for.split(",") if args.fallback_for else list(named)
-    ml, cl = average(chosen, [args.size])
-    for share, normal in itertools.product((0.3, 0.5, 0.7), (0.5, 0.8, 1.01)):
-        print(json.dumps({"networks": chosen, "scales": [args.size], "fallback_share_of_peak": share,
-                          "fallback_if_p_normal_below": normal,
-                          **score(ml, cl, masks, labels, args.threshold, (share, normal))}), flush=True)
+    for z in zooms:
+        ml, cl = average(z, chosen, [args.size])
+        for share, normal in itertools.product((0.3, 0.5, 0.7), (0.5, 0.8, 1.01)):
+            print(json.dumps({"networks": chosen, "scales": [args.size], "zoom": z, "fallback_share_of_peak": share,
+                              "fallback_if_p_normal_below": normal,
+                              **score(ml, cl, shown[z][1], labels, args.threshold, (share, normal))}), flush=True)
 
 
 if __name__ == "__main__":
