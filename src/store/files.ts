@@ -132,8 +132,18 @@ export async function writeFileDurable(target: string, data: Uint8Array, ops: Fi
  * Both paths must be on the same filesystem (they are: everything lives under dataDir).
  */
 export async function moveDurable(from: string, target: string, ops: FileOps = nodeFileOps): Promise<void> {
-  await ensureDirDurable(path.dirname(target), ops);
-  await ops.rename(from, target);
+  // A study delete removes the study's emptied folders (studyActions.ts) and may do so while they
+  // are being created or between the mkdir and the rename here: either then fails with ENOENT while
+  // `from` is still there. Create the folders again rather than refuse an instance (A700) for it.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await ensureDirDurable(path.dirname(target), ops);
+      await ops.rename(from, target);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === 3 || !fs.existsSync(from)) throw e;
+    }
+  }
   await ops.syncDir(path.dirname(target));
   if (path.dirname(from) !== path.dirname(target)) await ops.syncDir(path.dirname(from));
 }

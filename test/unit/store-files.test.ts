@@ -1,7 +1,7 @@
 /** Durable writes: temp file → fsync → rename → fsync folder, and nothing half-written left behind. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { ensureDirDurable, isOutOfSpace, writeFileDurable } from '../../src/store/files';
+import { ensureDirDurable, isOutOfSpace, moveDurable, writeFileDurable } from '../../src/store/files';
 import { errno, spyFileOps } from '../helpers/fileOps';
 import { tempDir } from '../helpers/gatewayHarness';
 
@@ -55,4 +55,35 @@ test('a second caller that finds a just-created folder waits until it is synced 
   await ensureDirDurable(target, slow).then(() => events.push('second done'));
   await first;
   expect(events.indexOf(`synced ${path.basename(dir)}`)).toBeLessThan(events.indexOf('second done'));
+});
+
+test('a move whose new folder is removed before the rename (a study delete cleaning up) creates it again', async () => {
+  const dir = tempDir('files');
+  const from = path.join(dir, 'incoming', 'x.part');
+  fs.mkdirSync(path.dirname(from));
+  fs.writeFileSync(from, 'instance');
+  const target = path.join(dir, 'instances', 'study', 'series', 'sop.dcm');
+  // the delete's rmdir of the emptied series folder lands just before the first rename
+  const ops = spyFileOps((op, file, n) => {
+    if (op === 'rename' && n === 0) fs.rmdirSync(path.dirname(file));
+    return null;
+  });
+  await moveDurable(from, target, ops);
+  expect(fs.readFileSync(target, 'utf8')).toBe('instance');
+  expect(fs.existsSync(from)).toBe(false);
+  expect(ops.log.filter((l) => l.startsWith('rename')).length).toBe(2);
+
+  // the study folder removed while the series folder is being created in it
+  fs.writeFileSync(from, 'second');
+  const target2 = path.join(dir, 'instances', 'study2', 'series', 'sop.dcm');
+  const ops2 = spyFileOps((op, file, n) => {
+    if (op === 'mkdir' && file.endsWith(path.join('study2', 'series')) && n < 3) fs.rmdirSync(path.dirname(file));
+    return null;
+  });
+  await moveDurable(from, target2, ops2);
+  expect(fs.readFileSync(target2, 'utf8')).toBe('second');
+
+  // a source that is really gone is still an error
+  const err = await moveDurable(path.join(dir, 'incoming', 'gone.part'), path.join(dir, 'instances', 'other.dcm'), spyFileOps()).catch((e) => e);
+  expect((err as NodeJS.ErrnoException).code).toBe('ENOENT');
 });
