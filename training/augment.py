@@ -30,6 +30,15 @@ def zoom_about_centre(a, factor, mode):
     return F.grid_sample(t, grid, mode=mode, padding_mode="zeros", align_corners=False)[:, 0].numpy()
 
 
+def zoom_images_and_masks(images, masks, factor):
+    """Images (bilinear) and their 0/1 masks (nearest, kept 0/1) scaled alike about the centre;
+    factor 1 returns them as they are."""
+    if factor == 1.0:
+        return images, masks
+    return (zoom_about_centre(images, factor, "bilinear"),
+            (zoom_about_centre(masks, factor, "nearest") > 0.5).astype(np.uint8))
+
+
 def augment(x, m, g, zoom=DEFAULT_ZOOM):
     """zoom: range of the content's scale (below 1 the picture shrinks, as at a greater depth)."""
     n, _, h, w = x.shape

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from augment import DEFAULT_ZOOM, augment, zoom_about_centre  # noqa: E402
+from augment import DEFAULT_ZOOM, augment, zoom_images_and_masks  # noqa: E402
 from data import CLASSES, load_arrays, read_split, union_mask  # noqa: E402
 from metrics import auc, binary_f1, dice_iou  # noqa: E402
 from model import AttentionUNet  # noqa: E402
@@ -290,9 +290,7 @@ def train(args, data, spec, device, cuda, log):
     model_other = [v for v in model.state_dict().values() if not v.dtype.is_floating_point]
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
     # the val pictures at other scales (--val-zooms), made once
-    zoomed_val = {z: (zoom_about_centre(data["val"][0], z, "bilinear"),
-                      (zoom_about_centre(data["val"][1], z, "nearest") > 0.5).astype(np.uint8))
-                  for z in args.val_zooms if z != 1.0}
+    zoomed_val = {z: zoom_images_and_masks(data["val"][0], data["val"][1], z) for z in args.val_zooms if z != 1.0}
     epoch = start_epoch
 
     def at_low_size():

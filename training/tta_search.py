@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from augment import zoom_about_centre  # noqa: E402
+from augment import zoom_images_and_masks  # noqa: E402
 from data import load_arrays  # noqa: E402
 from metrics import dice_iou  # noqa: E402
 from train import ROOT, class_metrics, load_members  # noqa: E402
@@ -93,10 +93,7 @@ def main():
         p.error("--scales must include --size, and every scale must be a multiple of 16")
     shown = {}  # zoom -> (network input, masks)
     for z in zooms:
-        im, mk = images, masks
-        if z != 1.0:
-            im = zoom_about_centre(images, z, "bilinear")
-            mk = (zoom_about_centre(masks, z, "nearest") > 0.5).astype(np.uint8)
+        im, mk = zoom_images_and_masks(images, masks, z)
         shown[z] = (torch.from_numpy((im / 255.0)[:, None].astype(np.float32)), mk)
     views = {}
     for name, path in named.items():
