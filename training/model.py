@@ -60,6 +60,11 @@ class AttentionUNet(nn.Module):
         self.cls = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * (f[4] + f[3]), n_classes))
 
     def forward(self, x):
+        mask_logits, pooled = self.features(x)
+        return mask_logits, self.cls(pooled)
+
+    def features(self, x):
+        """Mask logits and the class head's input (the pooled features), before the head."""
         mu = x.mean(dim=(2, 3), keepdim=True)
         sd = x.std(dim=(2, 3), keepdim=True)
         x = (x - mu) / (sd + 1e-3)
@@ -79,7 +84,7 @@ class AttentionUNet(nn.Module):
         w16 = F.avg_pool2d(w8, 2)
         pooled = torch.cat([bottleneck.mean(dim=(2, 3)), decoded[0].mean(dim=(2, 3)),
                             _masked_mean(bottleneck, w16), _masked_mean(decoded[0], w8)], dim=1)
-        return mask_logits, self.cls(pooled)
+        return mask_logits, pooled
 
 
 def _masked_mean(f, w):

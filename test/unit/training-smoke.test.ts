@@ -201,6 +201,34 @@ print('%.3f' % (z.sum() / m.sum()))
     expect(() => train(['--arrays', path.join(dir, 'packed.pt.gz'), '--out', run, '--val-zooms', '0.75,1.25'])).toThrow(/--val-zooms must be positive scales that include 1/);
   }, 120_000);
 
+  test('head refit (training/refit_head.py): the averaged heads as one linear map, and back into each network, change no output', () => {
+    // a changed joint head written back must give the exported ensemble (members averaged, flip TTA) exactly that map
+    const out = py(`
+import sys, numpy as np, torch
+sys.path.insert(0, '.')
+from model import AttentionUNet
+from train import Ensemble, FlipTTA
+from refit_head import current_head, split_heads, pooled
+torch.manual_seed(0)
+nets = [AttentionUNet(4).eval(), AttentionUNet(4).eval()]
+states = [n.state_dict() for n in nets]
+x = torch.rand(3, 1, 32, 32)
+f = np.concatenate([pooled(n, x, True) for n in nets], axis=1)
+a, c = current_head(states)
+with torch.no_grad():
+    before = FlipTTA(Ensemble(nets))(x)[1].numpy()
+a2, c2 = a * 20 + 0.05, c - 0.3
+for n, s in zip(nets, split_heads(a2, c2, states)):
+    n.load_state_dict(s)
+with torch.no_grad():
+    after = FlipTTA(Ensemble(nets))(x)[1].numpy()
+print('%.2e %.2e %.2e' % (np.abs(before - (f @ a + c)).max(), np.abs(after - (f @ a2 + c2)).max(), np.abs(after - before).max()))
+`);
+    const [same, moved, change] = out.trim().split(' ').map(Number);
+    expect(same).toBeLessThan(1e-5);
+    expect(moved).toBeLessThan(1e-4 * change);
+  });
+
   test('learning rate: warm-up, then cosine down to zero', () => {
     const out = py(`
 import sys
