@@ -22,6 +22,14 @@ export function silentLogger(): Logger {
   return createLogger(process.env.SONOGATE_TEST_LOG ?? 'silent');
 }
 
+/** A logger that keeps its warnings and errors (JSON lines) in memory, for a failing test to show
+ * why the gateway did what it did (a race that fails once in many runs cannot be rerun at will). */
+export function recordingLogger(): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const logger = createLogger('warn', { write: (line: string) => void lines.push(line.trimEnd()) });
+  return { logger, lines };
+}
+
 export function testConfig(over: { dataDir: string; port: number } & Record<string, any>): Config {
   const { dataDir, port, dicom, study, send, ...rest } = over;
   return parseConfig({
