@@ -30,18 +30,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from augment import augment, zoom_images_and_masks  # noqa: E402
 from data import load_arrays  # noqa: E402
-from model import AttentionUNet  # noqa: E402
-from train import ROOT, class_metrics  # noqa: E402
-from weights import load_state  # noqa: E402
+from train import ROOT, class_metrics, load_members  # noqa: E402
 
 HEAD = ("cls.1.weight", "cls.1.bias")
-
-
-def load_net(path):
-    state = load_state(path)
-    net = AttentionUNet(state["enc.0.0.weight"].shape[0])
-    net.load_state_dict(state)
-    return net.eval(), state
 
 
 @torch.no_grad()
@@ -160,8 +151,8 @@ def main():
 
     zoom_range = tuple(float(v) for v in args.zoom_range.split(","))
     val_zooms = [float(v) for v in args.val_zooms.split(",")]
-    loaded = [load_net(w) for w in args.weights]
-    nets, states = [n for n, _ in loaded], [s for _, s in loaded]
+    nets = [load_members([w]) for w in args.weights]
+    states = [n.state_dict() for n in nets]
     cache = os.path.join(args.out, "features.npz")
     if os.path.exists(cache):
         feats = dict(np.load(cache))
