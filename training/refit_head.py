@@ -12,7 +12,7 @@ exported graph does, at the --val-zooms sizes); test is never read.
   /usr/bin/python3 training/refit_head.py training/runs/cpu-zoom-ft3/best.pt training/runs/cpu-zoom-b16long/best.pt \\
       --out training/runs/refit-head
 
-Writes <out>/features.npz (a cache: delete it to recompute), <out>/search.json, and, for the chosen
+Writes <out>/features.npz (a cache, reused only for the same networks and settings), <out>/search.json, and, for the chosen
 lambda, one weights file per network (<out>/member<i>.pt) for train.py --export-only --checkpoints.
 The masks are untouched: the head's input is computed with the mask detached, and only cls.* changes.
 """
@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from augment import augment, zoom_images_and_masks  # noqa: E402
 from data import load_arrays  # noqa: E402
-from train import ROOT, class_metrics, load_members  # noqa: E402
+from train import ROOT, Log, class_metrics, load_members  # noqa: E402
 
 HEAD = ("cls.1.weight", "cls.1.bias")
 
@@ -141,26 +141,22 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
-    log_f = open(os.path.join(args.out, "log.txt"), "a")
-
-    def log(*a):
-        s = " ".join(str(x) for x in a)
-        print(s, flush=True)
-        log_f.write(s + "\n")
-        log_f.flush()
+    log = Log(os.path.join(args.out, "log.txt"))
 
     zoom_range = tuple(float(v) for v in args.zoom_range.split(","))
     val_zooms = [float(v) for v in args.val_zooms.split(",")]
     nets = [load_members([w]) for w in args.weights]
     states = [n.state_dict() for n in nets]
     cache = os.path.join(args.out, "features.npz")
-    if os.path.exists(cache):
-        feats = dict(np.load(cache))
+    # what the features were computed from: a cache made for other networks or settings is not reused
+    key = json.dumps([[os.path.abspath(w) for w in args.weights], args.copies, zoom_range, val_zooms, args.seed])
+    feats = dict(np.load(cache)) if os.path.exists(cache) else {}
+    if str(feats.get("key", "")) == key:
         log("features from", cache)
     else:
         data = load_arrays(args.data, 256, os.path.join(ROOT, "training", "cache"))
         feats = compute_features(nets, data, args.copies, zoom_range, val_zooms, args.seed, log)
-        np.savez(cache, **feats)
+        np.savez(cache, key=np.array(key), **feats)
 
     x, y = feats["train_f"], feats["train_y"]
     mu, sd = x.mean(0), x.std(0) + 1e-6
@@ -173,15 +169,17 @@ def main():
     def raw(a, c):
         return a / sd[:, None], c - (mu / sd) @ a
 
-    rows = [{"lambda": "current heads", **val_scores(feats, a_raw, c_raw, val_zooms)}]
-    log(json.dumps(rows[0]))
+    def row(name, a, c):
+        train_auc = class_metrics(y, softmax(x @ a + c))["auc_malignant"]
+        r = {"lambda": name, "train_auc_malignant": round(train_auc, 4), **val_scores(feats, a, c, val_zooms)}
+        log(json.dumps(r))
+        return r
+
+    rows = [row("current heads", a_raw, c_raw)]
     fits = {}
     for lam in [float(v) for v in args.lambdas.split(",")]:
-        a, c = fit((x - mu) / sd, y, a0, c0, lam, cw)
-        fits[lam] = raw(a, c)
-        train_auc = class_metrics(y, softmax(x @ fits[lam][0] + fits[lam][1]))["auc_malignant"]
-        rows.append({"lambda": lam, "train_auc_malignant": round(train_auc, 4), **val_scores(feats, *fits[lam], val_zooms)})
-        log(json.dumps(rows[-1]))
+        fits[lam] = raw(*fit((x - mu) / sd, y, a0, c0, lam, cw))
+        rows.append(row(lam, *fits[lam]))
     best = max(rows[1:], key=lambda r: (r["mean_auc_malignant"], r["mean_f1_malignant"]))
     chosen = best if best["mean_auc_malignant"] > rows[0]["mean_auc_malignant"] else None
     with open(os.path.join(args.out, "search.json"), "w") as f:
