@@ -229,6 +229,33 @@ print('%.2e %.2e %.2e' % (np.abs(before - (f @ a + c)).max(), np.abs(after - (f 
     expect(moved).toBeLessThan(1e-4 * change);
   });
 
+  test('weight soup (training/soup.py): a weighted mean of matching layers, integer buffers from the first network', () => {
+    const out = py(`
+import sys, torch
+sys.path.insert(0, '.')
+from model import AttentionUNet
+from soup import soup
+torch.manual_seed(0)
+a, b = AttentionUNet(4).state_dict(), AttentionUNet(4).state_dict()
+b['enc.0.0.weight'] += 1.0
+s = soup([a, b], [1, 3])
+k = 'enc.0.0.weight'
+nbt = [n for n in a if n.endswith('num_batches_tracked')][0]
+b[nbt] = torch.tensor(7)
+s2 = soup([a, b], [1, 3])
+try:
+    soup([a, {k: a[k]}], [1, 1]); err = 'none'
+except ValueError as e:
+    err = 'layers' if 'same layers' in str(e) else str(e)
+print('%.2e %.2e %d %s' % ((s[k] - (0.25 * a[k] + 0.75 * b[k])).abs().max(), (soup([a], [2])[k] - a[k]).abs().max(), int(s2[nbt]), err))
+`);
+    const [mix, self, nbt, err] = out.trim().split(' ');
+    expect(Number(mix)).toBeLessThan(1e-6);
+    expect(Number(self)).toBe(0);
+    expect(Number(nbt)).toBe(0);
+    expect(err).toBe('layers');
+  });
+
   test('learning rate: warm-up, then cosine down to zero', () => {
     const out = py(`
 import sys
