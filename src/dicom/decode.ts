@@ -10,7 +10,7 @@ import { AnalysisRegion, Dataset, DecodedInstance, GrayFrame } from '../types/do
 import { readPart10 } from './part10';
 import { DecodeError } from './errors';
 import { ImagePixel, readImagePixel } from './imagePixel';
-import { encapsulatedFrames, nativeFrameBytes, nativeFrames, toByteArrays } from './frames';
+import { encapsulatedFrames, nativeFrameBytes, nativeFrames, nativeLayout, toByteArrays } from './frames';
 import { decodeFrame, trimCodecs } from './codecs';
 import { applyLut, rgbToGray, ybrFull422ToGray, ybrFullToGray } from './gray';
 import { paletteGrayLut } from './palette';
@@ -114,12 +114,7 @@ function decodeNative(ds: Dataset, ts: string, info: ImagePixel, pick: FramePick
   if (info.photometric === 'YBR_RCT' || info.photometric === 'YBR_ICT') {
     throw new DecodeError('decode.unsupported_photometric', `${info.photometric} is only defined for JPEG 2000, not for native pixel data`);
   }
-  let layout = info;
-  // Tolerance: some writers label full-resolution YCbCr as YBR_FULL_422; the byte count tells.
-  const available = toByteArrays(ds.PixelData).reduce((n, b) => n + b.length, 0);
-  if (info.photometric === 'YBR_FULL_422' && available >= info.rows * info.columns * 3 * info.frames) {
-    layout = { ...info, photometric: 'YBR_FULL' };
-  }
+  const layout = nativeLayout(info, toByteArrays(ds.PixelData).reduce((n, b) => n + b.length, 0));
   const swapWords = ts === TS.ExplicitVRBigEndian && (info.bitsAllocated === 16 || ds._vrMap?.PixelData === 'OW');
   const raw = nativeFrames(ds.PixelData, layout, nativeFrameBytes(layout), swapWords);
   const palette = paletteLut(ds, info, ts);

@@ -26,6 +26,15 @@ export function concat(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/**
+ * The layout of native Pixel Data holding `availableBytes`. Tolerance: some writers label
+ * full-resolution YCbCr as YBR_FULL_422; the byte count tells.
+ */
+export function nativeLayout(info: ImagePixel, availableBytes: number): ImagePixel {
+  if (info.photometric === 'YBR_FULL_422' && availableBytes >= info.rows * info.columns * 3 * info.frames) return { ...info, photometric: 'YBR_FULL' };
+  return info;
+}
+
 /** Bytes of one native frame. YBR_FULL_422 stores two luma and one Cb, Cr pair per two pixels (PS3.3 C.7.6.3.1.2). */
 export function nativeFrameBytes(info: ImagePixel): number {
   const pixels = info.rows * info.columns;
@@ -60,7 +69,7 @@ export function nativeFrames(pixelData: unknown, info: ImagePixel, frameBytes: n
 }
 
 /** Does this fragment start a codestream: JPEG / JPEG-LS SOI, JPEG 2000 SOC+SIZ, or a JP2 signature box? */
-function startsCodestream(b: Uint8Array): boolean {
+export function startsCodestream(b: Uint8Array): boolean {
   if (b.length >= 2 && b[0] === 0xff && b[1] === 0xd8) return true;
   if (b.length >= 4 && b[0] === 0xff && b[1] === 0x4f && b[2] === 0xff && b[3] === 0x51) return true;
   return b.length >= 8 && b[3] === 0x0c && b[4] === 0x6a && b[5] === 0x50 && b[6] === 0x20 && b[7] === 0x20;

@@ -2,6 +2,7 @@
  * Small builders for decode tests: synthetic pixel layouts the phantom does not produce
  * (RLE fragments, Deflated files), written by hand so that the tests need no external tools.
  */
+import fs from 'node:fs';
 import { deflateRawSync } from 'zlib';
 import { writePart10 } from '../../src/dicom/part10';
 import { Dataset } from '../../src/types/domain';
@@ -78,4 +79,18 @@ export function deflatedFile(dataset: Dataset, extraZeros = 0): Buffer {
     body = Buffer.concat([element, Buffer.alloc(extraZeros), body]);
   }
   return Buffer.concat([plain.subarray(0, 132), newMeta, deflateRawSync(body)]);
+}
+
+/**
+ * A file whose one frame is `rows` x `columns` RGB and as large on disk as its header says, but
+ * sparse (zeros, no disk blocks): for limits that must refuse a frame before reading it.
+ */
+export function claimedFrameFile(file: string, rows: number, columns: number): void {
+  const bytes = writePart10(imageDataset(new Uint8Array(16).buffer, { Rows: rows, Columns: columns, SamplesPerPixel: 3, PhotometricInterpretation: 'RGB', PlanarConfiguration: 0 }));
+  const at = bytes.lastIndexOf(Buffer.from([0xe0, 0x7f, 0x10, 0x00])); // (7FE0,0010), explicit VR LE: tag, OB, 2 reserved, length
+  const size = rows * columns * 3;
+  const header = Buffer.from(bytes.subarray(0, at + 12));
+  header.writeUInt32LE(size, at + 8);
+  fs.writeFileSync(file, header);
+  fs.truncateSync(file, header.length + size);
 }

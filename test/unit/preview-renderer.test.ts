@@ -11,6 +11,7 @@ import { NotRenderable, renderPng } from '../../src/web/images';
 import { PreviewRenderer } from '../../src/web/previewRenderer';
 import { tempDir, writeTemp } from '../helpers/gatewayHarness';
 import { phantomFile } from '../helpers/phantom';
+import { claimedFrameFile } from '../helpers/dicomBuild';
 
 const built = fs.existsSync(path.resolve(__dirname, '..', '..', 'dist', 'web', 'previewWorker.js'));
 
@@ -62,11 +63,11 @@ type Internals = { worker: { kill(signal: string): boolean } };
     expect(renderer.pid).toBe(before);
   });
 
-  test('an oversized file is refused as not renderable', async () => {
+  test('a frame too large to preview is refused as not renderable, across the process boundary', async () => {
     const big = path.join(dir, 'big.dcm');
-    fs.writeFileSync(big, '');
-    fs.truncateSync(big, 64 * 1024 * 1024 + 1);
+    claimedFrameFile(big, 9000, 9000);
     await expect(renderer.render(big, 64)).rejects.toBeInstanceOf(NotRenderable);
+    await expect(renderer.render(big, 64)).rejects.toThrow(/one frame is 232 MB/);
   });
 
   test('a worker that crashes mid-render fails that render; the next one runs in a new worker', async () => {
