@@ -10,7 +10,7 @@ import { AnalysisRegion, Dataset, DecodedInstance, GrayFrame } from '../types/do
 import { readPart10 } from './part10';
 import { DecodeError } from './errors';
 import { ImagePixel, readImagePixel } from './imagePixel';
-import { encapsulatedFrames, nativeFrameBytes, nativeFrames, nativeLayout, toByteArrays } from './frames';
+import { checkFrameIndex, encapsulatedFrames, nativeFrameBytes, nativeFrames, nativeLayout, toByteArrays } from './frames';
 import { decodeFrame, trimCodecs } from './codecs';
 import { applyLut, rgbToGray, ybrFull422ToGray, ybrFullToGray } from './gray';
 import { paletteGrayLut } from './palette';
@@ -92,9 +92,7 @@ interface FramePick {
 
 function framesToDecode(info: ImagePixel, frame: number | undefined): FramePick {
   if (frame === undefined) return { first: 0, end: info.frames };
-  if (!Number.isInteger(frame) || frame < 0 || frame >= info.frames) {
-    throw new DecodeError('decode.malformed', `there is no frame ${Number(frame) + 1}: the instance has ${info.frames}`);
-  }
+  checkFrameIndex(frame, info.frames);
   return { first: frame, end: frame + 1 };
 }
 

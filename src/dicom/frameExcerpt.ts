@@ -11,7 +11,7 @@
 import { FileHandle, open } from 'node:fs/promises';
 import { Dataset } from '../types/domain';
 import { DecodeError } from './errors';
-import { nativeFrameBytes, nativeLayout, startsCodestream } from './frames';
+import { checkFrameIndex, groupFragments, nativeFrameBytes, nativeLayout, startsCodestream } from './frames';
 import { readHeader } from './header';
 import { ImagePixel, readImagePixel } from './imagePixel';
 import { isDeflated } from './deflate';
@@ -196,7 +196,7 @@ async function fragmentsOf(r: FileReader, pixel: ElementHead): Promise<{ offsets
 /**
  * The fragments of frame `frame`: by the Basic Offset Table when it has one entry per frame;
  * otherwise one fragment per frame, or all of them for a single frame, or grouped where a new
- * codestream starts (as frames.encapsulatedFrames does with the whole Pixel Data).
+ * codestream starts (frames.groupFragments, as for the whole Pixel Data).
  */
 async function frameFragments(r: FileReader, pixel: ElementHead, frame: number, frames: number): Promise<Fragment[]> {
   const { offsets, first, fragments } = await fragmentsOf(r, pixel);
@@ -211,16 +211,9 @@ async function frameFragments(r: FileReader, pixel: ElementHead, frame: number, 
     throw new DecodeError('decode.malformed', `the Basic Offset Table points frame ${frame + 1} at no fragment`);
   }
   if (nonEmpty.length === frames) return [nonEmpty[frame]];
-  const groups: Fragment[][] = [];
-  for (const f of nonEmpty) {
-    const start = await r.bytes(f.at, Math.min(8, f.length), 8);
-    if (groups.length === 0 || startsCodestream(start)) groups.push([f]);
-    else groups[groups.length - 1].push(f);
-  }
-  if (groups.length !== frames) {
-    throw new DecodeError('decode.malformed', `NumberOfFrames is ${frames} but Pixel Data holds ${groups.length} compressed frame(s) in ${nonEmpty.length} fragment(s)`);
-  }
-  return groups[frame];
+  const starts: boolean[] = [];
+  for (const f of nonEmpty) starts.push(startsCodestream(await r.bytes(f.at, Math.min(8, f.length), 8)));
+  return groupFragments(nonEmpty, (_, i) => starts[i], frames)[frame];
 }
 
 function tooLarge(bytes: number, max: number | undefined): void {
@@ -261,9 +254,7 @@ export async function readFrameExcerpt(file: string, frame: number, opts: Excerp
     const ts = header.transferSyntaxUid;
     const dataset = header.dataset;
     const info = readImagePixel(dataset);
-    if (!Number.isInteger(frame) || frame < 0 || frame >= info.frames) {
-      throw new DecodeError('decode.malformed', `there is no frame ${Number(frame) + 1}: the instance has ${info.frames}`);
-    }
+    checkFrameIndex(frame, info.frames);
     const pixel = await findPixelData(r, await dataSetStart(r), syntaxOf(ts));
     if (!pixel) throw new DecodeError('decode.no_pixel_data', 'the instance has no Pixel Data');
 

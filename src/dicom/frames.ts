@@ -26,6 +26,13 @@ export function concat(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** Refuses a 0-based frame index the instance does not have. */
+export function checkFrameIndex(frame: number, frames: number): void {
+  if (!Number.isInteger(frame) || frame < 0 || frame >= frames) {
+    throw new DecodeError('decode.malformed', `there is no frame ${Number(frame) + 1}: the instance has ${frames}`);
+  }
+}
+
 /**
  * The layout of native Pixel Data holding `availableBytes`. Tolerance: some writers label
  * full-resolution YCbCr as YBR_FULL_422; the byte count tells.
@@ -86,13 +93,18 @@ export function encapsulatedFrames(pixelData: unknown, frames: number): Uint8Arr
   if (frames === 1) return [concat(fragments)];
   if (fragments.length === frames) return fragments;
 
-  const groups: Uint8Array[][] = [];
-  for (const f of fragments) {
-    if (groups.length === 0 || startsCodestream(f)) groups.push([f]);
+  return groupFragments(fragments, (f) => startsCodestream(f), frames).map(concat);
+}
+
+/** Fragments grouped into `frames` frames, a new one wherever `startsFrame` says a codestream starts. */
+export function groupFragments<T>(fragments: T[], startsFrame: (fragment: T, index: number) => boolean, frames: number): T[][] {
+  const groups: T[][] = [];
+  fragments.forEach((f, i) => {
+    if (groups.length === 0 || startsFrame(f, i)) groups.push([f]);
     else groups[groups.length - 1].push(f);
-  }
+  });
   if (groups.length !== frames) {
     throw new DecodeError('decode.malformed', `NumberOfFrames is ${frames} but Pixel Data holds ${groups.length} compressed frame(s) in ${fragments.length} fragment(s)`);
   }
-  return groups.map(concat);
+  return groups;
 }
