@@ -19,6 +19,14 @@ const run = (args: string[], env: Record<string, string> = {}) => spawnSync(proc
     for (const c of ['serve', 'analyze', 'evaluate', 'send', 'users']) expect(r.stdout).toContain(c);
   });
 
+  test('`npx sonogate`, as the README has an administrator type it, runs the built command line', () => {
+    // npx runs the package's own bin (dist/cli.js): without the execute bit it fails with "Permission denied"
+    const r = spawnSync('npx', ['--no-install', 'sonogate', '--help'], { encoding: 'utf8', cwd: path.resolve(__dirname, '..', '..') });
+    expect(r.stderr).not.toMatch(/Permission denied/);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('evaluate');
+  });
+
   test('a bad configuration exits 2 with the key and the reason', () => {
     const f = path.join(dir, 'bad.json');
     fs.writeFileSync(f, JSON.stringify({ dicom: { port: 70000 }, frobnicate: true }));
