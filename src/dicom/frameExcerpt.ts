@@ -12,9 +12,8 @@ import { FileHandle, open } from 'node:fs/promises';
 import { Dataset } from '../types/domain';
 import { DecodeError } from './errors';
 import { checkFrameIndex, groupFragments, nativeFrameBytes, nativeLayout, startsCodestream } from './frames';
-import { readHeader } from './header';
 import { ImagePixel, readImagePixel } from './imagePixel';
-import { isDeflated } from './deflate';
+import { readPart10, TransferSyntax } from './part10';
 import { isNativeSyntax, TS } from './transferSyntaxes';
 
 export interface FrameExcerpt {
@@ -25,7 +24,7 @@ export interface FrameExcerpt {
   frames: number;
   /** bytes of the chosen frame (native bytes, or its fragments' payload) */
   frameBytes: number;
-  /** bytes read from the file to find and read the frame (besides readHeader's prefix of the file) */
+  /** bytes read from the file: the header, the element heads walked and the frame */
   bytesRead: number;
 }
 
@@ -50,6 +49,8 @@ interface Syntax {
 }
 
 interface ElementHead {
+  /** where the element starts */
+  at: number;
   group: number;
   element: number;
   /** null for items and delimiters, and in implicit VR */
@@ -96,12 +97,12 @@ async function head(r: FileReader, pos: number, s: Syntax, ahead?: number): Prom
   const u32 = (buf: Buffer, at: number) => (s.little ? buf.readUInt32LE(at) : buf.readUInt32BE(at));
   const group = u16(0);
   const element = u16(2);
-  if (group === 0xfffe || !s.explicit) return { group, element, vr: null, length: u32(b, 4), valueAt: pos + 8 };
+  if (group === 0xfffe || !s.explicit) return { at: pos, group, element, vr: null, length: u32(b, 4), valueAt: pos + 8 };
   const vr = b.toString('latin1', 4, 6);
   if (!/^[A-Z]{2}$/.test(vr)) throw new DecodeError('decode.malformed', `element (${hex(group)},${hex(element)}) at byte ${pos} has no valid VR`);
-  if (!LONG_VRS.has(vr)) return { group, element, vr, length: u16(6), valueAt: pos + 8 };
+  if (!LONG_VRS.has(vr)) return { at: pos, group, element, vr, length: u16(6), valueAt: pos + 8 };
   const more = await r.bytes(pos + 8, 4, ahead);
-  return { group, element, vr, length: u32(more, 0), valueAt: pos + 12 };
+  return { at: pos, group, element, vr, length: u32(more, 0), valueAt: pos + 12 };
 }
 
 const hex = (n: number) => n.toString(16).toUpperCase().padStart(4, '0');
@@ -144,17 +145,35 @@ async function findPixelData(r: FileReader, start: number, s: Syntax): Promise<E
   return null;
 }
 
-/** Where the data set starts: after the preamble, "DICM" and the File Meta group (always explicit VR little endian). */
-async function dataSetStart(r: FileReader): Promise<number> {
-  const magic = await r.bytes(128, 4);
-  if (magic.toString('latin1') !== 'DICM') throw new DecodeError('decode.malformed', 'not a DICOM Part 10 file (no "DICM" at byte 128)');
+/**
+ * The File Meta group after the preamble and "DICM" (always explicit VR little endian): where the
+ * data set starts, and its Transfer Syntax UID.
+ */
+async function readMeta(r: FileReader): Promise<{ start: number; transferSyntaxUid: string }> {
+  if (r.size < 132 || (await r.bytes(128, 4)).toString('latin1') !== 'DICM') {
+    throw new DecodeError('decode.malformed', 'not a DICOM Part 10 file (no "DICM" at byte 128)');
+  }
   const meta: Syntax = { little: true, explicit: true };
   let pos = 132;
+  let transferSyntaxUid = '';
   // the data set after it may use another syntax: look at the group before reading a VR
   while (pos + 2 <= r.size && (await r.bytes(pos, 2)).readUInt16LE(0) === 0x0002) {
-    pos = await skipValue(r, await head(r, pos, meta), meta, 0);
+    const h = await head(r, pos, meta);
+    if (h.element === 0x0010) transferSyntaxUid = (await r.bytes(h.valueAt, h.length)).toString('latin1').replace(/\0/g, '').trim();
+    pos = await skipValue(r, h, meta, 0);
   }
-  return pos;
+  if (!transferSyntaxUid) throw new DecodeError('decode.malformed', 'File Meta Information has no Transfer Syntax UID');
+  return { start: pos, transferSyntaxUid };
+}
+
+/** Everything before Pixel Data, parsed by dcmjs like any header. */
+async function headerBefore(r: FileReader, end: number): Promise<Dataset> {
+  const prefix = await r.bytes(0, end);
+  try {
+    return readPart10(prefix).dataset;
+  } catch (e) {
+    throw new DecodeError('decode.malformed', `not a readable DICOM Part 10 header: ${e instanceof Error ? e.message : String(e)}`);
+  }
 }
 
 function syntaxOf(ts: string): Syntax {
@@ -248,15 +267,13 @@ export async function readFrameExcerpt(file: string, frame: number, opts: Excerp
   });
   try {
     const r = new FileReader(fh, (await fh.stat()).size);
-    if (r.size < 132) throw new DecodeError('decode.malformed', 'not a DICOM Part 10 file (shorter than its preamble)');
-    if (isDeflated(await r.bytes(0, Math.min(r.size, BLOCK)))) return null;
-    const header = await readHeader(file);
-    const ts = header.transferSyntaxUid;
-    const dataset = header.dataset;
+    const { start, transferSyntaxUid: ts } = await readMeta(r);
+    if (ts === TransferSyntax.DeflatedExplicitVRLittleEndian) return null;
+    const pixel = await findPixelData(r, start, syntaxOf(ts));
+    if (!pixel) throw new DecodeError('decode.no_pixel_data', 'the instance has no Pixel Data');
+    const dataset = await headerBefore(r, pixel.at);
     const info = readImagePixel(dataset);
     checkFrameIndex(frame, info.frames);
-    const pixel = await findPixelData(r, await dataSetStart(r), syntaxOf(ts));
-    if (!pixel) throw new DecodeError('decode.no_pixel_data', 'the instance has no Pixel Data');
 
     let pixelData: ArrayBuffer[];
     let frameBytes: number;
