@@ -39,6 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from augment import DEFAULT_ZOOM, augment, zoom_images_and_masks  # noqa: E402
 from data import CLASSES, load_arrays, read_split, union_mask  # noqa: E402
+from descriptors import DescriptorFusion  # noqa: E402
 from metrics import auc, binary_f1, dice_iou  # noqa: E402
 from model import AttentionUNet  # noqa: E402
 from preprocess import gray_from_file, to_input  # noqa: E402
@@ -84,6 +85,8 @@ def parse_args():
     p.add_argument("--facts", help="JSON file merged into model.json's training facts (how a GPU run was made)")
     p.add_argument("--checkpoints", help="comma-separated weights to export (default <out>/best.pt)")
     p.add_argument("--export-only", action="store_true", help="skip training; export best.pt")
+    p.add_argument("--descriptor-head", help="fusion.json from training/descriptor_head.py: add its lesion-descriptor\n"
+                   "log-odds to the exported class logits (training/descriptors.py)")
     p.add_argument("--tta", choices=["auto", "on", "off"], default="auto",
                    help="horizontal-flip test-time augmentation baked into the ONNX graph; auto = keep it if val dice + AUC gain > 0.005")
     args = p.parse_args()
@@ -409,6 +412,11 @@ def finish(net, args, spec, data, info, log, paths):
         if args.tta == "on" or flip["dice"] + flip["auc_malignant"] > plain["dice"] + plain["auc_malignant"] + TTA_MIN_GAIN:
             final, tta = FlipTTA(net).eval(), True
     log("test-time augmentation:", "horizontal flip (in the ONNX graph)" if tta else "none")
+    if args.descriptor_head:
+        params = json.load(open(args.descriptor_head))
+        final = DescriptorFusion(final, params).eval()
+        info = {**info, "descriptor_head": {"weight": params["weight"], "lambda": params["lambda"], "names": params["names"]}}
+        log("class logits: + %g x the lesion-descriptor log-odds of %s" % (params["weight"], args.descriptor_head))
 
     val, vprob, _ = evaluate_small(final, *data["val"][:3], spec)
     vm, vl = data["val"][1], data["val"][2]
@@ -494,6 +502,8 @@ def export(model, args, spec, threshold, best, test, log, tta=False, members=Non
     if members:
         # the path under the repository (several runs name their weights best.pt)
         training["ensemble"] = [os.path.relpath(os.path.abspath(p), ROOT) for p in members]
+    if "descriptor_head" in best:
+        training["descriptor_head"] = best["descriptor_head"]
     if args.facts:
         training.update(json.load(open(args.facts)))
     meta = {

@@ -256,6 +256,55 @@ print('%.2e %.2e %d %s' % ((s[k] - (0.25 * a[k] + 0.75 * b[k])).abs().max(), (so
     expect(err).toBe('layers');
   });
 
+  test('lesion descriptors (training/descriptors.py): shape, orientation and posterior signs, off without a lesion; the fusion leaves the mask alone', () => {
+    const out = py(`
+import sys, json, math, numpy as np, torch
+sys.path.insert(0, '.')
+from descriptors import NAMES, lesion_descriptors, DescriptorFusion
+h = w = 128
+yy, xx = np.mgrid[0:h, 0:w]
+ang, rad = np.arctan2(yy - 50, xx - 64), np.hypot(yy - 50, xx - 64)
+shapes = {'circle': rad <= 15, 'wide': (yy - 50) ** 2 / 10 ** 2 + (xx - 64) ** 2 / 30 ** 2 <= 1,
+          'tall': (yy - 50) ** 2 / 30 ** 2 + (xx - 64) ** 2 / 10 ** 2 <= 1,
+          'star': rad < 15 + 6 * np.sin(8 * ang), 'none': np.zeros((h, w), bool)}
+m = torch.tensor(np.stack(list(shapes.values())).astype(np.float32))[:, None]
+x = 0.5 * torch.ones_like(m) - 0.3 * m
+x_shadow = x.clone()
+x_shadow[0, 0, 66:80, 50:79] = 0.1  # darker just below the circle (posterior shadowing)
+p = 0.05 + 0.9 * m
+f, g = lesion_descriptors(torch.cat([x, x_shadow[:1]]), torch.cat([p, p[:1]]), 0.45)
+d = {k: dict(zip(NAMES, map(float, f[i]))) for i, k in enumerate(list(shapes) + ['shadow'])}
+class Net(torch.nn.Module):  # a disc as mask logits, fixed class logits
+    def forward(self, x):
+        return 8 * (m[:1].expand(len(x), -1, -1, -1) - 0.5) + 0 * x, torch.tensor([[0.3, 0.1, -0.2]]).expand(len(x), 3)
+net = Net()
+params = {'threshold': 0.45, 'mean': [0.0] * len(NAMES), 'std': [1.0] * len(NAMES), 'coef': [0.1 * (i + 1) for i in range(len(NAMES))],
+          'intercept': 0.2, 'weight': 1.5}
+fused = DescriptorFusion(net, params).eval()
+xi = torch.rand(2, 1, h, w)
+with torch.no_grad():
+    (m0, c0), (m1, c1) = net(xi), fused(xi)
+    s = fused.log_odds(xi, m0)
+print(json.dumps({'d': d, 'gate': g.tolist(), 'mask_same': float((m0 - m1).abs().max()),
+                  'class_moved': (c1 - c0).tolist(), 'expected': [[0, -0.75 * v, 0.75 * v] for v in s.tolist()]}))
+`);
+    const r = JSON.parse(out);
+    expect(r.gate).toEqual([1, 1, 1, 1, 0, 1]);
+    expect(r.d.circle.elongation).toBeGreaterThan(0.95);
+    expect(r.d.wide.elongation).toBeLessThan(0.4);
+    expect(Math.abs(r.d.circle.log_height_width)).toBeLessThan(0.05);
+    expect(r.d.tall.log_height_width).toBeGreaterThan(0.8);
+    expect(r.d.wide.log_height_width).toBeLessThan(-0.8);
+    expect(r.d.star.log_compactness).toBeGreaterThan(r.d.circle.log_compactness + 0.3);
+    expect(r.d.star.fill).toBeLessThan(r.d.circle.fill - 0.05);
+    expect(r.d.circle.contrast).toBeLessThan(-1);
+    expect(r.d.shadow.posterior).toBeLessThan(r.d.circle.posterior - 0.5);
+    expect(Object.values(r.d.none).map((v) => Math.abs(v as number))).toEqual(new Array(12).fill(0));
+    expect(r.mask_same).toBe(0);
+    expect(Math.abs(r.expected[0][2])).toBeGreaterThan(0.1);
+    for (let i = 0; i < 2; i++) for (let j = 0; j < 3; j++) expect(r.class_moved[i][j]).toBeCloseTo(r.expected[i][j], 4);
+  });
+
   test('learning rate: warm-up, then cosine down to zero', () => {
     const out = py(`
 import sys
