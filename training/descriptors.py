@@ -41,15 +41,18 @@ def _shift_down(m, d):
 
 
 def lesion_descriptors(x, p, threshold):
-    n, _, h, w = x.shape
+    # the frame size is fixed by model.json (constants in the exported graph); the batch is not
+    h, w = int(x.shape[2]), int(x.shape[3])
     m = (p > threshold).to(x.dtype)
     area = m.sum(dim=(1, 2, 3))
     gate = (area >= MIN_AREA * h * w).to(x.dtype)
-    # coordinates in frame units (0..1), rows = depth
-    ys = ((torch.arange(h, dtype=x.dtype) + 0.5) / h).view(1, 1, h, 1)
-    xs = ((torch.arange(w, dtype=x.dtype) + 0.5) / w).view(1, 1, 1, w)
+    # coordinates in frame units (0..1), rows = depth. Counted from the input rather than made with
+    # arange: torch 1.13's ONNX export folded two equal-valued constants of different shapes into one
+    # (the rows' coordinates became the columns'; found by the parity check in onnx-parity.test.ts)
+    ys = (torch.cumsum(torch.ones_like(x[:1, :1, :, :1]), dim=2) - 0.5) / h
+    xs = (torch.cumsum(torch.ones_like(x[:1, :1, :1, :]), dim=3) - 0.5) / w
     cy, cx = _masked_mean(ys.expand_as(m), m), _masked_mean(xs.expand_as(m), m)
-    dy, dx = ys - cy.view(n, 1, 1, 1), xs - cx.view(n, 1, 1, 1)
+    dy, dx = ys - cy[:, None, None, None], xs - cx[:, None, None, None]
     vyy, vxx, vxy = _masked_mean(dy * dy, m), _masked_mean(dx * dx, m), _masked_mean(dx * dy, m)
     half_tr = (vyy + vxx) / 2
     root = torch.sqrt(((vyy - vxx) / 2) ** 2 + vxy ** 2 + EPS * EPS)
@@ -64,7 +67,7 @@ def lesion_descriptors(x, p, threshold):
     r = max(2, round(h / 32))
     ring = _dilate(m, r) * (1 - m)
     inside = _masked_mean(z, m)
-    spread = torch.sqrt(_masked_mean((z - inside.view(n, 1, 1, 1)) ** 2, m) + EPS)
+    spread = torch.sqrt(_masked_mean((z - inside[:, None, None, None]) ** 2, m) + EPS)
     ring_mean = _masked_mean(z, ring)
     below = torch.clamp(_shift_down(m, r) + _shift_down(m, 2 * r), max=1.0) * (1 - m)
     zs = F.avg_pool2d(z, 3, stride=1, padding=1)
@@ -88,7 +91,7 @@ def lesion_descriptors(x, p, threshold):
         _masked_mean(4 * p * (1 - p), _dilate(m, r)),
     ], dim=1)
     # no lesion: the descriptors mean nothing, so they are zero and the gate is off
-    return feats * gate.view(n, 1), gate
+    return feats * gate[:, None], gate
 
 
 class DescriptorFusion(torch.nn.Module):

@@ -1,7 +1,9 @@
 /**
  * onnxruntime-node must give PyTorch's numbers (≤ 1e-4) for the same input: the reference
  * outputs were computed by PyTorch at export time (training/reference.py) for a deterministic
- * input pattern regenerated here with the same formula.
+ * input pattern regenerated here with the same formula. Where the model adds lesion descriptors
+ * to its class logits (training/descriptors.py), the reference holds the descriptor branch's
+ * log-odds, and the test requires the pattern's blob to have switched that branch on.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -12,7 +14,12 @@ function pattern(n: number, h: number, w: number): Float32Array {
   const out = new Float32Array(n * h * w);
   for (let k = 0; k < n; k++)
     for (let i = 0; i < h; i++)
-      for (let j = 0; j < w; j++) out[(k * h + i) * w + j] = 0.5 + 0.4 * Math.sin(0.11 * i + 0.07 * j + k) * Math.cos(0.05 * j - 0.13 * i);
+      for (let j = 0; j < w; j++) {
+        const x = 0.5 + 0.4 * Math.sin(0.11 * i + 0.07 * j + k) * Math.cos(0.05 * j - 0.13 * i);
+        // from image 2 on, a dark ellipse (a lesion-like blob)
+        const inEllipse = ((i - 0.45 * h) / (0.18 * h)) ** 2 + ((j - 0.5 * w) / (0.25 * w)) ** 2 <= 1;
+        out[(k * h + i) * w + j] = k >= 2 && inEllipse ? x * 0.15 : x;
+      }
   return out;
 }
 
@@ -46,6 +53,7 @@ for (const [name, dir] of candidates) {
     expect(maxDiff).toBeLessThanOrEqual(1e-4);
     // the outputs are not trivially constant (a parity test on zeros would prove nothing)
     expect(eMask.reduce((a, b) => Math.max(a, b), -Infinity) - eMask.reduce((a, b) => Math.min(a, b), Infinity)).toBeGreaterThan(1e-3);
+    if (ref.descriptor_log_odds) expect(Math.max(...ref.descriptor_log_odds.map(Math.abs))).toBeGreaterThan(0.1);
     await p.release();
   });
 }
