@@ -30,10 +30,13 @@ sys.path.insert(0, HERE)
 from augment import augment, zoom_images_and_masks  # noqa: E402
 from data import load_arrays  # noqa: E402
 from descriptors import NAMES, lesion_descriptors  # noqa: E402
+from metrics import auc  # noqa: E402
 from train import ROOT, FlipTTA, Log, class_metrics, load_members  # noqa: E402
 
-BENIGN, MALIGNANT = 1, 2
+MALIGNANT = 2
 DIRECTION = np.array([0.0, -0.5, 0.5])
+LAMBDAS = (0.0001, 0.001, 0.01, 0.1, 1.0)
+WS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 
 @torch.no_grad()
@@ -96,7 +99,7 @@ def fit_logistic(z, t, lam, steps=300):
 def balanced_log_loss(s, t):
     p = 1 / (1 + np.exp(-s))
     ll = -(t * np.log(p + 1e-12) + (1 - t) * np.log(1 - p + 1e-12))
-    return float(0.5 * ll[t > 0.5].mean() + 0.5 * ll[t < 0.5].mean())
+    return float(np.mean([ll[c].mean() for c in (t > 0.5, t < 0.5) if c.any()]))  # each class present, equally
 
 
 def choose_lambda(z, t, image, lambdas, seed, folds=5):
@@ -119,9 +122,56 @@ def softmax(l):
     return e / e.sum(1, keepdims=True)
 
 
-def auc_binary(pos, score):
-    from metrics import auc
-    return auc(pos, score)
+def fit_head(net, data, threshold, copies, zoom_range, val_zooms, seed, log, lambdas=LAMBDAS, ws=WS, cache=None, cache_key=None):
+    """Fit the regression and choose w for net (a module returning mask and class logits, as exported).
+    Returns (params for DescriptorFusion, report). With cache, the descriptors are kept in that .npz file
+    and reused while cache_key is the same."""
+    feats = dict(np.load(cache)) if cache and os.path.exists(cache) else {}
+    if cache and str(feats.get("key", "")) == cache_key:
+        log("descriptors from", cache)
+    else:
+        feats = compute(net, data, threshold, copies, zoom_range, val_zooms, seed, log)
+        if cache:
+            np.savez(cache, key=np.array(cache_key), **feats)
+
+    # train: lesion images the networks outlined
+    y, gate = feats["train_y"], feats["train_gate"]
+    use = (y > 0) & (gate > 0)
+    x, t, image = feats["train_f"][use], (y[use] == MALIGNANT).astype(np.float64), feats["train_image"][use]
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    z = (x - mu) / sd
+    lam, cv = choose_lambda(z, t, image, lambdas, seed)
+    log("CV balanced log-loss by lambda:", json.dumps(cv), "-> lambda", lam)
+    coef, b = fit_logistic(z, t, lam)
+    log("coefficients (standardised):", json.dumps({n: round(float(c), 3) for n, c in zip(NAMES, coef)}), "intercept %.3f" % b)
+    train_auc = auc(t > 0.5, z @ coef + b)
+    log("train AUC malignant vs benign (descriptors alone): %.4f" % train_auc)
+
+    def scores(w):
+        by = {}
+        for zz in val_zooms:
+            k = "%g" % zz
+            s = (((feats["val_f_" + k] - mu) / sd) @ coef + b) * feats["val_gate_" + k]
+            m = class_metrics(feats["val_y"], softmax(feats["val_logits_" + k] + w * s[:, None] * DIRECTION))
+            outlined = (feats["val_y"] > 0) & (feats["val_gate_" + k] > 0)
+            m["auc_descriptors_alone_mvb"] = auc(feats["val_y"][outlined] == MALIGNANT, s[outlined])
+            by[k] = {kk: round(v, 4) for kk, v in m.items()}
+        return {"w": w, "by_zoom": by,
+                "mean_auc_malignant": round(float(np.mean([v["auc_malignant"] for v in by.values()])), 4),
+                "mean_f1_malignant": round(float(np.mean([v["f1_malignant"] for v in by.values()])), 4)}
+
+    rows = [scores(float(w)) for w in ws]
+    for r in rows:
+        log(json.dumps(r))
+    base = next(r for r in rows if r["w"] == 0)
+    best = max(rows, key=lambda r: r["mean_auc_malignant"])
+    log("chosen w %g: mean val AUC %.4f (w=0: %.4f), mean val malignant F1 %.4f (w=0: %.4f)"
+        % (best["w"], best["mean_auc_malignant"], base["mean_auc_malignant"], best["mean_f1_malignant"], base["mean_f1_malignant"]))
+    params = {"names": NAMES, "threshold": threshold, "mean": mu.tolist(), "std": sd.tolist(),
+              "coef": coef.tolist(), "intercept": b, "weight": best["w"], "lambda": lam}
+    report = {"copies": copies, "zoom_range": list(zoom_range), "seed": seed, "cv": cv,
+              "train_auc_descriptors": train_auc, "rows": rows, "chosen_w": best["w"]}
+    return params, report
 
 
 def main():
@@ -133,10 +183,9 @@ def main():
     p.add_argument("--copies", type=int, default=4, help="augmented copies of the train set (besides the plain one)")
     p.add_argument("--zoom-range", default="0.6,1.3")
     p.add_argument("--val-zooms", default="0.75,1,1.25")
-    p.add_argument("--lambdas", default="0.0001,0.001,0.01,0.1,1")
-    p.add_argument("--weights-w", default="0,0.25,0.5,0.75,1,1.5,2", help="candidate weights w of the descriptor log-odds")
     p.add_argument("--seed", type=int, default=43)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-tta", action="store_true", help="the exported graph has no flip TTA")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -145,60 +194,17 @@ def main():
 
     zoom_range = tuple(float(v) for v in args.zoom_range.split(","))
     val_zooms = [float(v) for v in args.val_zooms.split(",")]
-    cache = os.path.join(args.out, "features.npz")
     key = json.dumps([[os.path.abspath(w) for w in args.weights], args.threshold, args.copies, zoom_range,
-                      val_zooms, args.seed, NAMES])
-    feats = dict(np.load(cache)) if os.path.exists(cache) else {}
-    if str(feats.get("key", "")) == key:
-        log("features from", cache)
-    else:
-        net = FlipTTA(load_members(args.weights)).eval()
-        data = load_arrays(args.data, 256, os.path.join(ROOT, "training", "cache"))
-        feats = compute(net, data, args.threshold, args.copies, zoom_range, val_zooms, args.seed, log)
-        np.savez(cache, key=np.array(key), **feats)
-
-    # train: lesion images the networks outlined
-    y, gate = feats["train_y"], feats["train_gate"]
-    use = (y > 0) & (gate > 0)
-    x, t, image = feats["train_f"][use], (y[use] == MALIGNANT).astype(np.float64), feats["train_image"][use]
-    mu, sd = x.mean(0), x.std(0) + 1e-6
-    z = (x - mu) / sd
-    lam, cv = choose_lambda(z, t, image, [float(v) for v in args.lambdas.split(",")], args.seed)
-    log("CV balanced log-loss by lambda:", json.dumps(cv), "-> lambda", lam)
-    coef, b = fit_logistic(z, t, lam)
-    log("coefficients (standardised):", json.dumps({n: round(float(c), 3) for n, c in zip(NAMES, coef)}), "intercept %.3f" % b)
-    train_auc = auc_binary(t > 0.5, z @ coef + b)
-    log("train AUC malignant vs benign (descriptors alone): %.4f" % train_auc)
-
-    def scores(w):
-        by = {}
-        for zz in val_zooms:
-            k = "%g" % zz
-            s = (((feats["val_f_" + k] - mu) / sd) @ coef + b) * feats["val_gate_" + k]
-            logits = feats["val_logits_" + k] + w * s[:, None] * DIRECTION
-            m = class_metrics(feats["val_y"], softmax(logits))
-            lesion = feats["val_y"] > 0
-            outlined = lesion & (feats["val_gate_" + k] > 0)
-            m["auc_descriptors_alone_mvb"] = auc_binary(feats["val_y"][outlined] == MALIGNANT, s[outlined])
-            by[k] = {kk: round(v, 4) for kk, v in m.items()}
-        return {"w": w, "by_zoom": by,
-                "mean_auc_malignant": round(float(np.mean([v["auc_malignant"] for v in by.values()])), 4),
-                "mean_f1_malignant": round(float(np.mean([v["f1_malignant"] for v in by.values()])), 4)}
-
-    rows = [scores(float(w)) for w in args.weights_w.split(",")]
-    for r in rows:
-        log(json.dumps(r))
-    base = next(r for r in rows if r["w"] == 0)
-    best = max(rows, key=lambda r: r["mean_auc_malignant"])
-    params = {"names": NAMES, "threshold": args.threshold, "mean": mu.tolist(), "std": sd.tolist(),
-              "coef": coef.tolist(), "intercept": b, "weight": best["w"], "lambda": lam}
+                      val_zooms, args.seed, NAMES] + (["no-tta"] if args.no_tta else []))
+    net = load_members(args.weights)
+    net = (net if args.no_tta else FlipTTA(net)).eval()
+    data = load_arrays(args.data, 256, os.path.join(ROOT, "training", "cache"))
+    params, report = fit_head(net, data, args.threshold, args.copies, zoom_range, val_zooms, args.seed, log,
+                              cache=os.path.join(args.out, "features.npz"), cache_key=key)
     with open(os.path.join(args.out, "search.json"), "w") as f:
-        json.dump({"weights": args.weights, "copies": args.copies, "zoom_range": zoom_range, "seed": args.seed,
-                   "cv": cv, "train_auc_descriptors": train_auc, "rows": rows, "chosen_w": best["w"]}, f, indent=1)
+        json.dump({"weights": args.weights, **report}, f, indent=1)
     with open(os.path.join(args.out, "fusion.json"), "w") as f:
         json.dump(params, f, indent=1)
-    log("chosen w %g: mean val AUC %.4f (w=0: %.4f), mean val malignant F1 %.4f (w=0: %.4f)"
-        % (best["w"], best["mean_auc_malignant"], base["mean_auc_malignant"], best["mean_f1_malignant"], base["mean_f1_malignant"]))
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 """Train the Sonogate Attention U-Net on BUSI and export it to ONNX + model.json.
 
 One command (from the repository root):   npm run train  [-- --resume]
-  = /usr/bin/python3 training/train.py --time-budget 6300 --low-size 128 --low-share 0.6
-    (105 min of training on a 2-core CPU: the first 60 % at 128x128, the rest at 256x256; about
-    two hours with loading, validation, the test score and the export). The schedule follows
+  = /usr/bin/python3 training/train.py --time-budget 6300 --low-size 128 --low-share 0.6 --descriptor-head fit
+    (105 min of training on a 2-core CPU: the first 60 % at 128x128, the rest at 256x256; then
+    about 5 min to fit the lesion-descriptor regression (training/descriptor_head.py); about two
+    hours with loading, validation, the test score and the export). The schedule follows
     elapsed time, so a faster machine trains more epochs in the same time; --epochs N without
     --time-budget gives a fixed number of epochs instead.
 
@@ -85,8 +86,9 @@ def parse_args():
     p.add_argument("--facts", help="JSON file merged into model.json's training facts (how a GPU run was made)")
     p.add_argument("--checkpoints", help="comma-separated weights to export (default <out>/best.pt)")
     p.add_argument("--export-only", action="store_true", help="skip training; export best.pt")
-    p.add_argument("--descriptor-head", help="fusion.json from training/descriptor_head.py: add its lesion-descriptor\n"
-                   "log-odds to the exported class logits (training/descriptors.py)")
+    p.add_argument("--descriptor-head", help="add a lesion-descriptor regression's log-odds to the exported class logits\n"
+                   "(training/descriptors.py): 'fit' fits it here on train, its weight chosen on val; or a fusion.json\n"
+                   "from training/descriptor_head.py")
     p.add_argument("--tta", choices=["auto", "on", "off"], default="auto",
                    help="horizontal-flip test-time augmentation baked into the ONNX graph; auto = keep it if val dice + AUC gain > 0.005")
     args = p.parse_args()
@@ -412,11 +414,6 @@ def finish(net, args, spec, data, info, log, paths):
         if args.tta == "on" or flip["dice"] + flip["auc_malignant"] > plain["dice"] + plain["auc_malignant"] + TTA_MIN_GAIN:
             final, tta = FlipTTA(net).eval(), True
     log("test-time augmentation:", "horizontal flip (in the ONNX graph)" if tta else "none")
-    if args.descriptor_head:
-        params = json.load(open(args.descriptor_head))
-        final = DescriptorFusion(final, params).eval()
-        info = {**info, "descriptor_head": {"weight": params["weight"], "lambda": params["lambda"], "names": params["names"]}}
-        log("class logits: + %g x the lesion-descriptor log-odds of %s" % (params["weight"], args.descriptor_head))
 
     val, vprob, _ = evaluate_small(final, *data["val"][:3], spec)
     vm, vl = data["val"][1], data["val"][2]
@@ -425,11 +422,35 @@ def finish(net, args, spec, data, info, log, paths):
         sweep[t] = float(np.mean([dice_iou(vprob[i] > t, vm[i] > 0)[0] for i in np.where(vl > 0)[0]]))
     threshold = max(sweep, key=sweep.get)
     log("val threshold sweep:", json.dumps(sweep), "-> threshold", threshold)
+    if args.descriptor_head:
+        # the masks stay as they are (so does the threshold); the class scores change
+        final, info = with_descriptor_head(final, args, data, threshold, info, log)
+        val, _, _ = evaluate_small(final, *data["val"][:3], spec)
+        log("val with the descriptor head: %s" % json.dumps(val))
 
     test = evaluate_full(final, args.data, spec, threshold, "test")
     log("test (original resolution):", json.dumps(test))
     members = paths if len(paths) > 1 else None
     export(final, args, spec, threshold, {**info, **val, "dice": sweep[threshold]}, test, log, tta, members)
+
+
+def with_descriptor_head(net, args, data, threshold, info, log):
+    """net wrapped in DescriptorFusion: --descriptor-head fit fits the regression here (train, val at
+    --val-zooms; training/descriptor_head.py) and writes <out>/fusion.json; a path reads such a file."""
+    if args.descriptor_head == "fit":
+        from descriptor_head import fit_head  # it imports this module
+        params, report = fit_head(net, data, threshold, DESCRIPTOR_COPIES, args.zoom_range, args.val_zooms, args.seed, log)
+        with open(os.path.join(args.out, "fusion.json"), "w") as f:
+            json.dump(params, f, indent=1)
+        with open(os.path.join(args.out, "descriptor-search.json"), "w") as f:
+            json.dump(report, f, indent=1)
+    else:
+        params = json.load(open(args.descriptor_head))
+        if abs(params["threshold"] - threshold) > 1e-6:
+            log("note: the descriptors were fitted at mask threshold %g, the model's is %g" % (params["threshold"], threshold))
+    log("class logits: + %g x the lesion-descriptor log-odds (%s)" % (params["weight"], args.descriptor_head))
+    info = {**info, "descriptor_head": {"weight": params["weight"], "lambda": params["lambda"], "names": params["names"]}}
+    return DescriptorFusion(net, params).eval(), info
 
 
 @torch.no_grad()
@@ -461,6 +482,7 @@ def evaluate_full(model, data_dir, spec, threshold, split):
 
 
 TTA_MIN_GAIN = 0.005
+DESCRIPTOR_COPIES = 4  # augmented copies of the train images whose descriptors the regression also sees
 
 
 class FlipTTA(torch.nn.Module):

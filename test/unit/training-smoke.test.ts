@@ -305,6 +305,38 @@ print(json.dumps({'d': d, 'gate': g.tolist(), 'mask_same': float((m0 - m1).abs()
     for (let i = 0; i < 2; i++) for (let j = 0; j < 3; j++) expect(r.class_moved[i][j]).toBeCloseTo(r.expected[i][j], 4);
   });
 
+  test('descriptor head fit (training/descriptor_head.py): regression on train, weight chosen on val, and the fused model separates what the class head did not', () => {
+    // a stand-in network that outlines every dark disc and has no opinion on the class: the descriptors
+    // (area, echo) must carry the whole benign/malignant decision, and the search must find that on val
+    const out = py(`
+import sys, json, numpy as np, torch
+sys.path.insert(0, '.')
+from descriptor_head import fit_head, WS
+from descriptors import DescriptorFusion
+from metrics import auc
+from train import load_packed
+data, _ = load_packed(sys.argv[1])
+class Net(torch.nn.Module):
+    def forward(self, x):
+        return 60 * (0.3 - x), torch.zeros(len(x), 3)
+torch.manual_seed(0)
+params, report = fit_head(Net(), data, 0.5, 1, (0.9, 1.1), [1.0], 5, lambda *a: None)
+fused = DescriptorFusion(Net(), params).eval()
+x, _, y, _ = data['val']
+with torch.no_grad():
+    p = torch.softmax(fused(torch.from_numpy(x[:, None] / 255.0).float())[1], 1)[:, 2].numpy()
+rows = {r['w']: r['mean_auc_malignant'] for r in report['rows']}
+print(json.dumps({'w': params['weight'], 'auc_w0': rows[0.0], 'auc_chosen': rows[params['weight']],
+                  'fused_auc_mvb': auc(y[y > 0] == 2, p[y > 0]), 'train_auc': report['train_auc_descriptors']}))
+`, [path.join(dir, 'packed.pt.gz')]);
+    const r = JSON.parse(out);
+    expect(r.w).toBeGreaterThan(0);
+    expect(r.auc_w0).toBeLessThan(0.75);
+    expect(r.auc_chosen).toBeGreaterThan(0.95);
+    expect(r.fused_auc_mvb).toBeGreaterThan(0.95);
+    expect(r.train_auc).toBeGreaterThan(0.95);
+  });
+
   test('learning rate: warm-up, then cosine down to zero', () => {
     const out = py(`
 import sys
