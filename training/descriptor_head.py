@@ -138,7 +138,11 @@ def fit_head(net, data, threshold, copies, zoom_range, val_zooms, seed, log, lam
     y, gate = feats["train_y"], feats["train_gate"]
     use = (y > 0) & (gate > 0)
     x, t, image = feats["train_f"][use], (y[use] == MALIGNANT).astype(np.float64), feats["train_image"][use]
-    mu, sd = x.mean(0), x.std(0) + 1e-6
+    if not (t > 0.5).any() or not (t < 0.5).any():
+        raise ValueError("the networks outline no train lesion of one class: no regression to fit")
+    # a descriptor that hardly varies on train (a network that outlines every frame alike) must not be
+    # blown up by its spread: floored at 1e-3 (BUSI's spreads are 0.11-1.19, so the floor never binds there)
+    mu, sd = x.mean(0), np.maximum(x.std(0) + 1e-6, 1e-3)
     z = (x - mu) / sd
     lam, cv = choose_lambda(z, t, image, lambdas, seed)
     log("CV balanced log-loss by lambda:", json.dumps(cv), "-> lambda", lam)

@@ -55,6 +55,7 @@ def parse_args():
     p.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "datasets", "busi"))
     p.add_argument("--out", default=os.path.join(ROOT, "training", "runs", "default"))
     p.add_argument("--model-dir", default=os.path.join(ROOT, "model"))
+    p.add_argument("--cache-dir", default=os.path.join(ROOT, "training", "cache"), help="where the resized arrays are cached")
     p.add_argument("--epochs", type=int, default=36)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--base", type=int, default=16)
@@ -215,7 +216,7 @@ def main():
         if size != args.size:
             raise SystemExit("--arrays holds %dx%d images but --size is %d" % (size, size, args.size))
     else:
-        data = load_arrays(args.data, args.size, os.path.join(ROOT, "training", "cache"))
+        data = load_arrays(args.data, args.size, args.cache_dir)
     spec = {"size": [args.size, args.size], "channels": 1, "layout": "NCHW", "resize": "stretch",
             "scale": 1 / 255, "mean": 0.0, "std": 1.0}
     log("data: %s (%.0fs to load), device %s, torch %s" % (

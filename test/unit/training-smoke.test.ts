@@ -10,6 +10,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { onnxParity } from '../helpers/onnxParity';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const TRAINING = path.join(ROOT, 'training');
@@ -326,8 +327,17 @@ x, _, y, _ = data['val']
 with torch.no_grad():
     p = torch.softmax(fused(torch.from_numpy(x[:, None] / 255.0).float())[1], 1)[:, 2].numpy()
 rows = {r['w']: r['mean_auc_malignant'] for r in report['rows']}
+# a network that outlines the same disc in every frame: its shape descriptors do not vary, and their
+# spread is floored so that float noise in another runtime is not blown up into the log-odds
+disc = torch.zeros(1, 1, 32, 32)
+disc[..., 10:20, 10:20] = 1
+class Fixed(torch.nn.Module):
+    def forward(self, x):
+        return 20 * (disc.expand(len(x), -1, -1, -1) - 0.5), torch.zeros(len(x), 3)
+fixed, _ = fit_head(Fixed(), data, 0.5, 1, (1.0, 1.0), [1.0], 5, lambda *a: None)
 print(json.dumps({'w': params['weight'], 'auc_w0': rows[0.0], 'auc_chosen': rows[params['weight']],
-                  'fused_auc_mvb': auc(y[y > 0] == 2, p[y > 0]), 'train_auc': report['train_auc_descriptors']}))
+                  'fused_auc_mvb': auc(y[y > 0] == 2, p[y > 0]), 'train_auc': report['train_auc_descriptors'],
+                  'fixed_min_std': min(fixed['std'])}))
 `, [path.join(dir, 'packed.pt.gz')]);
     const r = JSON.parse(out);
     expect(r.w).toBeGreaterThan(0);
@@ -335,7 +345,64 @@ print(json.dumps({'w': params['weight'], 'auc_w0': rows[0.0], 'auc_chosen': rows
     expect(r.auc_chosen).toBeGreaterThan(0.95);
     expect(r.fused_auc_mvb).toBeGreaterThan(0.95);
     expect(r.train_auc).toBeGreaterThan(0.95);
+    expect(r.fixed_min_std).toBeGreaterThanOrEqual(1e-3);
   });
+
+  test('npm run train end to end on a tiny BUSI-layout folder: trains, fits the descriptor head, scores test, exports a graph onnxruntime-node runs as PyTorch did', async () => {
+    // the recipe's own path (train.py with --descriptor-head fit, as package.json runs it) on 48 PNGs
+    const busi = path.join(dir, 'busi');
+    py(
+      `
+import os, sys, numpy as np
+from PIL import Image
+root = sys.argv[1]
+rng = np.random.default_rng(3)
+yy, xx = np.mgrid[0:40, 0:48]
+rows = ['file,class,split,masks']
+for c in ('normal', 'benign', 'malignant'):
+    os.makedirs(os.path.join(root, c), exist_ok=True)
+    for k in range(16):
+        img = rng.uniform(90, 170, (40, 48))
+        m = np.zeros((40, 48), bool)
+        if c != 'normal':
+            ry, rx = (6, 9) if c == 'benign' else (10, 7)
+            cy, cx = rng.integers(12, 28), rng.integers(12, 36)
+            m = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+            img[m] = 40 if c == 'benign' else 70
+            if c == 'malignant':
+                img[min(cy + ry, 39):, max(cx - rx, 0):cx + rx] *= 0.5  # posterior shadow
+        name = '%s (%d)' % (c, k + 1)
+        Image.fromarray(img.astype(np.uint8)).save(os.path.join(root, c, name + '.png'))
+        Image.fromarray((m * 255).astype(np.uint8)).save(os.path.join(root, c, name + '_mask.png'))
+        split = 'train' if k < 10 else ('val' if k < 13 else 'test')
+        rows.append('%s/%s.png,%s,%s,%s_mask.png' % (c, name, c, split, name))
+open(os.path.join(root, 'split.csv'), 'w').write('\\n'.join(rows) + '\\n')
+`,
+      [busi],
+    );
+    const run = path.join(dir, 'recipe-run');
+    const modelDir = path.join(dir, 'recipe-model');
+    const common = ['--data', busi, '--cache-dir', path.join(dir, 'cache'), '--size', '32', '--base', '4', '--out', run, '--model-dir', modelDir];
+    const log = train([...common, '--epochs', '20', '--lr', '0.01', '--descriptor-head', 'fit', '--model-version', 'recipe-test']);
+    expect(log).toMatch(/CV balanced log-loss by lambda/);
+    expect(log).toMatch(/test \(original resolution\)/);
+    const meta = JSON.parse(fs.readFileSync(path.join(modelDir, 'model.json'), 'utf8'));
+    expect(meta.training.descriptor_head.names).toHaveLength(12);
+    expect(meta.metrics.test.dice).toBeGreaterThan(0.5); // the discs are outlined, so the descriptors describe them
+    const fusion = JSON.parse(fs.readFileSync(path.join(run, 'fusion.json'), 'utf8'));
+    expect(fusion.weight).toBe(meta.training.descriptor_head.weight);
+    expect(fusion.coef).toHaveLength(12);
+    expect((await onnxParity(modelDir)).maxDiff).toBeLessThanOrEqual(1e-4);
+    // the class head alone is already perfect here, so val may rightly choose w = 0: export again with
+    // that regression at weight 1 (the --descriptor-head FILE path) so the branch's numbers count too
+    const forced = path.join(dir, 'fusion-w1.json');
+    fs.writeFileSync(forced, JSON.stringify({ ...fusion, weight: 1 }));
+    train([...common, '--export-only', '--descriptor-head', forced, '--model-version', 'recipe-test-w1']);
+    expect(JSON.parse(fs.readFileSync(path.join(modelDir, 'model.json'), 'utf8')).training.descriptor_head.weight).toBe(1);
+    const parity = await onnxParity(modelDir);
+    expect(parity.maxDiff).toBeLessThanOrEqual(1e-4);
+    expect(Math.max(...parity.descriptorLogOdds!.map(Math.abs))).toBeGreaterThan(0.1);
+  }, 300_000);
 
   test('learning rate: warm-up, then cosine down to zero', () => {
     const out = py(`
