@@ -31,7 +31,8 @@ from augment import augment, zoom_images_and_masks  # noqa: E402
 from data import load_arrays  # noqa: E402
 from descriptors import NAMES, lesion_descriptors  # noqa: E402
 from metrics import auc  # noqa: E402
-from train import ROOT, FlipTTA, Log, class_metrics, load_members  # noqa: E402
+from runtools import cached, scales, start_run  # noqa: E402
+from train import ROOT, FlipTTA, class_metrics, load_members  # noqa: E402
 
 MALIGNANT = 2
 DIRECTION = np.array([0.0, -0.5, 0.5])
@@ -126,13 +127,9 @@ def fit_head(net, data, threshold, copies, zoom_range, val_zooms, seed, log, lam
     """Fit the regression and choose w for net (a module returning mask and class logits, as exported).
     Returns (params for DescriptorFusion, report). With cache, the descriptors are kept in that .npz file
     and reused while cache_key is the same."""
-    feats = dict(np.load(cache)) if cache and os.path.exists(cache) else {}
-    if cache and str(feats.get("key", "")) == cache_key:
-        log("descriptors from", cache)
-    else:
-        feats = compute(net, data, threshold, copies, zoom_range, val_zooms, seed, log)
-        if cache:
-            np.savez(cache, key=np.array(cache_key), **feats)
+    def run():
+        return compute(net, data, threshold, copies, zoom_range, val_zooms, seed, log)
+    feats = cached(cache, cache_key, run, log) if cache else run()
 
     # train: lesion images the networks outlined
     y, gate = feats["train_y"], feats["train_gate"]
@@ -191,13 +188,8 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-tta", action="store_true", help="the exported graph has no flip TTA")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    os.makedirs(args.out, exist_ok=True)
-    log = Log(os.path.join(args.out, "log.txt"))
-
-    zoom_range = tuple(float(v) for v in args.zoom_range.split(","))
-    val_zooms = [float(v) for v in args.val_zooms.split(",")]
+    log = start_run(args)
+    zoom_range, val_zooms = tuple(scales(args.zoom_range)), scales(args.val_zooms)
     key = json.dumps([[os.path.abspath(w) for w in args.weights], args.threshold, args.copies, zoom_range,
                       val_zooms, args.seed, NAMES] + (["no-tta"] if args.no_tta else []))
     net = load_members(args.weights)

@@ -30,7 +30,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from augment import augment, zoom_images_and_masks  # noqa: E402
 from data import load_arrays  # noqa: E402
-from train import ROOT, Log, class_metrics, load_members  # noqa: E402
+from runtools import cached, scales, start_run  # noqa: E402
+from train import ROOT, class_metrics, load_members  # noqa: E402
 
 HEAD = ("cls.1.weight", "cls.1.bias")
 
@@ -138,25 +139,15 @@ def main():
     p.add_argument("--seed", type=int, default=41)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    os.makedirs(args.out, exist_ok=True)
-    log = Log(os.path.join(args.out, "log.txt"))
-
-    zoom_range = tuple(float(v) for v in args.zoom_range.split(","))
-    val_zooms = [float(v) for v in args.val_zooms.split(",")]
+    log = start_run(args)
+    zoom_range, val_zooms = tuple(scales(args.zoom_range)), scales(args.val_zooms)
     nets = [load_members([w]) for w in args.weights]
     states = [n.state_dict() for n in nets]
-    cache = os.path.join(args.out, "features.npz")
     # what the features were computed from: a cache made for other networks or settings is not reused
     key = json.dumps([[os.path.abspath(w) for w in args.weights], args.copies, zoom_range, val_zooms, args.seed])
-    feats = dict(np.load(cache)) if os.path.exists(cache) else {}
-    if str(feats.get("key", "")) == key:
-        log("features from", cache)
-    else:
-        data = load_arrays(args.data, 256, os.path.join(ROOT, "training", "cache"))
-        feats = compute_features(nets, data, args.copies, zoom_range, val_zooms, args.seed, log)
-        np.savez(cache, key=np.array(key), **feats)
+    feats = cached(os.path.join(args.out, "features.npz"), key, lambda: compute_features(
+        nets, load_arrays(args.data, 256, os.path.join(ROOT, "training", "cache")), args.copies, zoom_range, val_zooms,
+        args.seed, log), log)
 
     x, y = feats["train_f"], feats["train_y"]
     mu, sd = x.mean(0), x.std(0) + 1e-6
