@@ -48,7 +48,7 @@ def lesion_descriptors(x, p, threshold):
     gate = (area >= MIN_AREA * h * w).to(x.dtype)
     # coordinates in frame units (0..1), rows = depth. Counted from the input rather than made with
     # arange: torch 1.13's ONNX export folded two equal-valued constants of different shapes into one
-    # (the rows' coordinates became the columns'; found by the parity check in onnx-parity.test.ts)
+    # (the rows' coordinates became the columns' in onnxruntime; the parity tests now catch that)
     ys = (torch.cumsum(torch.ones_like(x[:1, :1, :, :1]), dim=2) - 0.5) / h
     xs = (torch.cumsum(torch.ones_like(x[:1, :1, :1, :]), dim=3) - 0.5) / w
     cy, cx = _masked_mean(ys.expand_as(m), m), _masked_mean(xs.expand_as(m), m)
