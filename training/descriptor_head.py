@@ -31,7 +31,7 @@ from augment import augment, zoom_images_and_masks  # noqa: E402
 from data import load_arrays  # noqa: E402
 from descriptors import NAMES, lesion_descriptors  # noqa: E402
 from metrics import auc  # noqa: E402
-from runtools import cached, scales, start_run  # noqa: E402
+from runtools import cached, scales, softmax, start_run, zoom_summary  # noqa: E402
 from train import ROOT, FlipTTA, class_metrics, load_members  # noqa: E402
 
 MALIGNANT = 2
@@ -118,11 +118,6 @@ def choose_lambda(z, t, image, lambdas, seed, folds=5):
     return min(scores, key=scores.get), scores
 
 
-def softmax(l):
-    e = np.exp(l - l.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
 def fit_head(net, data, threshold, copies, zoom_range, val_zooms, seed, log, lambdas=LAMBDAS, ws=WS, cache=None, cache_key=None):
     """Fit the regression and choose w for net (a module returning mask and class logits, as exported).
     Returns (params for DescriptorFusion, report). With cache, the descriptors are kept in that .npz file
@@ -156,10 +151,8 @@ def fit_head(net, data, threshold, copies, zoom_range, val_zooms, seed, log, lam
             m = class_metrics(feats["val_y"], softmax(feats["val_logits_" + k] + w * s[:, None] * DIRECTION))
             outlined = (feats["val_y"] > 0) & (feats["val_gate_" + k] > 0)
             m["auc_descriptors_alone_mvb"] = auc(feats["val_y"][outlined] == MALIGNANT, s[outlined])
-            by[k] = {kk: round(v, 4) for kk, v in m.items()}
-        return {"w": w, "by_zoom": by,
-                "mean_auc_malignant": round(float(np.mean([v["auc_malignant"] for v in by.values()])), 4),
-                "mean_f1_malignant": round(float(np.mean([v["f1_malignant"] for v in by.values()])), 4)}
+            by[k] = m
+        return {"w": w, **zoom_summary(by)}
 
     rows = [scores(float(w)) for w in ws]
     for r in rows:

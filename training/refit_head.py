@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from augment import augment, zoom_images_and_masks  # noqa: E402
 from data import load_arrays  # noqa: E402
-from runtools import cached, scales, start_run  # noqa: E402
+from runtools import cached, scales, softmax, start_run, zoom_summary  # noqa: E402
 from train import ROOT, class_metrics, load_members  # noqa: E402
 
 HEAD = ("cls.1.weight", "cls.1.bias")
@@ -112,19 +112,8 @@ def fit(zt, y, a0, c0, lam, class_weight, steps=200):
     return A.detach().numpy(), c.detach().numpy()
 
 
-def softmax(l):
-    e = np.exp(l - l.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
 def val_scores(feats, a, c, val_zooms):
-    by = {}
-    for z in val_zooms:
-        m = class_metrics(feats["val_y"], softmax(feats["val_f_%g" % z] @ a + c))
-        by["%g" % z] = {k: round(v, 4) for k, v in m.items()}
-    return {"by_zoom": by,
-            "mean_auc_malignant": round(float(np.mean([v["auc_malignant"] for v in by.values()])), 4),
-            "mean_f1_malignant": round(float(np.mean([v["f1_malignant"] for v in by.values()])), 4)}
+    return zoom_summary({"%g" % z: class_metrics(feats["val_y"], softmax(feats["val_f_%g" % z] @ a + c)) for z in val_zooms})
 
 
 def main():

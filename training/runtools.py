@@ -21,6 +21,21 @@ def scales(text):
     return [float(v) for v in text.split(",")]
 
 
+def softmax(logits):
+    """Row-wise softmax of N x C logits (numpy)."""
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def zoom_summary(by_zoom):
+    """Class metrics per val zoom ("0.75" -> metrics) -> the row the scripts log: each zoom's metrics
+    rounded, and the means of malignant AUC and F1 over the zooms (what their choices are made on)."""
+    by = {z: {k: round(v, 4) for k, v in m.items()} for z, m in by_zoom.items()}
+    return {"by_zoom": by,
+            "mean_auc_malignant": round(float(np.mean([v["auc_malignant"] for v in by.values()])), 4),
+            "mean_f1_malignant": round(float(np.mean([v["f1_malignant"] for v in by.values()])), 4)}
+
+
 def cached(path, key, compute, log):
     """compute() -> dict of arrays, kept in the .npz file at path and reused only while key (a string
     naming the networks and settings they came from) is the same."""

@@ -312,7 +312,7 @@ print(json.dumps({'d': d, 'gate': g.tolist(), 'mask_same': float((m0 - m1).abs()
     const out = py(`
 import sys, json, numpy as np, torch
 sys.path.insert(0, '.')
-from descriptor_head import fit_head, WS
+from descriptor_head import fit_head
 from descriptors import DescriptorFusion
 from metrics import auc
 from train import load_packed
