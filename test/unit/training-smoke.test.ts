@@ -4,7 +4,8 @@
  * float16 parts (training/weights.py, as the GPU machine returns them), --resume going on
  * from the checkpoint, a time-budgeted second cycle from given weights (--init), and progressive
  * resizing (--low-size), the scale augmentation's range (--zoom-range), and choosing the checkpoint
- * on val pictures at several scales (--val-zooms). Needs PyTorch (python3-torch); skipped where it is missing.
+ * on val pictures at several scales (--val-zooms), and rebuilding PyTorch weights from an exported
+ * graph (training/from_onnx.py). Needs PyTorch (python3-torch); skipped where it is missing.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -402,7 +403,76 @@ open(os.path.join(root, 'split.csv'), 'w').write('\\n'.join(rows) + '\\n')
     const parity = await onnxParity(modelDir);
     expect(parity.maxDiff).toBeLessThanOrEqual(1e-4);
     expect(Math.max(...parity.descriptorLogOdds!.map(Math.abs))).toBeGreaterThan(0.1);
+
+    // training/from_onnx.py: the exported graph back into PyTorch weights (a fresh checkout has model/
+    // but no training/runs/), BatchNorm recalibrated on the train images for training on; exporting
+    // those weights again gives the same graph outputs
+    const fromOnnx = (out: string, extra: string[]) =>
+      execFileSync(PY, [path.join(TRAINING, 'from_onnx.py'), '--model', path.join(modelDir, 'model.json'), '--out', out, '--calibrate', '--data', busi, '--cache-dir', path.join(dir, 'cache'), ...extra], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } });
+    // by default from augmented batches, as training sees them; the script itself fails if the outputs moved
+    expect(fromOnnx(path.join(dir, 'rebuilt-aug'), [])).toMatch(/BatchNorm statistics from 30 train images \(60 views, augmented\)/);
+    const rebuilt = path.join(dir, 'rebuilt');
+    const log2 = fromOnnx(rebuilt, ['--calibrate-copies', '0']);
+    expect(log2).toMatch(/rebuilt 1 network\(s\) with the descriptor regression/);
+    expect(log2).toMatch(/BatchNorm statistics from 30 train images \(30 views\)/);
+    const again = path.join(dir, 'again-model');
+    train([...common.map((a) => (a === modelDir ? again : a)), '--export-only', '--checkpoints', path.join(rebuilt, 'member0.pt'), '--descriptor-head', path.join(rebuilt, 'fusion.json'), '--model-version', 'again']);
+    const f32 = (b64: string) => { const b = Buffer.from(b64, 'base64'); return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)); };
+    const [r1, r2] = [modelDir, again].map((d) => JSON.parse(fs.readFileSync(path.join(d, 'reference-outputs.json'), 'utf8')));
+    for (const k of ['mask_logits', 'class_logits']) {
+      const [a, b] = [f32(r1[k]), f32(r2[k])];
+      expect(b.length).toBe(a.length);
+      expect(Math.max(...a.map((v, i) => Math.abs(v - b[i])))).toBeLessThanOrEqual(1e-4);
+    }
+    // calibrated on the images as they are: a train-mode pass over all of them at once (batch
+    // statistics = the running ones) gives the eval-mode outputs, so training starts where the network is
+    const modes = py(`
+import sys, numpy as np, torch
+sys.path.insert(0, '.')
+from data import load_arrays
+from train import load_members
+x = torch.from_numpy(load_arrays(sys.argv[1], 32, sys.argv[2])['train'][0][:, None] / 255.0).float()
+net = load_members([sys.argv[3]])
+with torch.no_grad():
+    e = net(x)[0]
+    net.train()
+    t = net(x)[0]
+print('%.2e %.2e' % (float((e - t).abs().max()), float(e.std())))
+`, [busi, path.join(dir, 'cache'), path.join(rebuilt, 'member0.pt')]);
+    const [modeDiff, spread] = modes.trim().split(' ').map(Number);
+    expect(spread).toBeGreaterThan(0.1);
+    expect(modeDiff).toBeLessThan(1e-3 * spread);
   }, 300_000);
+
+  test('training/from_onnx.py rebuilds the shipped networks from model/ exactly, and refuses a graph that does not match its reference outputs', () => {
+    const out = path.join(dir, 'shipped');
+    const script = path.join(TRAINING, 'from_onnx.py');
+    const env = { ...process.env, OMP_NUM_THREADS: '1' };
+    const log = execFileSync(PY, [script, '--out', out], { encoding: 'utf8', env });
+    const meta = JSON.parse(fs.readFileSync(path.join(ROOT, 'model', 'model.json'), 'utf8'));
+    const n = (meta.training.ensemble ?? [null]).length;
+    expect(log).toMatch(new RegExp(`rebuilt ${n} network`));
+    for (let k = 0; k < n; k++) expect(fs.existsSync(path.join(out, `member${k}.pt`))).toBe(true);
+    if (meta.training.descriptor_head?.weight) {
+      const fusion = JSON.parse(fs.readFileSync(path.join(out, 'fusion.json'), 'utf8'));
+      expect(fusion.weight).toBe(meta.training.descriptor_head.weight);
+      expect(fusion.coef).toHaveLength(meta.training.descriptor_head.names.length);
+    }
+    // the same graph against reference outputs with one mask logit moved by 0.01
+    const ref = JSON.parse(fs.readFileSync(path.join(ROOT, 'model', 'reference-outputs.json'), 'utf8'));
+    const buf = Buffer.from(ref.mask_logits, 'base64');
+    buf.writeFloatLE(buf.readFloatLE(400) + 0.01, 400);
+    const bad = path.join(dir, 'bad-reference.json');
+    fs.writeFileSync(bad, JSON.stringify({ ...ref, mask_logits: buf.toString('base64') }));
+    let err = '';
+    try {
+      execFileSync(PY, [script, '--out', path.join(dir, 'not-written'), '--reference', bad], { encoding: 'utf8', env, stdio: 'pipe' });
+    } catch (e) {
+      err = String((e as { stderr: string }).stderr);
+    }
+    expect(err).toMatch(/do not reproduce attention-unet-busi\.onnx/);
+    expect(fs.existsSync(path.join(dir, 'not-written'))).toBe(false);
+  }, 60_000);
 
   test('learning rate: warm-up, then cosine down to zero', () => {
     const out = py(`
