@@ -146,7 +146,7 @@ def rebuild(inits, nodes, n_members):
         if op != "Conv" or len(ins) < 3:
             continue
         w, b = alias.get(ins[1], ins[1]), alias.get(ins[2], ins[2])
-        if w in inits and b in inits and ".head." not in w and w not in seen:
+        if w in inits and b in inits and not w.endswith("head.weight") and w not in seen:
             seen.add(w)
             folded.append((inits[w], inits[b]))
     base = next(v for k, v in inits.items() if k.endswith("head.weight")).shape[1]
