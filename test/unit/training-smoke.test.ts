@@ -444,7 +444,7 @@ print('%.2e %.2e' % (float((e - t).abs().max()), float(e.std())))
     expect(modeDiff).toBeLessThan(1e-3 * spread);
   }, 300_000);
 
-  test('training/from_onnx.py rebuilds the shipped networks from model/ exactly, and refuses a graph that does not match its reference outputs', () => {
+  test('training/from_onnx.py rebuilds the shipped networks from model/ exactly (and a bare single network), and refuses a graph that does not match its reference outputs', () => {
     const out = path.join(dir, 'shipped');
     const script = path.join(TRAINING, 'from_onnx.py');
     const env = { ...process.env, OMP_NUM_THREADS: '1' };
@@ -458,6 +458,10 @@ print('%.2e %.2e' % (float((e - t).abs().max()), float(e.std())))
       expect(fusion.weight).toBe(meta.training.descriptor_head.weight);
       expect(fusion.coef).toHaveLength(meta.training.descriptor_head.names.length);
     }
+    // a bare single network (no ensemble, TTA or descriptor branch: the untrained test fixture)
+    const bare = execFileSync(PY, [script, '--model', path.join(ROOT, 'test', 'fixtures', 'tiny-model', 'model.json'), '--out', path.join(dir, 'bare')], { encoding: 'utf8', env });
+    expect(bare).toMatch(/rebuilt 1 network\(s\); largest difference/);
+    expect(fs.existsSync(path.join(dir, 'bare', 'member0.pt'))).toBe(true);
     // the same graph against reference outputs with one mask logit moved by 0.01
     const ref = JSON.parse(fs.readFileSync(path.join(ROOT, 'model', 'reference-outputs.json'), 'utf8'));
     const buf = Buffer.from(ref.mask_logits, 'base64');
