@@ -284,18 +284,20 @@ def main():
     n_members = max(1, len(meta["training"].get("ensemble") or []))
     nets = rebuild(inits, nodes, n_members)
     fusion = fusion_params(inits, meta)
-    diffs = check(whole_graph(nets, meta, fusion), args.reference or os.path.join(model_dir, "reference-outputs.json"))
-    print("rebuilt %d network(s)%s; largest difference from the reference outputs: mask %.2e, class %.2e"
-          % (n_members, " with the descriptor regression" if fusion else "", diffs["mask_logits"], diffs["class_logits"]))
-    if max(diffs.values()) > args.tolerance:
+    reference = args.reference or os.path.join(model_dir, "reference-outputs.json")
+
+    def differs(what):
+        """Prints the largest differences from the reference outputs; True if above the tolerance."""
+        diffs = check(whole_graph(nets, meta, fusion), reference)
+        print("%s; largest difference from the reference outputs: mask %.2e, class %.2e" % (what, diffs["mask_logits"], diffs["class_logits"]))
+        return max(diffs.values()) > args.tolerance
+
+    if differs("rebuilt %d network(s)%s" % (n_members, " with the descriptor regression" if fusion else "")):
         print("error: the rebuilt networks do not reproduce %s (tolerance %g)" % (meta["file"], args.tolerance), file=sys.stderr)
         return 1
     if args.calibrate:
         n, seen = calibrate(nets, args.data, args.cache_dir, meta["input"], args.calibrate_copies)
-        diffs = check(whole_graph(nets, meta, fusion), args.reference or os.path.join(model_dir, "reference-outputs.json"))
-        print("BatchNorm statistics from %d train images (%d views%s); difference after: mask %.2e, class %.2e"
-              % (n, seen, ", augmented" if args.calibrate_copies else "", diffs["mask_logits"], diffs["class_logits"]))
-        if max(diffs.values()) > args.tolerance:
+        if differs("BatchNorm statistics from %d train images (%d views%s)" % (n, seen, ", augmented" if args.calibrate_copies else "")):
             print("error: calibration changed the outputs", file=sys.stderr)
             return 1
     os.makedirs(args.out, exist_ok=True)

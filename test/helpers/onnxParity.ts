@@ -22,7 +22,8 @@ export function referencePattern(n: number, h: number, w: number): Float32Array 
   return out;
 }
 
-function f32(b64: string): Float32Array {
+/** A base64 string of little-endian float32 values (as training/reference.py writes them). */
+export function f32(b64: string): Float32Array {
   const buf = Buffer.from(b64, 'base64');
   return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
 }

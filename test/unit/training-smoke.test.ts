@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { onnxParity } from '../helpers/onnxParity';
+import { f32, onnxParity } from '../helpers/onnxParity';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const TRAINING = path.join(ROOT, 'training');
@@ -417,7 +417,6 @@ open(os.path.join(root, 'split.csv'), 'w').write('\\n'.join(rows) + '\\n')
     expect(log2).toMatch(/BatchNorm statistics from 30 train images \(30 views\)/);
     const again = path.join(dir, 'again-model');
     train([...common.map((a) => (a === modelDir ? again : a)), '--export-only', '--checkpoints', path.join(rebuilt, 'member0.pt'), '--descriptor-head', path.join(rebuilt, 'fusion.json'), '--model-version', 'again']);
-    const f32 = (b64: string) => { const b = Buffer.from(b64, 'base64'); return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)); };
     const [r1, r2] = [modelDir, again].map((d) => JSON.parse(fs.readFileSync(path.join(d, 'reference-outputs.json'), 'utf8')));
     for (const k of ['mask_logits', 'class_logits']) {
       const [a, b] = [f32(r1[k]), f32(r2[k])];
