@@ -240,6 +240,13 @@ d('dashboard in a browser', () => {
     await page.click('#routing-save');
     await page.waitForSelector('.flash.bad');
     expect(await page.textContent('.flash.bad')).toContain('routing.analyze.studyDescription');
+    // the revert is audited, so the live feed announces it (polled each second) and a live refresh
+    // follows; hold the page's re-read of the routing for 2 s so that refresh lands while it is in
+    // flight: the refresh skips itself (the form holds an unsaved edit) and must not swallow it
+    await page.route('**/api/routing', async (route) => {
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      await route.continue();
+    }, { times: 1 });
     await page.click('tr[data-key="routing.analyze.bodyParts"] button.revert');
     await page.waitForSelector('tr[data-key="routing.analyze.bodyParts"] .badge[data-source="file"]');
     expect(await page.inputValue('#routing-bodyParts')).toBe('');

@@ -842,12 +842,13 @@
     const [name, ...rest] = pathPart.split('/');
     const page = PAGES[name] || overviewPage;
     for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.route === (name === 'study' ? 'studies' : name));
-    const ticket = ++rendering;
     const scroll = window.scrollY;
     // inputs being typed in survive a live refresh
     if (quiet && main.contains(document.activeElement) && document.activeElement.matches('input, select')) return;
     // nor do unsaved changes of a form (the Routing page)
     if (quiet && main.querySelector('form[data-dirty]')) return;
+    // the latest render that goes ahead wins; one that skipped itself (above) must not cancel one in flight
+    const ticket = ++rendering;
     try {
       state.background = !!quiet;
       const pending = page(new URLSearchParams(query || ''), rest.join('/'));
