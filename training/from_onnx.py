@@ -107,7 +107,7 @@ def read_onnx(path):
                 elif ff == 9:
                     raw = vv
                 elif ff == 4:  # float_data, packed or not
-                    floats.append(np.frombuffer(vv, "<f4") if isinstance(vv, bytes) else vv)
+                    floats.append(np.frombuffer(vv, "<f4"))
             if dtype != FLOAT:
                 continue
             a = np.frombuffer(raw, "<f4") if raw is not None else np.concatenate(floats) if floats else np.zeros(0, "<f4")
