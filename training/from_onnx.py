@@ -222,14 +222,14 @@ def calibrate(nets, data_dir, cache_dir, spec, copies, batch=16, seed=0):
     images = torch.from_numpy(((train_images * spec["scale"] - spec["mean"]) / spec["std"])[:, None].astype(np.float32))
     masks = torch.from_numpy(train_masks[:, None].astype(np.float32))
     g = torch.Generator().manual_seed(seed)
-    batches = []
-    for _ in range(copies):
-        order = torch.randperm(len(images), generator=g)
-        for i in range(0, len(order), batch):
-            idx = order[i:i + batch]
-            batches.append(augment(images[idx], masks[idx], g, DEFAULT_ZOOM)[0])
     if copies == 0:
         batches = [images[i:i + batch] for i in range(0, len(images), batch)]
+    else:
+        batches = []
+        for _ in range(copies):
+            o = torch.randperm(len(images), generator=g)
+            batches += [augment(images[o[i:i + batch]], masks[o[i:i + batch]], g, DEFAULT_ZOOM)[0]
+                        for i in range(0, len(o), batch)]
     for net in nets:
         stats = {}
         hooks = []
