@@ -81,6 +81,9 @@ def parse_args():
     p.add_argument("--val-zooms", default="1",
                    help="comma-separated scales of the val pictures (1 = as they are); a checkpoint's score is the\n"
                    "mean val dice + AUC over them, e.g. 0.75,1,1.25 to choose weights that hold at other depths")
+    p.add_argument("--dice", choices=["batch", "image"], default="batch",
+                   help="soft Dice over the whole batch (large lesions weigh most), or per image, averaged over the\n"
+                   "batch's lesion images (each lesion weighs the same, as in the metric)")
     p.add_argument("--init", help="start from these weights (a second cosine cycle) instead of random ones")
     p.add_argument("--model-version", help="version for model.json; result UIDs derive from it, so the default\n"
                    "is 'dev-' + the ONNX file's first 8 sha256 digits: new weights never reuse a release's UIDs")
@@ -150,8 +153,16 @@ def lr_factor(progress, warmup=0.05):
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - warmup) / (1 - warmup))))
 
 
-def soft_dice_loss(logits, target):
+def soft_dice_loss(logits, target, per_image=False):
+    """1 - soft Dice. Over the whole batch by default; per_image: one Dice per image with a lesion,
+    averaged (images without one are left to the BCE term; a batch without any falls back to the
+    whole-batch Dice)."""
     p = torch.sigmoid(logits)
+    if per_image:
+        lesion = target.flatten(1).sum(1) > 0
+        if lesion.any():
+            p, t = p[lesion].flatten(1), target[lesion].flatten(1)
+            return (1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)).mean()
     inter = (p * target).sum()
     return 1 - (2 * inter + 1) / (p.sum() + target.sum() + 1)
 
@@ -279,6 +290,8 @@ def train(args, data, spec, device, cuda, log):
            "%.0f s" % args.time_budget if args.time_budget else "%d epochs" % args.epochs,
            steps_per_epoch, args.batch, [round(float(c), 2) for c in cw],
            ", channels-last" if args.channels_last else ""))
+    log("loss: BCE + soft Dice %s + 0.5 x class cross-entropy; lr %g, scale augmentation %g-%g, seed %d"
+        % ("per lesion image" if args.dice == "image" else "over the batch", args.lr, *args.zoom_range, args.seed))
     if args.low_size:
         log("progressive resizing: %dx%d for the first %.0f%% of the schedule, then %dx%d (only those epochs are candidates)"
             % (args.low_size, args.low_size, 100 * args.low_share, args.size, args.size))
@@ -318,7 +331,7 @@ def train(args, data, spec, device, cuda, log):
             with autocast():
                 ml, cl = model(x)
             ml, cl = ml.float(), cl.float()
-            seg = F.binary_cross_entropy_with_logits(ml, m) + soft_dice_loss(ml, m)
+            seg = F.binary_cross_entropy_with_logits(ml, m) + soft_dice_loss(ml, m, args.dice == "image")
             cls = F.cross_entropy(cl, y_train[idx], weight=cw, label_smoothing=0.05)
             loss = seg + 0.5 * cls
             opt.zero_grad(set_to_none=True)
@@ -520,6 +533,8 @@ def export(model, args, spec, threshold, best, test, log, tta=False, members=Non
         training["zoom_range"] = list(args.zoom_range)
     if args.val_zooms != [1.0]:
         training["val_zooms"] = args.val_zooms
+    if args.dice != "batch":
+        training["dice_loss"] = args.dice
     if args.low_size:
         training["progressive_resizing"] = {"size": args.low_size, "share": args.low_share}
     if members:

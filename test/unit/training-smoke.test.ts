@@ -486,4 +486,23 @@ print(' '.join('%.4f' % lr_factor(p) for p in (0, 0.025, 0.05, 0.525, 1.0)))
 `);
     expect(out.trim().split(' ').map(Number)).toEqual([0.04, 0.52, 1, 0.5, 0]);
   });
+
+  test('--dice image: one soft Dice per lesion image, averaged, so a small lesion weighs as much as a large one', () => {
+    // a batch of three: a large lesion predicted well, a small lesion missed, a normal image
+    const out = py(`
+import sys, torch
+sys.path.insert(0, '.')
+from train import soft_dice_loss
+t = torch.zeros(3, 1, 32, 32); t[0, 0, :16, :16] = 1; t[1, 0, 20:22, 20:22] = 1
+logits = torch.full_like(t, -8.0); logits[0] = torch.where(t[0] > 0, 8.0, -8.0)
+one = lambda i: float(soft_dice_loss(logits[i:i + 1], t[i:i + 1]))
+print('%.4f %.4f %.4f %.4f %.4f' % (float(soft_dice_loss(logits, t)), float(soft_dice_loss(logits, t, True)),
+      (one(0) + one(1)) / 2, float(soft_dice_loss(logits[2:], t[2:], True)), float(soft_dice_loss(logits[2:], t[2:]))))
+`);
+    const [batch, perImage, meanOfTwo, normalOnly, normalBatch] = out.trim().split(' ').map(Number);
+    expect(perImage).toBeCloseTo(meanOfTwo, 4); // the normal image is left out of the mean
+    expect(perImage).toBeGreaterThan(0.35); // the missed small lesion costs most of its half of the loss
+    expect(batch).toBeLessThan(0.3); // over the batch, the large lesion's pixels drown it out
+    expect(normalOnly).toBeCloseTo(normalBatch, 4); // no lesion in the batch: the whole-batch Dice
+  });
 });
