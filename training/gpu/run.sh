@@ -11,7 +11,8 @@ OUT=${OUT:-training/runs/gpu-out}
 BUDGET=${BUDGET:-420}
 DEVICE=${DEVICE:-cuda}
 PY=${PY:-python3}
-# name:base:seed[:batch]; runs side by side share the GPU by time-slicing (no speed-up in sum)
+# name:base:seed[:batch[:dice]]; runs side by side share the GPU by time-slicing (no speed-up in sum);
+# dice = batch or image (train.py --dice), e.g. RUNS="z16:16:5:16 z16pi:16:5:16:image" compares the two losses
 RUNS=${RUNS:-"b32s1:32:1 b16s1:16:1 b16s2:16:2 b16s3:16:3"}
 # EXTRA: more train.py options for every run, e.g. "--init training/runs/gpu1/b16s3.pt --lr 1e-3"
 ARR=training/cache/busi-256-trainval.pt.gz
@@ -22,9 +23,9 @@ $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_av
 LAYOUT=""
 if [ -n "${PROBE:-}" ]; then LAYOUT=$($PY training/gpu/probe.py $PROBE 2> >(tee "$OUT/probe.txt" >&2)); fi
 for r in $RUNS; do
-  IFS=: read -r name base seed batch <<<"$r"
+  IFS=: read -r name base seed batch dice <<<"$r"
   ( $PY training/train.py --device "$DEVICE" --arrays $ARR --size 256 --batch "${batch:-16}" --threads 3 \
-      --time-budget "$BUDGET" --train-only --base "$base" --seed "$seed" $LAYOUT \
+      --time-budget "$BUDGET" --train-only --base "$base" --seed "$seed" --dice "${dice:-batch}" $LAYOUT \
       --out "training/runs/gpu/$name" --compact-out "$OUT" ${EXTRA:-} > "training/runs/gpu/$name.log" 2>&1
     echo "$name exit $?" ) &
 done
