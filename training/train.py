@@ -45,7 +45,7 @@ from metrics import auc, binary_f1, dice_iou  # noqa: E402
 from model import AttentionUNet  # noqa: E402
 from preprocess import gray_from_file, to_input  # noqa: E402
 from reference import write_reference  # noqa: E402
-from weights import load_state, save_compact  # noqa: E402
+from weights import load_state, save_atomic, save_compact  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
 
@@ -363,8 +363,7 @@ def train(args, data, spec, device, cuda, log):
         mark = ""
         if score > best["score"]:
             best = {"score": score, "epoch": epoch, **val}
-            torch.save(ema.state_dict(), best_path + ".tmp")
-            os.replace(best_path + ".tmp", best_path)
+            save_atomic(ema.state_dict(), best_path)
             with open(os.path.join(args.out, "best.json"), "w") as f:
                 json.dump({**best, "train_seconds": round(train_seconds)}, f)
             mark = " *best*"
@@ -375,9 +374,9 @@ def train(args, data, spec, device, cuda, log):
             % (epoch, xs.shape[-1], tot[0], tot[1], tot[2], val["dice"], val["auc_malignant"], val["f1_malignant"],
                val["accuracy_3class"], opt.param_groups[0]["lr"], time.time() - te, 100 * progress(), by_zoom, mark))
         if not cuda or not args.time_budget or epoch % 25 == 0 or progress() >= 1:  # GPU epochs take ~1 s
-            torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                        "gen": g.get_state(), "epoch": epoch, "step": step, "best": best,
-                        "history": history, "train_seconds": train_seconds}, ckpt_path)
+            save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                         "gen": g.get_state(), "epoch": epoch, "step": step, "best": best,
+                         "history": history, "train_seconds": train_seconds}, ckpt_path)
     with open(os.path.join(args.out, "history.json"), "w") as f:
         json.dump(history, f)
     log("best epoch %d (val dice %.4f, auc %.4f), %.0f s of training" % (best["epoch"], best["dice"], best["auc_malignant"], train_seconds))

@@ -11,6 +11,13 @@ import os
 import torch
 
 
+def save_atomic(obj, path):
+    """torch.save through a temporary file and a rename, so a run killed while saving leaves the
+    previous file whole (--resume reads the checkpoint this writes every epoch)."""
+    torch.save(obj, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
 def save_compact(state, path, max_bytes=15 * 2**20):
     small = {k: (v.detach().cpu().half() if v.is_floating_point() and v.numel() > 4096 else v.detach().cpu())
              for k, v in state.items()}

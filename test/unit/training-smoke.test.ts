@@ -94,6 +94,25 @@ print(max(float((a[k].float() - b[k]).abs().max() / (a[k].float().abs().max() + 
     expect(log2).toMatch(/resumed at epoch 2/);
     expect(log2).toMatch(/epoch {3}3 /);
     expect(JSON.parse(fs.readFileSync(path.join(run, 'history.json'), 'utf8'))).toHaveLength(3);
+    expect(fs.existsSync(path.join(run, 'checkpoint.pt.tmp'))).toBe(false);
+
+    // a save that dies half-way (as under kill -9) leaves the previous checkpoint whole, so
+    // --resume still reads it: the checkpoint is written through a temporary file and a rename
+    const resumed = py(
+      `
+import sys, torch
+from weights import save_atomic
+class Dies:
+    def __reduce__(self): raise RuntimeError('killed while saving')
+try:
+    save_atomic({'epoch': 99, 'x': Dies()}, sys.argv[1])
+except RuntimeError:
+    pass
+print(torch.load(sys.argv[1], map_location='cpu')['epoch'])
+`,
+      [path.join(run, 'checkpoint.pt')],
+    );
+    expect(resumed.trim()).toBe('3');
 
     // a second cycle from those weights, on a time budget (as the GPU runs are made): it stops by
     // itself once the budget is spent and hands back its own best weights
