@@ -14,11 +14,10 @@ import argparse
 import os
 import sys
 
-import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from weights import load_state  # noqa: E402
+from weights import load_state, save_atomic  # noqa: E402
 
 
 def soup(states, weights):
@@ -55,8 +54,7 @@ def main():
     members = [parse_member(m) for m in args.members]
     states = [load_state(path) for path, _ in members]
     result = soup(states, [w for _, w in members])
-    torch.save(result, args.out + ".tmp")
-    os.replace(args.out + ".tmp", args.out)
+    save_atomic(result, args.out)
     print("wrote %s from %s" % (args.out, ", ".join("%s x %g" % m for m in members)))
 
 
