@@ -4,7 +4,12 @@ networks to average, which input scales to add to the flip TTA, and a fallback f
 nothing crosses the threshold (outline the region near the frame's highest probability when the
 classifier does not say "normal"). Test is never read here.
 
-  /usr/bin/python3 training/tta_search.py name=weights.pt [name=weights.pt ...] [--scales 224,256,288,320] [--zoom 0.75,1,1.25]
+  /usr/bin/python3 training/tta_search.py name=weights.pt [name@128=weights.pt ...] [--scales 224,256,288,320] [--zoom 0.75,1,1.25]
+
+name@N=weights.pt names a network trained at N x N input (e.g. training/train.py --size 128): it sees
+every scale s as s * N / --size (the --size images resized bilinearly, as an in-graph resize in an
+ONNX ensemble would), and its mask logits are resized back to --size, so it can be averaged with
+networks trained at --size.
 
 --zoom shows the val images as a scanner at another depth would: the picture scaled about its
 centre (below 1: smaller, padded with black; above 1: larger, cropped), masks alike. With several
@@ -87,10 +92,18 @@ def main():
         p.error("--zoom must be positive scales, e.g. 0.75 or 0.75,1,1.25")
     torch.set_num_threads(2)
     images, masks, labels, _ = load_arrays(args.data, args.size, os.path.join(ROOT, "training", "cache"))["val"]
-    named = dict(w.split("=", 1) for w in args.weights)
+    named, native = {}, {}
+    for w in args.weights:
+        spec, _, path = w.partition("=")
+        name, _, n = spec.partition("@")
+        if not path or not name or (n and not n.isdigit()):
+            p.error("a network is name=path or name@size=path, not %r" % w)
+        named[name], native[name] = path, int(n) if n else args.size
     scales = [int(s) for s in args.scales.split(",")]
     if args.size not in scales or any(s % 16 for s in scales):
         p.error("--scales must include --size, and every scale must be a multiple of 16")
+    if any(s * n % (16 * args.size) for s in scales for n in native.values()):
+        p.error("every scale x a network's @size / --size must be a multiple of 16")
     shown = {}  # zoom -> (network input, masks)
     for z in zooms:
         im, mk = zoom_images_and_masks(images, masks, z)
@@ -99,7 +112,10 @@ def main():
     for name, path in named.items():
         net = load_members([path])
         for z, s, f in itertools.product(zooms, scales, (0, 1)):
-            views[z, name, s, f] = passes(net, shown[z][0], s, f, args.size)
+            views[z, name, s, f] = passes(net, shown[z][0], s * native[name] // args.size, f, args.size)
+
+    def labels_of(members):
+        return [m if native[m] == args.size else "%s@%d" % (m, native[m]) for m in members]
 
     def average(z, members, use):
         keys = [(z, m, s, f) for m in members for s in use for f in (0, 1)]
@@ -116,7 +132,7 @@ def main():
             mk = shown[z][1]
             by_zoom["%g" % z] = {**score(ml, cl, mk, labels, args.threshold),
                                  "dice_by_threshold": {t: score(ml, cl, mk, labels, t)["dice"] for t in (0.3, 0.4, 0.5)}}
-        row = {"networks": members, "scales": sorted(use)}
+        row = {"networks": labels_of(members), "scales": sorted(use)}
         if len(zooms) == 1:
             row.update(by_zoom["%g" % zooms[0]])
         else:
@@ -127,7 +143,7 @@ def main():
     for z in zooms:
         ml, cl = average(z, chosen, [args.size])
         for share, normal in itertools.product((0.3, 0.5, 0.7), (0.5, 0.8, 1.01)):
-            print(json.dumps({"networks": chosen, "scales": [args.size], "zoom": z, "fallback_share_of_peak": share,
+            print(json.dumps({"networks": labels_of(chosen), "scales": [args.size], "zoom": z, "fallback_share_of_peak": share,
                               "fallback_if_p_normal_below": normal,
                               **score(ml, cl, shown[z][1], labels, args.threshold, (share, normal))}), flush=True)
 
