@@ -8,7 +8,9 @@ them with tta_search.py, refit their descriptor regression or export them again.
 Writes <out>/member<K>.pt (one state dict per averaged network, loadable by train.py's
 load_members, so `train.py --export-only --checkpoints <out>/member0.pt,<out>/member1.pt` and
 `tta_search.py a=<out>/member0.pt ...` take them) and, where the graph carries the lesion-descriptor
-regression, <out>/fusion.json (for `train.py --descriptor-head`). Before writing, it rebuilds the
+regression, <out>/fusion.json (for `train.py --descriptor-head`). A member trained at another input
+size (model.json's ensemble names it weights.pt@128; training/resized.py) is written as trained and
+is taken back as <out>/member<K>.pt@128. Before writing, it rebuilds the
 whole graph (members averaged, flip TTA and descriptor branch as model.json says) and checks it
 against model/reference-outputs.json; it exits 1, writing nothing, if any logit differs by more
 than --tolerance.
@@ -41,6 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from model import AttentionUNet  # noqa: E402
 from reference import pattern  # noqa: E402
+from resized import Resized, split_size  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
 BN_EPS = 1e-5
@@ -167,11 +170,12 @@ def rebuild(inits, nodes, n_members):
             bn.weight.fill_(float(np.sqrt(1.0 + BN_EPS)))
             bn.bias.copy_(torch.from_numpy(b))
         for k, net in enumerate(nets):
-            prefix = "members.%d." % k if n_members > 1 else ""
+            # a member trained at another size sits inside a Resized wrapper (training/resized.py)
+            prefixes = ("members.%d." % k, "members.%d.net." % k) if n_members > 1 else ("",)
             for name in ("head.weight", "head.bias", "cls.1.weight", "cls.1.bias"):
-                key = next((n for n in inits if n.endswith(prefix + name)), None)
+                key = next((n for n in inits for prefix in prefixes if n.endswith(prefix + name)), None)
                 if key is None:
-                    raise SystemExit("the graph has no initializer for %s%s" % (prefix, name))
+                    raise SystemExit("the graph has no initializer for %s%s" % (prefixes[0], name))
                 net.state_dict()[name].copy_(torch.from_numpy(inits[key]))
     return nets
 
@@ -186,9 +190,20 @@ def fusion_params(inits, meta):
             "intercept": float(inits["intercept"]), "weight": head["weight"], "lambda": head.get("lambda")}
 
 
+def member_sizes(meta):
+    """Each member's own input size where it differs from the graph's ('weights.pt@128'), else None."""
+    return [split_size(p)[1] for p in meta["training"].get("ensemble") or []] or [None]
+
+
+def as_fed(nets, meta):
+    """The networks as the graph feeds them: a member trained at another size inside Resized."""
+    return [Resized(net, n) if n else net for net, n in zip(nets, member_sizes(meta))]
+
+
 def whole_graph(nets, meta, fusion):
     from descriptors import DescriptorFusion
     from train import Ensemble, FlipTTA
+    nets = as_fed(nets, meta)
     net = nets[0] if len(nets) == 1 else Ensemble(nets)
     if meta["training"].get("test_time_augmentation") == "hflip":
         net = FlipTTA(net)
@@ -296,7 +311,7 @@ def main():
         print("error: the rebuilt networks do not reproduce %s (tolerance %g)" % (meta["file"], args.tolerance), file=sys.stderr)
         return 1
     if args.calibrate:
-        n, seen = calibrate(nets, args.data, args.cache_dir, meta["input"], args.calibrate_copies)
+        n, seen = calibrate(as_fed(nets, meta), args.data, args.cache_dir, meta["input"], args.calibrate_copies)
         if differs("BatchNorm statistics from %d train images (%d views%s)" % (n, seen, ", augmented" if args.calibrate_copies else "")):
             print("error: calibration changed the outputs", file=sys.stderr)
             return 1
@@ -306,7 +321,7 @@ def main():
     if fusion:
         with open(os.path.join(args.out, "fusion.json"), "w") as f:
             json.dump(fusion, f, indent=1)
-    print("wrote", ", ".join(["member%d.pt" % k for k in range(n_members)] + (["fusion.json"] if fusion else [])), "to", args.out)
+    print("wrote", ", ".join(["member%d.pt" % k + ("@%d" % n if n else "") for k, n in enumerate(member_sizes(meta))] + (["fusion.json"] if fusion else [])), "to", args.out)
     return 0
 
 

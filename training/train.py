@@ -45,6 +45,7 @@ from metrics import auc, binary_f1, dice_iou  # noqa: E402
 from model import AttentionUNet  # noqa: E402
 from preprocess import gray_from_file, to_input  # noqa: E402
 from reference import write_reference  # noqa: E402
+from resized import Resized, split_size  # noqa: E402
 from weights import load_state, save_atomic, save_compact  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
@@ -405,12 +406,15 @@ class Ensemble(torch.nn.Module):
 
 
 def load_members(paths):
+    """Weights to one network, or several to an Ensemble; 'weights.pt@128' is a network trained at
+    128 x 128, resized to and from it in the graph (training/resized.py)."""
     members = []
     for p in paths:
-        state = load_state(p)
+        path, n = split_size(p)
+        state = load_state(path)
         net = AttentionUNet(state["enc.0.0.weight"].shape[0])
         net.load_state_dict(state)
-        members.append(net.eval())
+        members.append((Resized(net, n) if n else net).eval())
     return members[0] if len(members) == 1 else Ensemble(members).eval()
 
 

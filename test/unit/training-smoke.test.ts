@@ -460,6 +460,32 @@ print('%.2e %.2e' % (float((e - t).abs().max()), float(e.std())))
     const [modeDiff, spread] = modes.trim().split(' ').map(Number);
     expect(spread).toBeGreaterThan(0.1);
     expect(modeDiff).toBeLessThan(1e-3 * spread);
+
+    // an ensemble with a member trained at another input size (weights.pt@N, training/resized.py; how
+    // 1.5.0 averages a 128² network with a 256² one): best.pt twice, once seen at 16 x 16 inside the
+    // 32 x 32 graph (its weights nudged, or the export would share the two copies' equal tensors).
+    // onnxruntime-node runs it as PyTorch did, and from_onnx.py takes it apart again (it exits 1 if
+    // the rebuilt graph, Resized member included, does not reproduce the outputs)
+    const mixedDir = path.join(dir, 'mixed-model');
+    const best = path.join(run, 'best.pt');
+    const nudged = path.join(dir, 'nudged.pt');
+    py(
+      `
+import sys, torch
+sys.path.insert(0, '.')
+from weights import load_state
+g = torch.Generator().manual_seed(1)
+s = load_state(sys.argv[1])
+torch.save({k: v + 0.01 * torch.randn(v.shape, generator=g) if v.is_floating_point() and 'running_' not in k else v for k, v in s.items()}, sys.argv[2])
+`,
+      [best, nudged],
+    );
+    train([...common.map((a) => (a === modelDir ? mixedDir : a)), '--export-only', '--checkpoints', `${best},${nudged}@16`, '--model-version', 'mixed']);
+    expect(JSON.parse(fs.readFileSync(path.join(mixedDir, 'model.json'), 'utf8')).training.ensemble[1]).toMatch(/nudged\.pt@16$/);
+    expect((await onnxParity(mixedDir)).maxDiff).toBeLessThanOrEqual(1e-4);
+    const mixedLog = execFileSync(PY, [path.join(TRAINING, 'from_onnx.py'), '--model', path.join(mixedDir, 'model.json'), '--out', path.join(dir, 'mixed-rebuilt')], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } });
+    expect(mixedLog).toMatch(/rebuilt 2 network\(s\)/);
+    expect(mixedLog).toMatch(/wrote member0\.pt, member1\.pt@16 to/);
   }, 300_000);
 
   test('training/from_onnx.py rebuilds the shipped networks from model/ exactly (and a bare single network), and refuses a graph that does not match its reference outputs', () => {
