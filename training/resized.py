@@ -1,7 +1,7 @@
 """A network trained at one input size inside a graph fed at another: `weights.pt@128` names
 weights trained at 128 x 128 (training/train.py --size 128). In an ensemble exported at 256 x 256
 such a member sees the input resized to its own size and hands back mask logits resized to the
-input's, the same views training/tta_search.py scores with name@128=weights.pt."""
+input's, the same views training/tta_search.py scores with name=weights.pt@128."""
 import torch
 import torch.nn.functional as F
 

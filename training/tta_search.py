@@ -4,9 +4,10 @@ networks to average, which input scales to add to the flip TTA, and a fallback f
 nothing crosses the threshold (outline the region near the frame's highest probability when the
 classifier does not say "normal"). Test is never read here.
 
-  /usr/bin/python3 training/tta_search.py name=weights.pt [name@128=weights.pt ...] [--scales 224,256,288,320] [--zoom 0.75,1,1.25]
+  /usr/bin/python3 training/tta_search.py name=weights.pt [name=weights.pt@128 ...] [--scales 224,256,288,320] [--zoom 0.75,1,1.25]
 
-name@N=weights.pt names a network trained at N x N input (e.g. training/train.py --size 128): it sees
+name=weights.pt@N names a network trained at N x N input (e.g. training/train.py --size 128; the same
+suffix train.py --checkpoints takes, training/resized.py): it sees
 every scale s as s * N / --size (the --size images resized bilinearly, as an in-graph resize in an
 ONNX ensemble would), and its mask logits are resized back to --size, so it can be averaged with
 networks trained at --size.
@@ -33,6 +34,7 @@ sys.path.insert(0, HERE)
 from augment import zoom_images_and_masks  # noqa: E402
 from data import load_arrays  # noqa: E402
 from metrics import dice_iou  # noqa: E402
+from resized import split_size  # noqa: E402
 from train import ROOT, class_metrics, load_members  # noqa: E402
 
 
@@ -94,11 +96,11 @@ def main():
     images, masks, labels, _ = load_arrays(args.data, args.size, os.path.join(ROOT, "training", "cache"))["val"]
     named, native = {}, {}
     for w in args.weights:
-        spec, _, path = w.partition("=")
-        name, _, n = spec.partition("@")
-        if not path or not name or (n and not n.isdigit()):
-            p.error("a network is name=path or name@size=path, not %r" % w)
-        named[name], native[name] = path, int(n) if n else args.size
+        name, _, spec = w.partition("=")
+        if not name or not spec:
+            p.error("a network is name=weights.pt or name=weights.pt@size, not %r" % w)
+        named[name], n = split_size(spec)
+        native[name] = n or args.size
     scales = [int(s) for s in args.scales.split(",")]
     if args.size not in scales or any(s % 16 for s in scales):
         p.error("--scales must include --size, and every scale must be a multiple of 16")
