@@ -2,12 +2,13 @@
 """Train the Sonogate Attention U-Net on BUSI and export it to ONNX + model.json.
 
 One command (from the repository root):   npm run train  [-- --resume]
-  = /usr/bin/python3 training/train.py --time-budget 6300 --low-size 128 --low-share 0.6 --descriptor-head fit
-    (105 min of training on a 2-core CPU: the first 60 % at 128x128, the rest at 256x256; then
-    about 5 min to fit the lesion-descriptor regression (training/descriptor_head.py); about two
-    hours with loading, validation, the test score and the export). The schedule follows
-    elapsed time, so a faster machine trains more epochs in the same time; --epochs N without
-    --time-budget gives a fixed number of epochs instead.
+  = /usr/bin/python3 training/train.py --size 128 --dice image --time-budget 6300 --descriptor-head fit
+    (105 min of training on a 2-core CPU at 128x128 with a soft Dice per lesion image; the
+    exported graph resizes its 256x256 input to 128 and its mask back (training/resized.py);
+    then about 5 min to fit the lesion-descriptor regression (training/descriptor_head.py);
+    about two hours with loading, validation, the test score and the export). The schedule
+    follows elapsed time, so a faster machine trains more epochs in the same time; --epochs N
+    without --time-budget gives a fixed number of epochs instead.
 
 On a GPU (see training/gpu/run.sh): --device cuda --arrays <packed train+val> --time-budget S
 --train-only --compact-out DIR trains without the BUSI folder and hands back the best weights;
