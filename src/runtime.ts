@@ -27,6 +27,7 @@ export function analyzeOptions(config: Config, model: LoadedModel): AnalyzeOptio
     minRelativeLesionArea: config.inference.minRelativeLesionArea,
     batchSize: config.inference.batchSize,
     suppressLesionsWhenNormal: config.inference.suppressLesionsWhenNormal,
+    suppressWhenNormalAbove: model.spec.outputs.mask.suppressWhenNormalAbove,
   };
 }
 

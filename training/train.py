@@ -43,6 +43,7 @@ from augment import DEFAULT_ZOOM, augment, zoom_images_and_masks  # noqa: E402
 from data import CLASSES, load_arrays, read_split, union_mask  # noqa: E402
 from descriptors import DescriptorFusion  # noqa: E402
 from metrics import auc, binary_f1, dice_iou  # noqa: E402
+from normal_bound import choose_normal_bound, suppressed  # noqa: E402
 from model import AttentionUNet  # noqa: E402
 from preprocess import gray_from_file, to_input  # noqa: E402
 from reference import write_reference  # noqa: E402
@@ -420,7 +421,7 @@ def load_members(paths):
 
 
 def finish(net, args, spec, data, info, log, paths):
-    """Val decisions (TTA, threshold), test once at original resolution, export."""
+    """Val decisions (TTA, threshold, P(normal) bound), test once at original resolution, export."""
     final, tta = net, False
     plain, _, _ = evaluate_small(net, *data["val"][:3], spec)
     log("val (exported weights): %s" % json.dumps(plain))
@@ -443,13 +444,20 @@ def finish(net, args, spec, data, info, log, paths):
     if args.descriptor_head:
         # the masks stay as they are (so does the threshold); the class scores change
         final, info = with_descriptor_head(final, args, data, threshold, info, log)
-        val, _, _ = evaluate_small(final, *data["val"][:3], spec)
+        val, _, vcp = evaluate_small(final, *data["val"][:3], spec)
         log("val with the descriptor head: %s" % json.dumps(val))
+    else:
+        _, _, vcp = evaluate_small(final, *data["val"][:3], spec)
+    outlined = (vprob > threshold).reshape(len(vprob), -1).any(1)
+    bound = choose_normal_bound(outlined, vcp[:, CLASSES.index("normal")], vl > 0)
+    kept = [bool(o and not suppressed(p, bound)) for o, p, les in zip(outlined, vcp[:, CLASSES.index("normal")], vl > 0) if not les]
+    log("val P(normal) bound: %s (normal val images outlined: %d of %d without it, %d with it)"
+        % (bound, int(sum(outlined[vl == 0])), len(kept), sum(kept)))
 
-    test = evaluate_full(final, args.data, spec, threshold, "test")
+    test = evaluate_full(final, args.data, spec, threshold, "test", bound)
     log("test (original resolution):", json.dumps(test))
     members = paths if len(paths) > 1 else None
-    export(final, args, spec, threshold, {**info, **val, "dice": sweep[threshold]}, test, log, tta, members)
+    export(final, args, spec, threshold, {**info, **val, "dice": sweep[threshold]}, test, log, tta, members, bound)
 
 
 def with_descriptor_head(net, args, data, threshold, info, log):
@@ -472,8 +480,9 @@ def with_descriptor_head(net, args, data, threshold, info, log):
 
 
 @torch.no_grad()
-def evaluate_full(model, data_dir, spec, threshold, split):
-    """Scores at each image's own resolution: logits upsampled bilinearly, then thresholded."""
+def evaluate_full(model, data_dir, spec, threshold, split, normal_bound=None):
+    """Scores at each image's own resolution: logits upsampled bilinearly, then thresholded; no
+    outline where P(normal) is above normal_bound (as the gateway does)."""
     rows = [r for r in read_split(data_dir) if r["split"] == split]
     dices, ious, probs, labels = [], [], [], []
     false_lesion = []
@@ -487,6 +496,8 @@ def evaluate_full(model, data_dir, spec, threshold, split):
         y = CLASSES.index(r["class"])
         labels.append(y)
         probs.append(torch.softmax(cl, 1)[0].numpy())
+        if suppressed(probs[-1][CLASSES.index("normal")], normal_bound):
+            pred = np.zeros_like(pred)
         if y > 0:
             d, i = dice_iou(pred, union_mask(data_dir, r))
             dices.append(d); ious.append(i)
@@ -517,7 +528,7 @@ class FlipTTA(torch.nn.Module):
         return (m1 + torch.flip(m2, dims=[3])) / 2, (c1 + c2) / 2
 
 
-def export(model, args, spec, threshold, best, test, log, tta=False, members=None):
+def export(model, args, spec, threshold, best, test, log, tta=False, members=None, normal_bound=None):
     import hashlib
     os.makedirs(args.model_dir, exist_ok=True)
     name = "attention-unet-busi"
@@ -548,14 +559,17 @@ def export(model, args, spec, threshold, best, test, log, tta=False, members=Non
         training["descriptor_head"] = best["descriptor_head"]
     if args.facts:
         training.update(json.load(open(args.facts)))
+    mask = {"name": "mask_logits", "activation": "sigmoid", "threshold": threshold}
+    if normal_bound is not None:
+        mask["suppressWhenNormalAbove"] = normal_bound  # beyond SPEC; README "Deviations"
     meta = {
         "name": name, "version": args.model_version or "dev-" + sha[:8], "file": name + ".onnx", "sha256": sha,
         "input": {"name": "image", **spec},
-        "outputs": {"mask": {"name": "mask_logits", "activation": "sigmoid", "threshold": threshold},
+        "outputs": {"mask": mask,
                     "class": {"name": "class_logits", "activation": "softmax", "labels": CLASSES}},
         "training": training,
         "metrics": {"val": {k: best[k] for k in ("dice", "auc_malignant", "f1_malignant")},
-                    "test": {k: test[k] for k in ("dice", "iou", "auc_malignant", "f1_malignant")},
+                    "test": {k: test[k] for k in ("dice", "iou", "auc_malignant", "f1_malignant", "normal_with_false_lesion")},
                     "test_scorer": "training/train.py (python)"},
     }
     with open(os.path.join(args.model_dir, "model.json"), "w") as f:

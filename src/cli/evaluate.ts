@@ -42,7 +42,7 @@ export async function runEvaluate(args: EvaluateArgs, config: Config): Promise<n
   try {
     const { perImage, ...metrics } = await evaluateImages(args.data, rows, pool, analyzeOptions(config, model), progressBar, perturb);
     if (args.details) fs.writeFileSync(args.details, perImage.map((p) => JSON.stringify(p)).join('\n') + '\n');
-    const result = { model: `${model.spec.name} ${model.spec.version}`, provider: pool.provider, subset: args.subset, perturb: args.perturb ?? null, threshold: model.spec.outputs.mask.threshold, ...metrics };
+    const result = { model: `${model.spec.name} ${model.spec.version}`, provider: pool.provider, subset: args.subset, perturb: args.perturb ?? null, threshold: model.spec.outputs.mask.threshold, suppress_when_normal_above: model.spec.outputs.mask.suppressWhenNormalAbove ?? null, ...metrics };
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     if (args.updateModelJson) {
       const spec = JSON.parse(fs.readFileSync(model.specPath, 'utf8'));

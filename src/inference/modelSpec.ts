@@ -23,7 +23,13 @@ export const modelSpecSchema = z.object({
     std: z.number().positive(),
   }),
   outputs: z.object({
-    mask: z.object({ name: z.string(), activation: z.literal('sigmoid'), threshold: z.number().gt(0).lt(1) }),
+    mask: z.object({
+      name: z.string(),
+      activation: z.literal('sigmoid'),
+      threshold: z.number().gt(0).lt(1),
+      /** beyond SPEC: a frame whose softmax P(normal) is above this reports no lesion (chosen on val) */
+      suppressWhenNormalAbove: z.number().gt(0).lt(1).optional(),
+    }),
     class: z.object({ name: z.string(), activation: z.literal('softmax'), labels: z.array(z.string()).min(2) }),
   }),
   training: z.record(z.string(), z.unknown()).optional(),

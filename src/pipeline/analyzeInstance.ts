@@ -24,8 +24,17 @@ export interface AnalyzeOptions {
   /** lesions smaller than this fraction of the frame's largest are dropped */
   minRelativeLesionArea: number;
   batchSize: number;
-  /** drop a frame's lesions when the classifier calls the frame normal */
+  /** drop a frame's lesions when the classifier calls the frame normal (argmax; config) */
   suppressLesionsWhenNormal: boolean;
+  /** drop a frame's lesions when its P(normal) is above this (model.json's outputs.mask.suppressWhenNormalAbove) */
+  suppressWhenNormalAbove?: number;
+}
+
+/** Whether a frame's lesions are dropped because the classifier is sure enough it is normal. */
+export function suppressedAsNormal(probabilities: Record<Label, number>, opts: Pick<AnalyzeOptions, 'suppressLesionsWhenNormal' | 'suppressWhenNormalAbove'>): boolean {
+  const { normal, benign, malignant } = probabilities;
+  if (opts.suppressLesionsWhenNormal && normal >= benign && normal >= malignant) return true;
+  return opts.suppressWhenNormalAbove !== undefined && normal > opts.suppressWhenNormalAbove;
 }
 
 export async function analyzeDecoded(decoded: DecodedInstance, predictor: FramePredictor, opts: AnalyzeOptions): Promise<InstanceResult> {
@@ -45,7 +54,7 @@ export async function analyzeDecoded(decoded: DecodedInstance, predictor: FrameP
       minAreaPixels: opts.minLesionAreaPixels,
       minRelativeArea: opts.minRelativeLesionArea,
     });
-    if (opts.suppressLesionsWhenNormal && label === 'normal') {
+    if (suppressedAsNormal({ normal: probs[idx('normal')], benign: probs[idx('benign')], malignant: probs[idx('malignant')] }, opts)) {
       masks.push(new Uint8Array(decoded.columns * decoded.rows));
     } else {
       masks.push(r.mask);

@@ -76,6 +76,28 @@ const MODEL = path.join(ROOT, 'test', 'fixtures', 'dark-lesion-model', 'model.js
     expect(bad.stderr).toMatch(/perturb/);
   }, 120_000);
 
+  test("model.json's suppressWhenNormalAbove drops the outline of images the class head calls normal", () => {
+    const spec = JSON.parse(fs.readFileSync(MODEL, 'utf8'));
+    const run = (bound: number, details?: string) => {
+      const dir = tempDir('bound');
+      const file = path.join(dir, 'model.json');
+      const mask = { ...spec.outputs.mask, suppressWhenNormalAbove: bound };
+      fs.writeFileSync(file, JSON.stringify({ ...spec, file: path.resolve(path.dirname(MODEL), spec.file), outputs: { ...spec.outputs, mask } }));
+      const r = spawnSync(process.execPath, [CLI, 'evaluate', '--data', data, '--model', file, ...(details ? ['--details', details] : [])], { encoding: 'utf8' });
+      expect(r.status).toBe(0);
+      return JSON.parse(r.stdout);
+    };
+    const details = path.join(tempDir('bound'), 'details.jsonl');
+    const high = run(0.99, details);
+    expect(high.suppress_when_normal_above).toBe(0.99);
+    expect(high.dice).toBeGreaterThan(0.7); // the fixture's lesion images are sure they are not normal
+    const pNormal = fs.readFileSync(details, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((p) => p.truth !== 'normal').map((p) => p.probabilities.normal);
+    // a bound below every lesion image's P(normal) drops every outline; the class stays as it was
+    const low = run(Math.min(...pNormal) / 2);
+    expect(low.dice).toBe(0);
+    expect(low.accuracy_3class).toBe(1);
+  }, 120_000);
+
   test('a missing split file is a usage error', () => {
     const r = spawnSync(process.execPath, [CLI, 'evaluate', '--data', path.join(data, 'nowhere'), '--model', MODEL], { encoding: 'utf8' });
     expect(r.status).toBe(2);

@@ -413,6 +413,25 @@ open(os.path.join(root, 'split.csv'), 'w').write('\\n'.join(rows) + '\\n')
     expect(fusion.weight).toBe(meta.training.descriptor_head.weight);
     expect(fusion.coef).toHaveLength(12);
     expect((await onnxParity(modelDir)).maxDiff).toBeLessThanOrEqual(1e-4);
+    // the P(normal) bound: chosen on val and written to model.json only when there is one
+    const bound = /val P\(normal\) bound: (\S+)/.exec(log);
+    expect(bound).not.toBeNull();
+    expect(meta.outputs.mask.suppressWhenNormalAbove).toBe(bound![1] === 'None' ? undefined : Number(bound![1]));
+    // and the test scorer follows it: a bound below every image's P(normal) leaves no outline
+    const gated = py(`
+import json, sys
+sys.path.insert(0, '.')
+from train import evaluate_full, load_members
+meta = json.load(open(sys.argv[2]))
+spec = {k: v for k, v in meta['input'].items() if k != 'name'}
+net = load_members([sys.argv[3]])
+a, b = (evaluate_full(net, sys.argv[1], spec, 0.5, 'test', nb) for nb in (None, 1e-9))
+print(a['dice'], b['dice'], b['normal_with_false_lesion'])
+`, [busi, path.join(modelDir, 'model.json'), path.join(run, 'best.pt')]);
+    const [plainDice, gatedDice, gatedNormal] = gated.trim().split(' ').map(Number);
+    expect(plainDice).toBeGreaterThan(0.5);
+    expect(gatedDice).toBe(0);
+    expect(gatedNormal).toBe(0);
     // the class head alone is already perfect here, so val may rightly choose w = 0: export again with
     // that regression at weight 1 (the --descriptor-head FILE path) so the branch's numbers count too
     const forced = path.join(dir, 'fusion-w1.json');
@@ -530,6 +549,23 @@ from train import lr_factor
 print(' '.join('%.4f' % lr_factor(p) for p in (0, 0.025, 0.05, 0.525, 1.0)))
 `);
     expect(out.trim().split(' ').map(Number)).toEqual([0.04, 0.52, 1, 0.5, 0]);
+  });
+
+  test('the P(normal) bound (training/normal_bound.py): the lowest on the grid that costs no val lesion its outline, and only if it clears a normal one', () => {
+    const out = py(`
+import sys
+sys.path.insert(0, '.')
+from normal_bound import choose_normal_bound
+# (outlined, P(normal), lesion) per val image
+cases = [
+    [(1, 0.95, 0), (1, 0.75, 0), (1, 0.65, 1), (1, 0.2, 1), (0, 0.99, 1)],  # 0.7: 0.6 would cost the 0.65 lesion; the unoutlined one costs nothing
+    [(1, 0.95, 1), (1, 0.99, 0)],  # even 0.9 costs a lesion: none
+    [(1, 0.2, 0), (1, 0.1, 1)],  # 0.3 costs nothing but clears no normal image: none
+    [(0, 0.95, 0), (1, 0.5, 1)],  # the only confident normal image has no outline to clear: none
+]
+print(' '.join(str(choose_normal_bound(*zip(*c))) for c in cases))
+`);
+    expect(out.trim()).toBe('0.7 None None None');
   });
 
   test('--dice image: one soft Dice per lesion image, averaged, so a small lesion weighs as much as a large one', () => {
