@@ -87,6 +87,10 @@ def parse_args():
     p.add_argument("--dice", choices=["batch", "image"], default="batch",
                    help="soft Dice over the whole batch (large lesions weigh most), or per image, averaged over the\n"
                    "batch's lesion images (each lesion weighs the same, as in the metric)")
+    p.add_argument("--normal-penalty", type=float, default=0.0,
+                   help="weight of a loss on the images without a lesion: the mean lesion probability of their\n"
+                   "most lesion-like 1 %% of pixels (a false outline needs a confident blob, which the\n"
+                   "pixel-averaged BCE barely sees); 0 = off")
     p.add_argument("--init", help="start from these weights (a second cosine cycle) instead of random ones")
     p.add_argument("--model-version", help="version for model.json; result UIDs derive from it, so the default\n"
                    "is 'dev-' + the ONNX file's first 8 sha256 digits: new weights never reuse a release's UIDs")
@@ -168,6 +172,16 @@ def soft_dice_loss(logits, target, per_image=False):
             return (1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)).mean()
     inter = (p * target).sum()
     return 1 - (2 * inter + 1) / (p.sum() + target.sum() + 1)
+
+
+def normal_outline_loss(logits, target, share=0.01):
+    """Mean, over the batch's images without a lesion, of the mean lesion probability of their
+    most lesion-like `share` of pixels; 0 when every image in the batch has a lesion."""
+    empty = target.flatten(1).sum(1) == 0
+    if not empty.any():
+        return logits.new_zeros(())
+    p = torch.sigmoid(logits[empty]).flatten(1)
+    return p.topk(max(1, round(p.shape[1] * share)), dim=1).values.mean()
 
 
 @torch.no_grad()
@@ -293,8 +307,10 @@ def train(args, data, spec, device, cuda, log):
            "%.0f s" % args.time_budget if args.time_budget else "%d epochs" % args.epochs,
            steps_per_epoch, args.batch, [round(float(c), 2) for c in cw],
            ", channels-last" if args.channels_last else ""))
-    log("loss: BCE + soft Dice %s + 0.5 x class cross-entropy; lr %g, scale augmentation %g-%g, seed %d"
-        % ("per lesion image" if args.dice == "image" else "over the batch", args.lr, *args.zoom_range, args.seed))
+    log("loss: BCE + soft Dice %s%s + 0.5 x class cross-entropy; lr %g, scale augmentation %g-%g, seed %d"
+        % ("per lesion image" if args.dice == "image" else "over the batch",
+           " + %g x the top-1 %% lesion probability of images without a lesion" % args.normal_penalty if args.normal_penalty else "",
+           args.lr, *args.zoom_range, args.seed))
     if args.low_size:
         log("progressive resizing: %dx%d for the first %.0f%% of the schedule, then %dx%d (only those epochs are candidates)"
             % (args.low_size, args.low_size, 100 * args.low_share, args.size, args.size))
@@ -335,6 +351,8 @@ def train(args, data, spec, device, cuda, log):
                 ml, cl = model(x)
             ml, cl = ml.float(), cl.float()
             seg = F.binary_cross_entropy_with_logits(ml, m) + soft_dice_loss(ml, m, args.dice == "image")
+            if args.normal_penalty:
+                seg = seg + args.normal_penalty * normal_outline_loss(ml, m)
             cls = F.cross_entropy(cl, y_train[idx], weight=cw, label_smoothing=0.05)
             loss = seg + 0.5 * cls
             opt.zero_grad(set_to_none=True)
@@ -550,6 +568,8 @@ def export(model, args, spec, threshold, best, test, log, tta=False, members=Non
         training["val_zooms"] = args.val_zooms
     if args.dice != "batch":
         training["dice_loss"] = args.dice
+    if args.normal_penalty:
+        training["normal_penalty"] = args.normal_penalty
     if args.low_size:
         training["progressive_resizing"] = {"size": args.low_size, "share": args.low_share}
     if members:

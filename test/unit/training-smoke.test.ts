@@ -568,6 +568,26 @@ print(' '.join(str(choose_normal_bound(*zip(*c))) for c in cases))
     expect(out.trim()).toBe('0.7 None None None');
   });
 
+  test('--normal-penalty: the top 1 % lesion probability of the images without a lesion, blind to lesion images', () => {
+    const out = py(`
+import sys, torch
+sys.path.insert(0, '.')
+from train import normal_outline_loss
+t = torch.zeros(3, 1, 20, 20); t[0, 0, 5:10, 5:10] = 1  # a lesion image, then two normal ones
+logits = torch.full_like(t, -10.0); logits[1, 0, :2, :2] = 10.0  # normal image 1: a 4-pixel confident blob
+logits[0] = 10.0  # the lesion image is all lesion: not the penalty's business
+print('%.4f %.4f %.4f' % (float(normal_outline_loss(logits, t)), float(normal_outline_loss(logits[2:], t[2:])),
+      float(normal_outline_loss(logits[:1], t[:1]))))
+`);
+    const [blob, clean, lesionOnly] = out.trim().split(' ').map(Number);
+    expect(blob).toBeCloseTo(0.5, 3); // image 1: its top 4 pixels (1 % of 400) all ~1; image 2: ~0; mean 0.5
+    expect(clean).toBeLessThan(1e-3);
+    expect(lesionOnly).toBe(0);
+    const log = train(['--arrays', path.join(dir, 'packed.pt.gz'), '--size', '32', '--base', '4', '--batch', '8', '--train-only', '--out', path.join(dir, 'penalty'), '--epochs', '1', '--normal-penalty', '0.5']);
+    expect(log).toMatch(/\+ 0\.5 x the top-1 % lesion probability of images without a lesion/);
+    expect(log).toMatch(/epoch +1 /);
+  }, 120_000);
+
   test('--dice image: one soft Dice per lesion image, averaged, so a small lesion weighs as much as a large one', () => {
     // a batch of three: a large lesion predicted well, a small lesion missed, a normal image
     const out = py(`
