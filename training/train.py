@@ -467,10 +467,11 @@ def finish(net, args, spec, data, info, log, paths):
     else:
         _, _, vcp = evaluate_small(final, *data["val"][:3], spec)
     outlined = (vprob > threshold).reshape(len(vprob), -1).any(1)
-    bound = choose_normal_bound(outlined, vcp[:, CLASSES.index("normal")], vl > 0)
-    kept = [bool(o and not suppressed(p, bound)) for o, p, les in zip(outlined, vcp[:, CLASSES.index("normal")], vl > 0) if not les]
+    p_normal = vcp[:, CLASSES.index("normal")]
+    bound = choose_normal_bound(outlined, p_normal, vl > 0)
+    still = [bool(o) and not suppressed(p, bound) for o, p in zip(outlined[vl == 0], p_normal[vl == 0])]
     log("val P(normal) bound: %s (normal val images outlined: %d of %d without it, %d with it)"
-        % (bound, int(sum(outlined[vl == 0])), len(kept), sum(kept)))
+        % (bound, int(outlined[vl == 0].sum()), len(still), sum(still)))
 
     test = evaluate_full(final, args.data, spec, threshold, "test", bound)
     log("test (original resolution):", json.dumps(test))
@@ -581,7 +582,7 @@ def export(model, args, spec, threshold, best, test, log, tta=False, members=Non
         training.update(json.load(open(args.facts)))
     mask = {"name": "mask_logits", "activation": "sigmoid", "threshold": threshold}
     if normal_bound is not None:
-        mask["suppressWhenNormalAbove"] = normal_bound  # beyond SPEC; README "Deviations"
+        mask["suppressWhenNormalAbove"] = normal_bound  # beyond SPEC (README: "Where we deviate from SPEC.md")
     meta = {
         "name": name, "version": args.model_version or "dev-" + sha[:8], "file": name + ".onnx", "sha256": sha,
         "input": {"name": "image", **spec},
