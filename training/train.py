@@ -452,7 +452,7 @@ def finish(net, args, spec, data, info, log, paths):
             final, tta = FlipTTA(net).eval(), True
     log("test-time augmentation:", "horizontal flip (in the ONNX graph)" if tta else "none")
 
-    val, vprob, _ = evaluate_small(final, *data["val"][:3], spec)
+    val, vprob, vcp = evaluate_small(final, *data["val"][:3], spec)
     vm, vl = data["val"][1], data["val"][2]
     sweep = {}
     for t in [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7]:
@@ -464,8 +464,6 @@ def finish(net, args, spec, data, info, log, paths):
         final, info = with_descriptor_head(final, args, data, threshold, info, log)
         val, _, vcp = evaluate_small(final, *data["val"][:3], spec)
         log("val with the descriptor head: %s" % json.dumps(val))
-    else:
-        _, _, vcp = evaluate_small(final, *data["val"][:3], spec)
     outlined = (vprob > threshold).reshape(len(vprob), -1).any(1)
     p_normal = vcp[:, CLASSES.index("normal")]
     bound = choose_normal_bound(outlined, p_normal, vl > 0)
