@@ -59,7 +59,9 @@ def passes(net, images, scale, flip, size):
 
 
 def score(mask_logits, class_logits, masks, labels, threshold, fallback=None):
-    """Val metrics; fallback = (share of the frame's peak probability, largest P(normal)) or None."""
+    """Val metrics; fallback = (share of the frame's peak probability, largest P(normal)) or None.
+    normal_outlined: the share of normal images with any pixel above the threshold (at --size, with
+    no P(normal) bound; the gateway's count can be lower once the export adds one)."""
     prob = 1 / (1 + np.exp(-mask_logits))
     cp = np.exp(class_logits - class_logits.max(1, keepdims=True))
     cp /= cp.sum(1, keepdims=True)
@@ -71,7 +73,10 @@ def score(mask_logits, class_logits, masks, labels, threshold, fallback=None):
             if fallback and cp[i, 0] < fallback[1]:
                 pred = prob[i] > prob[i].max() * fallback[0]
         dice.append(dice_iou(pred, masks[i] > 0)[0])
-    out = {"dice": float(np.mean(dice)), "empty_lesion_frames": empty, **class_metrics(labels, cp)}
+    normal = labels == 0
+    outlined = float(np.mean([(prob[i] > threshold).any() for i in np.where(normal)[0]])) if normal.any() else 0.0
+    out = {"dice": float(np.mean(dice)), "empty_lesion_frames": empty, "normal_outlined": outlined,
+           **class_metrics(labels, cp)}
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
 
 
