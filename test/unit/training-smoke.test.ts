@@ -568,6 +568,24 @@ print(' '.join(str(choose_normal_bound(*zip(*c))) for c in cases))
     expect(out.trim()).toBe('0.7 None None None');
   });
 
+  test('tta_search scores the share of normal val images with any pixel over the threshold (rule 5 reads it)', () => {
+    const out = py(`
+import sys
+import numpy as np
+sys.path.insert(0, '.')
+from tta_search import score
+labels = np.array([0, 0, 0, 0, 1, 2])  # four normal images, then a benign and a malignant one
+logits = np.full((6, 8, 8), -6.0, dtype=np.float32)
+logits[0, 0, 0] = 0.0  # P = 0.5: outlined at threshold 0.4, not at 0.6
+logits[1, 2:4, 2:4] = 6.0  # a confident blob: outlined at both
+logits[4:, 2:6, 2:6] = 6.0
+masks = np.zeros((6, 8, 8)); masks[4:, 2:6, 2:6] = 1
+cls = np.log(np.array([[.8, .1, .1]] * 4 + [[.1, .8, .1], [.1, .1, .8]]))
+print(score(logits, cls, masks, labels, 0.4)["normal_outlined"], score(logits, cls, masks, labels, 0.6)["normal_outlined"])
+`);
+    expect(out.trim()).toBe('0.5 0.25');
+  });
+
   test('--normal-penalty: the top 1 % lesion probability of the images without a lesion, blind to lesion images', () => {
     const out = py(`
 import sys, torch
