@@ -568,6 +568,21 @@ print(' '.join(str(choose_normal_bound(*zip(*c))) for c in cases))
     expect(out.trim()).toBe('0.7 None None None');
   });
 
+  test('the zoom gate (training/zoom_gate.py): only frames the base outlines less than the area share move towards the zoom view', () => {
+    const out = py(`
+import sys, torch
+sys.path.insert(0, '.')
+from zoom_gate import gate_logits
+base = torch.full((3, 1, 10, 10), -5.0)
+base[1, 0, :2, :] = 5.0  # 20 % of the frame outlined
+base[2, 0, 0, 0] = 5.0  # 1 % outlined
+zoom = torch.full((3, 1, 10, 10), 3.0)
+g = gate_logits(base, zoom, 0.3, 0.05, 0.5)
+print(float(g[0, 0, 5, 5]), float(g[1, 0, 5, 5]), float(g[2, 0, 5, 5]), float(g[2, 0, 0, 0]))
+`);
+    expect(out.trim()).toBe('-1.0 -5.0 -1.0 4.0');
+  });
+
   test('tta_search scores the share of normal val images with any pixel over the threshold (rule 5 reads it)', () => {
     const out = py(`
 import sys
