@@ -9,7 +9,7 @@ import path from 'node:path';
 import { AnalyzeOptions, analyzeDecoded, FramePredictor } from '../pipeline/analyzeInstance';
 import { DecodedInstance, Label } from '../types/domain';
 import { readGrayImage, readMask } from './images';
-import { auc, binaryStats, bootstrapCi, diceIou, mean } from './metrics';
+import { auc, binaryStats, bootstrapCi, brier, calibration, diceIou, logLoss, mean } from './metrics';
 import { Perturbation } from './perturb';
 
 export interface SplitRow {
@@ -113,6 +113,7 @@ export function summarize(per: PerImage[], px: { tp: number; fp: number; fn: num
   const iouLesionPx = px.tp / (px.tp + px.fp + px.fn);
   const iouBackgroundPx = px.tn / (px.tn + px.fp + px.fn);
   const dices = lesion.map((p) => p.dice!);
+  const reliability = calibration(isMal, pMal);
   return {
     n: per.length,
     n_lesion: lesion.length,
@@ -129,6 +130,11 @@ export function summarize(per: PerImage[], px: { tp: number; fp: number; fn: num
     sensitivity_malignant: mal.sensitivity,
     specificity_malignant: mal.specificity,
     accuracy_3class: mean(per.map((p) => (p.predicted === p.truth ? 1 : 0))),
+    // whether the probabilities the report shows can be read as such (reliability of P(malignant))
+    brier_malignant: brier(isMal, pMal),
+    ece_malignant: reliability.ece,
+    log_loss_3class: logLoss(per.map((p) => p.probabilities[p.truth])),
+    reliability_malignant: reliability.bins,
     normal_with_false_lesion: normals.length ? mean(normals.map((p) => (p.lesionPixels > 0 ? 1 : 0))) : NaN,
     ms_per_image: mean(per.map((p) => p.ms)),
   };

@@ -61,6 +61,42 @@ export function binaryStats(truth: boolean[], pred: boolean[]) {
   };
 }
 
+/** Mean squared difference between a predicted probability and the 0/1 outcome (lower is better). */
+export function brier(positive: boolean[], prob: number[]): number {
+  return mean(prob.map((p, i) => (p - (positive[i] ? 1 : 0)) ** 2));
+}
+
+export interface ReliabilityBin {
+  from: number;
+  to: number;
+  n: number;
+  /** mean predicted probability of the images in the bin */
+  predicted: number;
+  /** share of them that are positive */
+  observed: number;
+}
+
+/**
+ * Reliability of a probability: images binned by it (equal widths over [0, 1], the last bin
+ * closed), each bin's mean prediction against its observed rate; empty bins left out. The expected
+ * calibration error is their gap, weighted by the bins' shares of the images.
+ */
+export function calibration(positive: boolean[], prob: number[], bins = 10): { ece: number; bins: ReliabilityBin[] } {
+  const out: ReliabilityBin[] = [];
+  for (let b = 0; b < bins; b++) {
+    const idx = prob.map((_, i) => i).filter((i) => Math.min(bins - 1, Math.floor(prob[i] * bins)) === b);
+    if (!idx.length) continue;
+    out.push({ from: b / bins, to: (b + 1) / bins, n: idx.length, predicted: mean(idx.map((i) => prob[i])), observed: mean(idx.map((i) => (positive[i] ? 1 : 0))) });
+  }
+  const ece = out.reduce((e, r) => e + (r.n / prob.length) * Math.abs(r.predicted - r.observed), 0);
+  return { ece, bins: out };
+}
+
+/** Mean negative log-likelihood of the true class (natural log; probabilities floored at 1e-12). */
+export function logLoss(probOfTruth: number[]): number {
+  return mean(probOfTruth.map((p) => -Math.log(Math.max(p, 1e-12))));
+}
+
 export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {

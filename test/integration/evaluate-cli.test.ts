@@ -49,16 +49,20 @@ const MODEL = path.join(ROOT, 'test', 'fixtures', 'dark-lesion-model', 'model.js
     expect(r.status).toBe(0);
     const m = JSON.parse(r.stdout);
     expect(m).toMatchObject({ n: 5, n_lesion: 3, n_normal: 2, subset: 'test', model: 'dark-lesion-fixture 0.0.1' });
-    for (const k of ['dice', 'iou', 'pixel_f1', 'mean_iou_keras', 'auc_malignant', 'f1_malignant', 'f1_benign', 'sensitivity_malignant', 'specificity_malignant', 'accuracy_3class', 'normal_with_false_lesion', 'ms_per_image']) {
+    for (const k of ['dice', 'iou', 'pixel_f1', 'mean_iou_keras', 'auc_malignant', 'f1_malignant', 'f1_benign', 'sensitivity_malignant', 'specificity_malignant', 'accuracy_3class', 'normal_with_false_lesion', 'ms_per_image', 'brier_malignant', 'ece_malignant', 'log_loss_3class']) {
       expect(m).toHaveProperty(k);
     }
     expect(m.dice).toBeGreaterThan(0.7); // the fixture finds the phantom's dark ellipse
     expect(m.dice_ci95[0]).toBeLessThanOrEqual(m.dice);
     expect(m.normal_with_false_lesion).toBe(0);
     expect(m.accuracy_3class).toBe(1);
+    // the reliability table covers every image once, and the Brier score matches the per-image probabilities
+    expect(m.reliability_malignant.reduce((n: number, b: { n: number }) => n + b.n, 0)).toBe(5);
     const per = fs.readFileSync(details, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(per).toHaveLength(5);
     expect(per.filter((p) => p.truth === 'normal').every((p) => p.dice === null && p.lesionPixels === 0)).toBe(true);
+    const brier = per.reduce((s, p) => s + (p.probabilities.malignant - (p.truth === 'malignant' ? 1 : 0)) ** 2, 0) / per.length;
+    expect(m.brier_malignant).toBeCloseTo(brier, 10);
   }, 120_000);
 
   test('--perturb is applied and reported, and a bad one is a usage error', () => {

@@ -1,4 +1,4 @@
-import { auc, binaryStats, bootstrapCi, diceIou, mean } from '../../src/evaluate/metrics';
+import { auc, binaryStats, bootstrapCi, brier, calibration, diceIou, logLoss, mean } from '../../src/evaluate/metrics';
 import { parsePerturbation } from '../../src/evaluate/perturb';
 
 describe('evaluation metrics', () => {
@@ -25,6 +25,23 @@ describe('evaluation metrics', () => {
     expect(s.f1).toBeCloseTo(0.5);
     expect(s.sensitivity).toBeCloseTo(0.5);
     expect(s.specificity).toBeCloseTo(2 / 3);
+  });
+
+  test('calibration: Brier score, reliability bins and their expected error, log-loss', () => {
+    expect(brier([true, false], [1, 0])).toBe(0);
+    expect(brier([true, false], [0.5, 0.5])).toBeCloseTo(0.25);
+    // five images at P 0.05 of which one is positive (observed 0.2), two at P 0.95 both positive, P 1 in the last bin
+    const pos = [true, false, false, false, false, true, true, true];
+    const p = [0.05, 0.05, 0.05, 0.05, 0.05, 0.95, 0.95, 1];
+    const c = calibration(pos, p);
+    expect(c.bins.map((b) => [b.from, b.n])).toEqual([[0, 5], [0.9, 3]]);
+    expect(c.bins[0].predicted).toBeCloseTo(0.05);
+    expect(c.bins[0].observed).toBeCloseTo(0.2);
+    expect(c.bins[1].predicted).toBeCloseTo((0.95 + 0.95 + 1) / 3);
+    expect(c.ece).toBeCloseTo((5 / 8) * 0.15 + (3 / 8) * (1 - 2.9 / 3));
+    expect(calibration([true, false], [1, 0]).ece).toBe(0);
+    expect(logLoss([1, Math.exp(-2)])).toBeCloseTo(1);
+    expect(Number.isFinite(logLoss([0]))).toBe(true); // a confident miss is large, not infinite
   });
 
   test('bootstrap interval is seeded and brackets the mean', () => {
