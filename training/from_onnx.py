@@ -11,7 +11,8 @@ load_members, so `train.py --export-only --checkpoints <out>/member0.pt,<out>/me
 regression, <out>/fusion.json (for `train.py --descriptor-head`). A member trained at another input
 size (model.json's ensemble names it weights.pt@128; training/resized.py) is written as trained and
 is taken back as <out>/member<K>.pt@128. Before writing, it rebuilds the
-whole graph (members averaged, flip TTA and descriptor branch as model.json says) and checks it
+whole graph (members averaged, flip TTA, descriptor branch and class temperature as model.json
+says; export again with train.py --class-temperature <its value> to keep the last) and checks it
 against model/reference-outputs.json; it exits 1, writing nothing, if any logit differs by more
 than --tolerance.
 
@@ -209,6 +210,9 @@ def whole_graph(nets, meta, fusion):
         net = FlipTTA(net)
     if fusion:
         net = DescriptorFusion(net, fusion)
+    if meta["training"].get("class_temperature"):
+        from temperature import Tempered
+        net = Tempered(net, meta["training"]["class_temperature"])
     return net.eval()
 
 

@@ -48,6 +48,7 @@ from model import AttentionUNet  # noqa: E402
 from preprocess import gray_from_file, to_input  # noqa: E402
 from reference import write_reference  # noqa: E402
 from resized import Resized, split_size  # noqa: E402
+from temperature import Tempered, fit_temperature, log_loss  # noqa: E402
 from weights import load_state, save_atomic, save_compact  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
@@ -100,6 +101,8 @@ def parse_args():
     p.add_argument("--descriptor-head", help="add a lesion-descriptor regression's log-odds to the exported class logits\n"
                    "(training/descriptors.py): 'fit' fits it here on train, its weight chosen on val; or a fusion.json\n"
                    "from training/descriptor_head.py")
+    p.add_argument("--class-temperature", help="divide the exported class logits by a temperature: 'fit' chooses it on val by\n"
+                   "the log-loss (training/temperature.py), or a number; no argmax or ranking changes")
     p.add_argument("--tta", choices=["auto", "on", "off"], default="auto",
                    help="horizontal-flip test-time augmentation baked into the ONNX graph; auto = keep it if val dice + AUC gain > 0.005")
     args = p.parse_args()
@@ -115,6 +118,12 @@ def parse_args():
         args.val_zooms = []
     if not args.val_zooms or min(args.val_zooms) <= 0 or 1.0 not in args.val_zooms:
         p.error("--val-zooms must be positive scales that include 1, e.g. 0.75,1,1.25")
+    if args.class_temperature not in (None, "fit"):
+        try:
+            if float(args.class_temperature) <= 0:
+                raise ValueError
+        except ValueError:
+            p.error("--class-temperature must be 'fit' or a positive number")
     if args.low_size and (args.low_size % 16 or not 0 <= args.low_share < 1):
         p.error("--low-size must be a multiple of 16 and --low-share in [0, 1)")
     return args
@@ -464,6 +473,10 @@ def finish(net, args, spec, data, info, log, paths):
         final, info = with_descriptor_head(final, args, data, threshold, info, log)
         val, _, vcp = evaluate_small(final, *data["val"][:3], spec)
         log("val with the descriptor head: %s" % json.dumps(val))
+    if args.class_temperature:
+        final, info = with_temperature(final, args, vcp, vl, info, log)
+        val, _, vcp = evaluate_small(final, *data["val"][:3], spec)
+        log("val with the class temperature: %s" % json.dumps(val))
     outlined = (vprob > threshold).reshape(len(vprob), -1).any(1)
     p_normal = vcp[:, CLASSES.index("normal")]
     bound = choose_normal_bound(outlined, p_normal, vl > 0)
@@ -494,6 +507,15 @@ def with_descriptor_head(net, args, data, threshold, info, log):
     log("class logits: + %g x the lesion-descriptor log-odds (%s)" % (params["weight"], args.descriptor_head))
     info = {**info, "descriptor_head": {"weight": params["weight"], "lambda": params["lambda"], "names": params["names"]}}
     return DescriptorFusion(net, params).eval(), info
+
+
+def with_temperature(net, args, vcp, vl, info, log):
+    """net with its class logits divided by T: T from --class-temperature, or fitted on the val
+    softmax probabilities vcp (their logs are the logits up to a constant per image)."""
+    logp = np.log(np.clip(vcp, 1e-12, 1))
+    t = fit_temperature(logp, vl) if args.class_temperature == "fit" else float(args.class_temperature)
+    log("class temperature %g (%s): val log-loss %.4f -> %.4f" % (t, args.class_temperature, log_loss(logp, vl, 1), log_loss(logp, vl, t)))
+    return Tempered(net, t).eval(), {**info, "class_temperature": t}
 
 
 @torch.no_grad()
@@ -574,6 +596,8 @@ def export(model, args, spec, threshold, best, test, log, tta=False, members=Non
     if members:
         # the path under the repository (several runs name their weights best.pt)
         training["ensemble"] = [os.path.relpath(os.path.abspath(p), ROOT) for p in members]
+    if "class_temperature" in best:
+        training["class_temperature"] = best["class_temperature"]
     if "descriptor_head" in best:
         training["descriptor_head"] = best["descriptor_head"]
     if args.facts:

@@ -441,6 +441,18 @@ print(a['dice'], b['dice'], b['normal_with_false_lesion'])
     const parity = await onnxParity(modelDir);
     expect(parity.maxDiff).toBeLessThanOrEqual(1e-4);
     expect(Math.max(...parity.descriptorLogOdds!.map(Math.abs))).toBeGreaterThan(0.1);
+    // --class-temperature (rule 7): the same graph with its class logits halved, in ONNX as in PyTorch,
+    // recorded in model.json, and rebuilt by from_onnx.py (which checks it against the reference outputs)
+    const tempered = path.join(dir, 'tempered-model');
+    const tLog = train([...common.map((a) => (a === modelDir ? tempered : a)), '--export-only', '--descriptor-head', forced, '--class-temperature', '2', '--model-version', 'recipe-test-t2']);
+    expect(tLog).toMatch(/class temperature 2 \(2\): val log-loss/);
+    expect(JSON.parse(fs.readFileSync(path.join(tempered, 'model.json'), 'utf8')).training.class_temperature).toBe(2);
+    expect((await onnxParity(tempered)).maxDiff).toBeLessThanOrEqual(1e-4);
+    const [c1, c2] = [modelDir, tempered].map((d) => f32(JSON.parse(fs.readFileSync(path.join(d, 'reference-outputs.json'), 'utf8')).class_logits));
+    expect(Math.max(...c1.map((v, i) => Math.abs(v / 2 - c2[i])))).toBeLessThanOrEqual(1e-5);
+    expect(Math.max(...c1.map(Math.abs))).toBeGreaterThan(0.1);
+    const rebuiltT = execFileSync(PY, [path.join(TRAINING, 'from_onnx.py'), '--model', path.join(tempered, 'model.json'), '--out', path.join(dir, 'rebuilt-t')], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } });
+    expect(rebuiltT).toMatch(/largest difference from the reference outputs/);
 
     // training/from_onnx.py: the exported graph back into PyTorch weights (a fresh checkout has model/
     // but no training/runs/), BatchNorm recalibrated on the train images for training on; exporting
@@ -566,6 +578,28 @@ cases = [
 print(' '.join(str(choose_normal_bound(*zip(*c))) for c in cases))
 `);
     expect(out.trim()).toBe('0.7 None None None');
+  });
+
+  test('the class temperature (training/temperature.py): above 1 for overconfident scores, below 1 for timid ones, the logits divided by it', () => {
+    const out = py(`
+import sys, numpy as np, torch
+sys.path.insert(0, '.')
+from temperature import Tempered, fit_temperature, log_loss
+rng = np.random.default_rng(0)
+labels = rng.integers(0, 3, 600)
+right = rng.random(600) < 0.7  # the argmax is right 70 % of the time
+pred = np.where(right, labels, (labels + 1) % 3)
+def logits(margin):
+    z = np.zeros((600, 3)); z[np.arange(600), pred] = margin; return z
+over, timid = fit_temperature(logits(8.0), labels), fit_temperature(logits(0.3), labels)
+net = Tempered(lambda x: (x, x * 3), 1.5)
+m, c = net(torch.ones(1))
+print(over, timid, log_loss(logits(8.0), labels, over) < log_loss(logits(8.0), labels, 1), float(m), float(c))
+`);
+    const [over, timid, better, m, c] = out.trim().split(' ');
+    expect(Number(over)).toBeGreaterThan(2); // P 0.999 for a 70 % argmax: the fit cools it down a lot
+    expect(Number(timid)).toBeLessThan(1);
+    expect([better, m, c]).toEqual(['True', '1.0', '2.0']);
   });
 
   test('the zoom gate (training/zoom_gate.py): only frames the base outlines less than the area share move towards the zoom view', () => {

@@ -1,0 +1,33 @@
+"""One temperature T for the class logits (Guo et al. 2017, "On calibration of modern neural
+networks"): the exported class logits become logits / T. T is fitted on val by the 3-class
+log-loss. A positive T changes no argmax and no ranking, so F1, accuracy and AUC stay as they were;
+only the probabilities the report shows move (T > 1: less confident), and with them what the
+P(normal) bound drops, so the export chooses that bound after this.
+"""
+import numpy as np
+import torch
+
+GRID = tuple(round(0.5 + 0.05 * k, 2) for k in range(51))  # 0.5 ... 3.0
+
+
+def log_loss(log_probs, labels, t):
+    """Mean negative log-likelihood of labels under softmax(log_probs / t); log_probs N x C."""
+    z = np.asarray(log_probs, dtype=np.float64) / t
+    z = z - z.max(1, keepdims=True)
+    z = z - np.log(np.exp(z).sum(1, keepdims=True))
+    return float(-z[np.arange(len(labels)), np.asarray(labels)].mean())
+
+
+def fit_temperature(log_probs, labels, grid=GRID):
+    """The grid's T with the lowest log-loss (the smaller T on a tie); log-probabilities or logits alike."""
+    return min(grid, key=lambda t: (log_loss(log_probs, labels, t), t))
+
+
+class Tempered(torch.nn.Module):
+    def __init__(self, net, t):
+        super().__init__()
+        self.net, self.t = net, float(t)
+
+    def forward(self, x):
+        m, c = self.net(x)
+        return m, c / self.t
