@@ -52,7 +52,8 @@ export async function runEvaluate(args: EvaluateArgs, config: Config): Promise<n
         dice_ci95: metrics.dice_ci95, auc_malignant_ci95: metrics.auc_malignant_ci95, mean_iou_keras: metrics.mean_iou_keras,
         pixel_f1: metrics.pixel_f1, f1_benign: metrics.f1_benign, sensitivity_malignant: metrics.sensitivity_malignant,
         specificity_malignant: metrics.specificity_malignant, accuracy_3class: metrics.accuracy_3class,
-        normal_with_false_lesion: metrics.normal_with_false_lesion, n: metrics.n,
+        normal_with_false_lesion: metrics.normal_with_false_lesion, brier_malignant: metrics.brier_malignant,
+        ece_malignant: metrics.ece_malignant, log_loss_3class: metrics.log_loss_3class, n: metrics.n,
       };
       spec.metrics[`${args.subset}_scorer`] = 'sonogate evaluate (gateway code path)';
       fs.writeFileSync(model.specPath, JSON.stringify(spec, null, 2) + '\n');

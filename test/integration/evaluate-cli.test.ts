@@ -65,6 +65,20 @@ const MODEL = path.join(ROOT, 'test', 'fixtures', 'dark-lesion-model', 'model.js
     expect(m.brier_malignant).toBeCloseTo(brier, 10);
   }, 120_000);
 
+  test('--update-model-json writes the scores, calibration included, into that model.json under the subset', () => {
+    const copy = tempDir('model');
+    for (const f of fs.readdirSync(path.dirname(MODEL))) fs.copyFileSync(path.join(path.dirname(MODEL), f), path.join(copy, f));
+    const r = spawnSync(process.execPath, [CLI, 'evaluate', '--data', data, '--subset', 'test', '--model', path.join(copy, 'model.json'), '--update-model-json'], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    const printed = JSON.parse(r.stdout);
+    const written = JSON.parse(fs.readFileSync(path.join(copy, 'model.json'), 'utf8'));
+    expect(written.metrics.test_scorer).toBe('sonogate evaluate (gateway code path)');
+    for (const k of ['dice', 'iou', 'auc_malignant', 'f1_malignant', 'normal_with_false_lesion', 'brier_malignant', 'ece_malignant', 'log_loss_3class', 'n']) {
+      expect(written.metrics.test[k]).toEqual(printed[k]);
+    }
+    expect(written.sha256).toBe(JSON.parse(fs.readFileSync(MODEL, 'utf8')).sha256); // the rest of the file as it was
+  }, 120_000);
+
   test('--perturb is applied and reported, and a bad one is a usage error', () => {
     const ok = spawnSync(process.execPath, [CLI, 'evaluate', '--data', data, '--model', MODEL, '--perturb', 'gain:0.9'], { encoding: 'utf8' });
     expect(ok.status).toBe(0);
