@@ -1,8 +1,10 @@
 """One temperature T for the class logits (Guo et al. 2017, "On calibration of modern neural
 networks"): the exported class logits become logits / T. T is fitted on val by the 3-class
-log-loss. A positive T changes no argmax and no ranking, so F1, accuracy and AUC stay as they were;
-only the probabilities the report shows move (T > 1: less confident), and with them what the
-P(normal) bound drops, so the export chooses that bound after this.
+log-loss. A positive T changes no image's argmax, so F1 and accuracy stay as they were. The order
+of P(malignant) across images can move a little (with three classes it depends on the other two
+logits too), so AUC can; it did not for 1.6.1 (val 0.939 both). The probabilities the report shows
+move (T > 1: less confident), and with them what the P(normal) bound drops, so the export chooses
+that bound after this.
 """
 import numpy as np
 import torch

@@ -102,7 +102,7 @@ def parse_args():
                    "(training/descriptors.py): 'fit' fits it here on train, its weight chosen on val; or a fusion.json\n"
                    "from training/descriptor_head.py")
     p.add_argument("--class-temperature", help="divide the exported class logits by a temperature: 'fit' chooses it on val by\n"
-                   "the log-loss (training/temperature.py), or a number; no argmax or ranking changes")
+                   "the log-loss (training/temperature.py), or a number; no image's argmax changes")
     p.add_argument("--tta", choices=["auto", "on", "off"], default="auto",
                    help="horizontal-flip test-time augmentation baked into the ONNX graph; auto = keep it if val dice + AUC gain > 0.005")
     args = p.parse_args()
