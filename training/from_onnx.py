@@ -300,6 +300,9 @@ def main():
     meta = json.load(open(args.model))
     model_dir = os.path.dirname(os.path.abspath(args.model))
     inits, nodes = read_onnx(os.path.join(model_dir, meta["file"]))
+    if meta["training"].get("class_temperature"):
+        # the temperature wraps the whole graph (training/temperature.py): its names gain a "net." prefix
+        inits = {k[4:] if k.startswith("net.") else k: v for k, v in inits.items()}
     n_members = max(1, len(meta["training"].get("ensemble") or []))
     nets = rebuild(inits, nodes, n_members)
     fusion = fusion_params(inits, meta)
