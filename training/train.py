@@ -3,9 +3,11 @@
 
 One command (from the repository root):   npm run train  [-- --resume]
   = /usr/bin/python3 training/train.py --size 128 --dice image --time-budget 6300 --descriptor-head fit
+      --class-temperature fit
     (105 min of training on a 2-core CPU at 128x128 with a soft Dice per lesion image; the
     exported graph resizes its 256x256 input to 128 and its mask back (training/resized.py);
-    then about 5 min to fit the lesion-descriptor regression (training/descriptor_head.py);
+    then about 5 min to fit the lesion-descriptor regression (training/descriptor_head.py) and
+    a temperature for the class logits on val (training/temperature.py);
     about two hours with loading, validation, the test score and the export). The schedule
     follows elapsed time, so a faster machine trains more epochs in the same time; --epochs N
     without --time-budget gives a fixed number of epochs instead.

@@ -369,7 +369,7 @@ print(json.dumps({'w': params['weight'], 'auc_w0': rows[0.0], 'auc_chosen': rows
   });
 
   test('npm run train end to end on a tiny BUSI-layout folder: trains, fits the descriptor head, scores test, exports a graph onnxruntime-node runs as PyTorch did', async () => {
-    // the recipe's own path (train.py with --descriptor-head fit, as package.json runs it) on 48 PNGs
+    // the recipe's own path (train.py with --descriptor-head fit --class-temperature fit, as package.json runs it) on 48 PNGs
     const busi = path.join(dir, 'busi');
     py(
       `
@@ -403,11 +403,13 @@ open(os.path.join(root, 'split.csv'), 'w').write('\\n'.join(rows) + '\\n')
     const run = path.join(dir, 'recipe-run');
     const modelDir = path.join(dir, 'recipe-model');
     const common = ['--data', busi, '--cache-dir', path.join(dir, 'cache'), '--size', '32', '--base', '4', '--out', run, '--model-dir', modelDir];
-    const log = train([...common, '--epochs', '20', '--lr', '0.01', '--descriptor-head', 'fit', '--model-version', 'recipe-test']);
+    const log = train([...common, '--epochs', '20', '--lr', '0.01', '--descriptor-head', 'fit', '--class-temperature', 'fit', '--model-version', 'recipe-test']);
     expect(log).toMatch(/CV balanced log-loss by lambda/);
+    expect(log).toMatch(/class temperature [\d.]+ \(fit\): val log-loss/);
     expect(log).toMatch(/test \(original resolution\)/);
     const meta = JSON.parse(fs.readFileSync(path.join(modelDir, 'model.json'), 'utf8'));
     expect(meta.training.descriptor_head.names).toHaveLength(12);
+    expect(meta.training.class_temperature).toBeGreaterThanOrEqual(0.5);
     expect(meta.metrics.test.dice).toBeGreaterThan(0.5); // the discs are outlined, so the descriptors describe them
     const fusion = JSON.parse(fs.readFileSync(path.join(run, 'fusion.json'), 'utf8'));
     expect(fusion.weight).toBe(meta.training.descriptor_head.weight);
