@@ -20,6 +20,13 @@ def log_loss(log_probs, labels, t):
     return float(-z[np.arange(len(labels)), np.asarray(labels)].mean())
 
 
+def tempered(probs, t):
+    """softmax(log(probs) / t): the probabilities a Tempered net gives, from its inner net's."""
+    z = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1)) / t
+    z = np.exp(z - z.max(1, keepdims=True))
+    return z / z.sum(1, keepdims=True)
+
+
 def fit_temperature(log_probs, labels, grid=GRID):
     """The grid's T with the lowest log-loss (the smaller T on a tie); log-probabilities or logits alike."""
     return min(grid, key=lambda t: (log_loss(log_probs, labels, t), t))

@@ -50,7 +50,7 @@ from model import AttentionUNet  # noqa: E402
 from preprocess import gray_from_file, to_input  # noqa: E402
 from reference import write_reference  # noqa: E402
 from resized import Resized, split_size  # noqa: E402
-from temperature import Tempered, fit_temperature, log_loss  # noqa: E402
+from temperature import Tempered, fit_temperature, log_loss, tempered  # noqa: E402
 from weights import load_state, save_atomic, save_compact  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
@@ -476,8 +476,8 @@ def finish(net, args, spec, data, info, log, paths):
         val, _, vcp = evaluate_small(final, *data["val"][:3], spec)
         log("val with the descriptor head: %s" % json.dumps(val))
     if args.class_temperature:
-        final, info = with_temperature(final, args, vcp, vl, info, log)
-        val, _, vcp = evaluate_small(final, *data["val"][:3], spec)
+        final, info, vcp = with_temperature(final, args, vcp, vl, info, log)
+        val = {**val, **class_metrics(vl, vcp)}  # the masks are unchanged: no second val pass
         log("val with the class temperature: %s" % json.dumps(val))
     outlined = (vprob > threshold).reshape(len(vprob), -1).any(1)
     p_normal = vcp[:, CLASSES.index("normal")]
@@ -513,11 +513,12 @@ def with_descriptor_head(net, args, data, threshold, info, log):
 
 def with_temperature(net, args, vcp, vl, info, log):
     """net with its class logits divided by T: T from --class-temperature, or fitted on the val
-    softmax probabilities vcp (their logs are the logits up to a constant per image)."""
+    softmax probabilities vcp (their logs are the logits up to a constant per image). Also returns
+    the val probabilities the tempered net gives."""
     logp = np.log(np.clip(vcp, 1e-12, 1))
     t = fit_temperature(logp, vl) if args.class_temperature == "fit" else float(args.class_temperature)
     log("class temperature %g (%s): val log-loss %.4f -> %.4f" % (t, args.class_temperature, log_loss(logp, vl, 1), log_loss(logp, vl, t)))
-    return Tempered(net, t).eval(), {**info, "class_temperature": t}
+    return Tempered(net, t).eval(), {**info, "class_temperature": t}, tempered(vcp, t)
 
 
 @torch.no_grad()

@@ -586,7 +586,7 @@ print(' '.join(str(choose_normal_bound(*zip(*c))) for c in cases))
     const out = py(`
 import sys, numpy as np, torch
 sys.path.insert(0, '.')
-from temperature import Tempered, fit_temperature, log_loss
+from temperature import Tempered, fit_temperature, log_loss, tempered
 rng = np.random.default_rng(0)
 labels = rng.integers(0, 3, 600)
 right = rng.random(600) < 0.7  # the argmax is right 70 % of the time
@@ -596,12 +596,14 @@ def logits(margin):
 over, timid = fit_temperature(logits(8.0), labels), fit_temperature(logits(0.3), labels)
 net = Tempered(lambda x: (x, x * 3), 1.5)
 m, c = net(torch.ones(1))
-print(over, timid, log_loss(logits(8.0), labels, over) < log_loss(logits(8.0), labels, 1), float(m), float(c))
+z = torch.tensor(logits(2.0))
+same = float(np.abs(tempered(torch.softmax(z, 1).numpy(), 1.5) - torch.softmax(z / 1.5, 1).numpy()).max()) < 1e-9
+print(over, timid, log_loss(logits(8.0), labels, over) < log_loss(logits(8.0), labels, 1), float(m), float(c), same)
 `);
-    const [over, timid, better, m, c] = out.trim().split(' ');
+    const [over, timid, better, m, c, same] = out.trim().split(' ');
     expect(Number(over)).toBeGreaterThan(2); // P 0.999 for a 70 % argmax: the fit cools it down a lot
     expect(Number(timid)).toBeLessThan(1);
-    expect([better, m, c]).toEqual(['True', '1.0', '2.0']);
+    expect([better, m, c, same]).toEqual(['True', '1.0', '2.0', 'True']); // same: the train.py shortcut gives the tempered net's probabilities
   });
 
   test('the zoom gate (training/zoom_gate.py): only frames the base outlines less than the area share move towards the zoom view', () => {
