@@ -1,6 +1,9 @@
 #!/bin/bash
 # Trains Attention U-Nets side by side on one GPU within a fixed time (default: four), for the
 # device tool's machine (no BUSI folder there: it reads the packed train+val file from training/pack.py).
+# Session 19's runs (rule 11 in model/MODEL_CARD.md; the init weights carried too):
+#   BUDGET=400 EXTRA="--init training/runs/shipped/member1.pt --dice image --lr 3e-4 --zoom-range 0.5,1.3
+#   --val-zooms 0.5,0.75,1,1.25" RUNS="g0:16:40 g5:16:41:16:image:--normal-penalty=0.5 ..." bash training/gpu/run.sh
 # Session 5's runs:  PROBE="32:32 16:16" BUDGET=440 RUNS="w32:32:3:32 b16long:16:3:16" bash training/gpu/run.sh
 #   /usr/bin/python3 training/pack.py --size 256        # here, once
 #   device run, carry training/cache/busi-256-trainval.pt.gz:  bash training/gpu/run.sh
@@ -12,7 +15,8 @@ BUDGET=${BUDGET:-420}
 DEVICE=${DEVICE:-cuda}
 PY=${PY:-python3}
 # name:base:seed[:batch[:dice]]; runs side by side share the GPU by time-slicing (no speed-up in sum);
-# dice = batch or image (train.py --dice), e.g. RUNS="z16:16:5:16 z16pi:16:5:16:image" compares the two losses
+# dice = batch or image (train.py --dice), e.g. RUNS="z16:16:5:16 z16pi:16:5:16:image" compares the two losses;
+# extra = that run's own train.py options, '+' between them and '=' inside each, e.g. "--normal-penalty=0.5+--lr=1e-3"
 RUNS=${RUNS:-"b32s1:32:1 b16s1:16:1 b16s2:16:2 b16s3:16:3"}
 # EXTRA: more train.py options for every run, e.g. "--init training/runs/gpu1/b16s3.pt --lr 1e-3"
 ARR=training/cache/busi-256-trainval.pt.gz
@@ -23,10 +27,10 @@ $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_av
 LAYOUT=""
 if [ -n "${PROBE:-}" ]; then LAYOUT=$($PY training/gpu/probe.py $PROBE 2> >(tee "$OUT/probe.txt" >&2)); fi
 for r in $RUNS; do
-  IFS=: read -r name base seed batch dice <<<"$r"
+  IFS=: read -r name base seed batch dice extra <<<"$r"
   ( $PY training/train.py --device "$DEVICE" --arrays $ARR --size 256 --batch "${batch:-16}" --threads 3 \
       --time-budget "$BUDGET" --train-only --base "$base" --seed "$seed" --dice "${dice:-batch}" $LAYOUT \
-      --out "training/runs/gpu/$name" --compact-out "$OUT" ${EXTRA:-} > "training/runs/gpu/$name.log" 2>&1
+      --out "training/runs/gpu/$name" --compact-out "$OUT" ${EXTRA:-} ${extra//+/ } > "training/runs/gpu/$name.log" 2>&1
     echo "$name exit $?" ) &
 done
 wait
