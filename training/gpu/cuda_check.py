@@ -43,12 +43,14 @@ def main():
     n, size = ref["n"], ref["size"]
     x = pattern(n, size, size)
     out = {"onnxruntime": ort.__version__, "available_providers": ort.get_available_providers()}
+    if "CUDAExecutionProvider" not in out["available_providers"]:
+        out["cuda"] = "not checked: this onnxruntime has no CUDA provider (a GPU build, onnxruntime-gpu, has one)"
     results = {}
     for prov in ("CUDAExecutionProvider", "CPUExecutionProvider"):
         if prov not in ort.get_available_providers():
             continue
         so = ort.SessionOptions()
-        so.log_severity_level = 1  # warnings: a node that falls back to the CPU is named
+        so.log_severity_level = 2  # warnings: a node that falls back to the CPU is named
         sess = ort.InferenceSession(path, so, providers=[prov])
         name = sess.get_inputs()[0].name
         mask, cls = sess.run(None, {name: x})
