@@ -94,6 +94,9 @@ def parse_args():
                    help="weight of a loss on the images without a lesion: the mean lesion probability of their\n"
                    "most lesion-like 1 %% of pixels (a false outline needs a confident blob, which the\n"
                    "pixel-averaged BCE barely sees); 0 = off")
+    p.add_argument("--select-normal-weight", type=float, default=0.0,
+                   help="choose the checkpoint by its val score minus this weight times the share of normal val\n"
+                   "images with any pixel above %g at full size (a false outline there); 0 = off" % SELECT_OUTLINE_THRESHOLD)
     p.add_argument("--init", help="start from these weights (a second cosine cycle) instead of random ones")
     p.add_argument("--model-version", help="version for model.json; result UIDs derive from it, so the default\n"
                    "is 'dev-' + the ONNX file's first 8 sha256 digits: new weights never reuse a release's UIDs")
@@ -193,6 +196,15 @@ def normal_outline_loss(logits, target, share=0.01):
         return logits.new_zeros(())
     p = torch.sigmoid(logits[empty]).flatten(1)
     return p.topk(max(1, round(p.shape[1] * share)), dim=1).values.mean()
+
+
+SELECT_OUTLINE_THRESHOLD = 0.4  # the threshold training/tta_search.py judges candidates at
+
+
+def normal_outlined(prob, labels, threshold=SELECT_OUTLINE_THRESHOLD):
+    """Share of the images without a lesion (label 0) with any pixel of prob above threshold."""
+    normal = labels == 0
+    return float((prob[normal].reshape(int(normal.sum()), -1) > threshold).any(1).mean()) if normal.any() else 0.0
 
 
 @torch.no_grad()
@@ -379,8 +391,9 @@ def train(args, data, spec, device, cuda, log):
                 tot += torch.stack([loss.detach(), seg.detach(), cls.detach()])
         epoch += 1
         train_seconds += time.time() - te
-        val, _, _ = evaluate_small(ema, *data["val"][:3], spec, device=device,
-                                   size=args.low_size if low_phase else None)
+        val, val_prob, _ = evaluate_small(ema, *data["val"][:3], spec, device=device,
+                                          size=args.low_size if low_phase else None)
+        val["normal_outlined"] = normal_outlined(val_prob, data["val"][2])
         # a low-size epoch is not a candidate: the export runs at full size
         score = -1 if low_phase else val["dice"] + val["auc_malignant"]
         if not low_phase and zoomed_val:
@@ -390,6 +403,8 @@ def train(args, data, spec, device, cuda, log):
                 at[z] = zv["dice"] + zv["auc_malignant"]
             val["score_by_zoom"] = {"%g" % z: round(v, 4) for z, v in sorted(at.items())}
             score = float(np.mean(list(at.values())))
+        if not low_phase and args.select_normal_weight:
+            score -= args.select_normal_weight * val["normal_outlined"]
         tot = (tot / steps_per_epoch).tolist()
         history.append({"epoch": epoch, "size": xs.shape[-1], "loss": tot[0], "seg": tot[1], "cls": tot[2], **val})
         mark = ""
@@ -402,9 +417,9 @@ def train(args, data, spec, device, cuda, log):
             if args.compact_out and progress() > 0.5:  # a run cut short still hands back its best
                 write_compact(args, best_path)
         by_zoom = "  dice+auc by zoom %s" % json.dumps(val["score_by_zoom"]) if "score_by_zoom" in val else ""
-        log("epoch %3d  %dpx  loss %.4f (seg %.4f cls %.4f)  val dice %.4f auc %.4f f1m %.4f acc %.3f  lr %.2e  %.1fs  %.0f%%%s%s"
+        log("epoch %3d  %dpx  loss %.4f (seg %.4f cls %.4f)  val dice %.4f auc %.4f f1m %.4f acc %.3f normal outlined %.2f  lr %.2e  %.1fs  %.0f%%%s%s"
             % (epoch, xs.shape[-1], tot[0], tot[1], tot[2], val["dice"], val["auc_malignant"], val["f1_malignant"],
-               val["accuracy_3class"], opt.param_groups[0]["lr"], time.time() - te, 100 * progress(), by_zoom, mark))
+               val["accuracy_3class"], val["normal_outlined"], opt.param_groups[0]["lr"], time.time() - te, 100 * progress(), by_zoom, mark))
         if not cuda or not args.time_budget or epoch % 25 == 0 or progress() >= 1:  # GPU epochs take ~1 s
             save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                          "gen": g.get_state(), "epoch": epoch, "step": step, "best": best,

@@ -1,6 +1,11 @@
 #!/bin/bash
 # Trains Attention U-Nets side by side on one GPU within a fixed time (default: four), for the
 # device tool's machine (no BUSI folder there: it reads the packed train+val file from training/pack.py).
+# Session 20's runs (rule 13 in model/MODEL_CARD.md), carrying the pack and the init weights (the .onnx moved out, as below):
+#   BUDGET=420 EXTRA="--init training/runs/shipped/member1.pt --lr 3e-4 --zoom-range 0.5,1.3 --val-zooms 0.5,0.75,1,1.25
+#   --select-normal-weight 0.25" RUNS="h0:16:60:16:image h25:16:61:16:image:--normal-penalty=0.25
+#   h25h:16:62:16:image:--normal-penalty=0.25+--lr=1e-3 h5h:16:63:16:image:--normal-penalty=0.5+--lr=1e-3"
+#   timeout 560 bash training/gpu/run.sh
 # Session 19's runs (rule 11 in model/MODEL_CARD.md), as run, carrying the pack and the init weights:
 #   BUDGET=400 EXTRA="--init training/runs/shipped/member1.pt --lr 3e-4 --zoom-range 0.5,1.3 --val-zooms 0.5,0.75,1,1.25"
 #   RUNS="g0:16:40:16:image g5:16:41:16:image:--normal-penalty=0.5 g5h:16:42:16:image:--normal-penalty=0.5+--lr=1e-3
