@@ -222,6 +222,29 @@ print('%.3f' % (z.sum() / m.sum()))
     expect(() => train(['--arrays', path.join(dir, 'packed.pt.gz'), '--out', run, '--val-zooms', '0.75,1.25'])).toThrow(/--val-zooms must be positive scales that include 1/);
   }, 120_000);
 
+  test('--select-normal-weight: the checkpoint score pays for normal val images with a false outline', () => {
+    const counted = py(`
+import sys, numpy as np
+sys.path.insert(0, '.')
+from train import normal_outlined
+prob = np.zeros((4, 8, 8), np.float32); prob[0, 2, 2] = 0.45; prob[1, 3, 3] = 0.35; prob[2, 1, 1] = 0.9
+print(normal_outlined(prob, np.array([0, 0, 1, 0])))
+`);
+    expect(Number(counted)).toBeCloseTo(1 / 3, 6); // only the first normal image has a pixel above 0.4; the lesion image is not counted
+
+    const run = path.join(dir, 'select-normal');
+    const weight = 0.5;
+    const log = train(['--arrays', path.join(dir, 'packed.pt.gz'), '--size', '32', '--base', '4', '--batch', '8', '--train-only', '--out', run, '--epochs', '3', '--val-zooms', '0.5,1', '--select-normal-weight', String(weight)]);
+    expect(log).toMatch(/epoch {3}3 .*normal outlined [\d.]+ /);
+    type Epoch = { score_by_zoom: Record<string, number>; normal_outlined: number };
+    const history = JSON.parse(fs.readFileSync(path.join(run, 'history.json'), 'utf8')) as Epoch[];
+    const best = JSON.parse(fs.readFileSync(path.join(run, 'best.json'), 'utf8')) as Epoch & { score: number; epoch: number };
+    const scoreOf = (e: Epoch) => (e.score_by_zoom['0.5'] + e.score_by_zoom['1']) / 2 - weight * e.normal_outlined;
+    expect(best.score).toBeCloseTo(scoreOf(best), 3);
+    const scores = history.map(scoreOf);
+    expect(best.epoch).toBe(scores.indexOf(Math.max(...scores)) + 1);
+  }, 120_000);
+
   test('head refit (training/refit_head.py): the averaged heads as one linear map, and back into each network, change no output', () => {
     // a changed joint head written back must give the exported ensemble (members averaged, flip TTA) exactly that map
     const out = py(`
