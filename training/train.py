@@ -94,6 +94,8 @@ def parse_args():
                    help="weight of a loss on the images without a lesion: the mean lesion probability of their\n"
                    "most lesion-like 1 %% of pixels (a false outline needs a confident blob, which the\n"
                    "pixel-averaged BCE barely sees); 0 = off")
+    p.add_argument("--class-weight", type=float, default=0.5,
+                   help="weight of the class cross-entropy against the mask loss (0.5 in every shipped network)")
     p.add_argument("--select-normal-weight", type=float, default=0.0,
                    help="choose the checkpoint by its val score minus this weight times the share of normal val\n"
                    "images with any pixel above %g at full size (a false outline there); 0 = off" % SELECT_OUTLINE_THRESHOLD)
@@ -330,10 +332,10 @@ def train(args, data, spec, device, cuda, log):
            "%.0f s" % args.time_budget if args.time_budget else "%d epochs" % args.epochs,
            steps_per_epoch, args.batch, [round(float(c), 2) for c in cw],
            ", channels-last" if args.channels_last else ""))
-    log("loss: BCE + soft Dice %s%s + 0.5 x class cross-entropy; lr %g, scale augmentation %g-%g, seed %d"
+    log("loss: BCE + soft Dice %s%s + %g x class cross-entropy; lr %g, scale augmentation %g-%g, seed %d"
         % ("per lesion image" if args.dice == "image" else "over the batch",
            " + %g x the top-1 %% lesion probability of images without a lesion" % args.normal_penalty if args.normal_penalty else "",
-           args.lr, *args.zoom_range, args.seed))
+           args.class_weight, args.lr, *args.zoom_range, args.seed))
     if args.low_size:
         log("progressive resizing: %dx%d for the first %.0f%% of the schedule, then %dx%d (only those epochs are candidates)"
             % (args.low_size, args.low_size, 100 * args.low_share, args.size, args.size))
@@ -377,7 +379,7 @@ def train(args, data, spec, device, cuda, log):
             if args.normal_penalty:
                 seg = seg + args.normal_penalty * normal_outline_loss(ml, m)
             cls = F.cross_entropy(cl, y_train[idx], weight=cw, label_smoothing=0.05)
-            loss = seg + 0.5 * cls
+            loss = seg + args.class_weight * cls
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -609,6 +611,8 @@ def export(model, args, spec, threshold, best, test, log, tta=False, members=Non
         training["dice_loss"] = args.dice
     if args.normal_penalty:
         training["normal_penalty"] = args.normal_penalty
+    if args.class_weight != 0.5:
+        training["class_weight"] = args.class_weight
     if args.low_size:
         training["progressive_resizing"] = {"size": args.low_size, "share": args.low_share}
     if members:
