@@ -1,6 +1,13 @@
 #!/bin/bash
 # Trains Attention U-Nets side by side on one GPU within a fixed time (default: four), for the
 # device tool's machine (no BUSI folder there: it reads the packed train+val file from training/pack.py).
+# Session 22's runs (rule 15 in model/MODEL_CARD.md), carrying the pack and 1.4.0's two 256² networks rebuilt by
+#   training/from_onnx.py --model <1.4.0's model.json> --calibrate --out training/runs/m140 (the .onnx moved out, as below):
+#   BUDGET=400 EXTRA="--lr 1e-3 --normal-penalty 0.25 --zoom-range 0.5,1.3 --val-zooms 0.5,0.75,1,1.25
+#   --select-normal-weight 0.25" RUNS="f25h:16:70:16:image:--init=training/runs/m140/member0.pt
+#   f25hc:16:71:16:image:--init=training/runs/m140/member0.pt+--class-weight=1
+#   b25hc:16:72:16:image:--init=training/runs/m140/member1.pt+--class-weight=1
+#   f25h2:16:73:16:image:--init=training/runs/m140/member0.pt" timeout 545 bash training/gpu/run.sh
 # Session 20's runs (rule 13 in model/MODEL_CARD.md), carrying the pack and the init weights (the .onnx moved out, as below):
 #   BUDGET=420 EXTRA="--init training/runs/shipped/member1.pt --lr 3e-4 --zoom-range 0.5,1.3 --val-zooms 0.5,0.75,1,1.25
 #   --select-normal-weight 0.25" RUNS="h0:16:60:16:image h25:16:61:16:image:--normal-penalty=0.25
