@@ -64,7 +64,7 @@ def crops(pictures, boxes, size, g=None, jitter=0.0, rotate=0.0):
 
 
 def photometric(x, g):
-    """Gain, gamma and multiplicative speckle on 0..1 crops, then each crop standardised."""
+    """Gain, gamma and multiplicative speckle on 0..1 crops (standardise() comes after)."""
     n = len(x)
     gain = torch.exp((torch.rand(n, 1, 1, 1, generator=g) * 2 - 1) * math.log(1.4))
     gamma = torch.exp((torch.rand(n, 1, 1, 1, generator=g) * 2 - 1) * math.log(1.5))
