@@ -169,14 +169,10 @@ def main():
     # val: boxes from the networks' outline (ground truth where it is empty) and from the ground truth
     xv, mv, yv, fv, keep = lesion_set("val")
     pred = predicted_masks(args.members, small["val"][0][keep], args.threshold)
-    boxes_pred, fallback = [], 0
-    for pm, gm in zip(pred, mv):
-        b = box_of(pm, args.margin)
-        if b is None:
-            fallback += 1
-            b = box_of(gm, args.margin)
-        boxes_pred.append(b)
     boxes_gt = [box_of(m, args.margin) for m in mv]
+    boxes_pred = [box_of(pm, args.margin) for pm in pred]
+    fallback = sum(b is None for b in boxes_pred)
+    boxes_pred = [b or gt for b, gt in zip(boxes_pred, boxes_gt)]
     net.eval()
 
     def logits(boxes):
