@@ -30,14 +30,14 @@ MIN_GAIN = 0.005  # rule 17: full-size AUC gain needed
 
 
 @torch.no_grad()
-def class_views(net, fusion, x, batch=16):
+def class_views(fusion, x, batch=16):
     """Softmax probabilities of the plain view and of the class-only mirror, both with the
-    descriptor log-odds of the plain view's outline."""
+    descriptor log-odds (fusion, around the ensemble fusion.net) of the plain view's outline."""
     plain, mirrored = [], []
     for i in range(0, len(x), batch):
         xb = x[i:i + batch]
-        ml, c1 = net(xb)
-        _, c2 = net(torch.flip(xb, dims=[3]))
+        ml, c1 = fusion.net(xb)
+        _, c2 = fusion.net(torch.flip(xb, dims=[3]))
         shift = fusion.weight * fusion.log_odds(xb, ml)[:, None] * fusion.direction
         plain.append(torch.softmax(c1 + shift, 1))
         mirrored.append(torch.softmax((c1 + c2) / 2 + shift, 1))
@@ -61,7 +61,7 @@ def main():
     for z in zooms:
         im, _ = zoom_images_and_masks(images, masks, z)
         x = torch.from_numpy((im / 255.0)[:, None].astype(np.float32))
-        plain, mirrored = class_views(net.net, net, x)
+        plain, mirrored = class_views(net, x)
         rows[z] = {"zoom": z, "plain": class_metrics(labels, plain), "class_mirror": class_metrics(labels, mirrored)}
         print(json.dumps(rows[z]), flush=True)
     gain = {z: r["class_mirror"]["auc_malignant"] - r["plain"]["auc_malignant"] for z, r in rows.items()}
