@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mobilenet import SKIP_CHANNELS, MobileNetV2Encoder
+
 
 def conv_block(cin, cout):
     return nn.Sequential(
@@ -85,6 +87,51 @@ class AttentionUNet(nn.Module):
         pooled = torch.cat([bottleneck.mean(dim=(2, 3)), decoded[0].mean(dim=(2, 3)),
                             _masked_mean(bottleneck, w16), _masked_mean(decoded[0], w8)], dim=1)
         return mask_logits, pooled
+
+
+class MobileAttentionUNet(nn.Module):
+    """The same Attention U-Net decoder (attention gates on every skip) and the same mask-guided
+    class head on a MobileNetV2 encoder (training/mobilenet.py), which can start from ImageNet
+    weights instead of random ones. The encoder's skips are at /2, /4, /8 and /16 of the input; the
+    decoder stops at /2 and its mask logits are resized bilinearly to the input (as the 128 x 128
+    networks' are). The grey picture, standardised per image as in AttentionUNet and halved (about
+    the spread of ImageNet's -1..1 pixels), is fed as R = G = B. H and W must be multiples of 32."""
+
+    def __init__(self, n_classes=3, dropout=0.3, widths=(128, 64, 32, 24)):
+        super().__init__()
+        self.encoder = MobileNetV2Encoder(1)
+        cins = (320,) + widths[:-1]
+        self.ups = nn.ModuleList([Up(cin, skip, w) for cin, skip, w in zip(cins, reversed(SKIP_CHANNELS), widths)])
+        self.head = nn.Conv2d(widths[-1], 1, 1)
+        self.cls = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * (1280 + widths[0]), n_classes))
+
+    def forward(self, x):
+        mask_logits, pooled = self.features(x)
+        return mask_logits, self.cls(pooled)
+
+    def features(self, x):
+        h, w = x.shape[-2:]
+        mu = x.mean(dim=(2, 3), keepdim=True)
+        sd = x.std(dim=(2, 3), keepdim=True)
+        skips, y, last = self.encoder(0.5 * (x - mu) / (sd + 1e-3))
+        decoded = []
+        for up, skip in zip(self.ups, reversed(skips)):
+            y = up(y, skip)
+            decoded.append(y)
+        half = self.head(y)
+        weight = torch.sigmoid(half).detach()
+        w16 = F.avg_pool2d(weight, 8)
+        w32 = F.avg_pool2d(w16, 2)
+        pooled = torch.cat([last.mean(dim=(2, 3)), decoded[0].mean(dim=(2, 3)),
+                            _masked_mean(last, w32), _masked_mean(decoded[0], w16)], dim=1)
+        return F.interpolate(half, size=(h, w), mode="bilinear", align_corners=False), pooled
+
+
+def network_for(state):
+    """An untrained network of the architecture these weights (a state dict) were saved from."""
+    if "encoder.stem.conv.weight" in state:
+        return MobileAttentionUNet()
+    return AttentionUNet(state["enc.0.0.weight"].shape[0])
 
 
 def _masked_mean(f, w):

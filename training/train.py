@@ -46,7 +46,8 @@ from data import CLASSES, load_arrays, read_split, union_mask  # noqa: E402
 from descriptors import DescriptorFusion  # noqa: E402
 from metrics import auc, binary_f1, dice_iou  # noqa: E402
 from normal_bound import choose_normal_bound, suppressed  # noqa: E402
-from model import AttentionUNet  # noqa: E402
+from model import AttentionUNet, MobileAttentionUNet, network_for  # noqa: E402
+from mobilenet import load_imagenet  # noqa: E402
 from preprocess import gray_from_file, to_input  # noqa: E402
 from reference import write_reference  # noqa: E402
 from resized import Resized, split_size  # noqa: E402
@@ -99,6 +100,14 @@ def parse_args():
     p.add_argument("--select-normal-weight", type=float, default=0.0,
                    help="choose the checkpoint by its val score minus this weight times the share of normal val\n"
                    "images with any pixel above %g at full size (a false outline there); 0 = off" % SELECT_OUTLINE_THRESHOLD)
+    p.add_argument("--arch", choices=["unet", "mobilenetv2"], default="unet",
+                   help="unet: the Attention U-Net of --base filters; mobilenetv2: the same decoder and class head\n"
+                        "on a MobileNetV2 encoder (training/model.py MobileAttentionUNet)")
+    p.add_argument("--pretrained", default=os.path.join(ROOT, "training", "cache", "mobilenet_v2_imagenet"),
+                   help="with --arch mobilenetv2 and no --init: ImageNet weights for the encoder, from\n"
+                        "training/pretrained/extract_nsfwjs.js ('none' starts it from random weights)")
+    p.add_argument("--encoder-lr", type=float, default=1.0,
+                   help="with --arch mobilenetv2: the encoder's learning rate as a share of --lr")
     p.add_argument("--init", help="start from these weights (a second cosine cycle) instead of random ones")
     p.add_argument("--model-version", help="version for model.json; result UIDs derive from it, so the default\n"
                    "is 'dev-' + the ONNX file's first 8 sha256 digits: new weights never reuse a release's UIDs")
@@ -300,17 +309,26 @@ def train(args, data, spec, device, cuda, log):
         x_low = F.interpolate(x_train, size=low, mode="area")
         m_low = (F.interpolate(m_train, size=low, mode="area") >= 0.5).float()
 
-    model = AttentionUNet(args.base).to(device)
+    model = MobileAttentionUNet() if args.arch == "mobilenetv2" else AttentionUNet(args.base)
     if args.init:
         model.load_state_dict(load_state(args.init))
         log("initialised from", args.init)
+    elif args.arch == "mobilenetv2" and args.pretrained != "none":
+        log("encoder: %d ImageNet tensors from %s" % (load_imagenet(model.encoder, args.pretrained), args.pretrained))
+    model = model.to(device)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     ema = copy.deepcopy(model)
     for p in ema.parameters():
         p.requires_grad_(False)
     # fused: one kernel for the whole update instead of several per tensor (small GPU steps are launch-heavy)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4, **({"fused": True} if cuda else {}))
+    if args.arch == "mobilenetv2" and args.encoder_lr != 1.0:
+        encoder = set(id(p) for p in model.encoder.parameters())
+        groups = [{"params": [p for p in model.parameters() if id(p) in encoder], "lr_share": args.encoder_lr},
+                  {"params": [p for p in model.parameters() if id(p) not in encoder], "lr_share": 1.0}]
+    else:
+        groups = [{"params": list(model.parameters()), "lr_share": 1.0}]
+    opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=1e-4, **({"fused": True} if cuda else {}))
     steps_per_epoch = math.ceil(len(x_train) / args.batch)
     max_epochs = args.epochs if not args.time_budget else 100000
     total = args.epochs * steps_per_epoch
@@ -327,8 +345,9 @@ def train(args, data, spec, device, cuda, log):
         start_epoch, step, best, history = ck["epoch"], ck["step"], ck["best"], ck["history"]
         train_seconds = ck.get("train_seconds", 0.0)
         log("resumed at epoch %d" % start_epoch)
-    log("model: Attention U-Net base %d, %d parameters, input %dx%d, %s x %d steps, batch %d, class weights %s%s"
-        % (args.base, sum(p.numel() for p in model.parameters()), args.size, args.size,
+    log("model: %s, %d parameters, input %dx%d, %s x %d steps, batch %d, class weights %s%s"
+        % ("Attention U-Net on a MobileNetV2 encoder (encoder lr x %g)" % args.encoder_lr if args.arch == "mobilenetv2"
+           else "Attention U-Net base %d" % args.base, sum(p.numel() for p in model.parameters()), args.size, args.size,
            "%.0f s" % args.time_budget if args.time_budget else "%d epochs" % args.epochs,
            steps_per_epoch, args.batch, [round(float(c), 2) for c in cw],
            ", channels-last" if args.channels_last else ""))
@@ -368,7 +387,7 @@ def train(args, data, spec, device, cuda, log):
         tot = torch.zeros(3, device=device)
         for s in range(steps_per_epoch):
             for group in opt.param_groups:
-                group["lr"] = args.lr * lr_factor(progress(time.time() - te))
+                group["lr"] = args.lr * group["lr_share"] * lr_factor(progress(time.time() - te))
             idx = perm[s * args.batch:(s + 1) * args.batch]
             x, m = augment(xs[idx], ms[idx], g, args.zoom_range)
             x = x.contiguous(memory_format=fmt)
@@ -421,7 +440,7 @@ def train(args, data, spec, device, cuda, log):
         by_zoom = "  dice+auc by zoom %s" % json.dumps(val["score_by_zoom"]) if "score_by_zoom" in val else ""
         log("epoch %3d  %dpx  loss %.4f (seg %.4f cls %.4f)  val dice %.4f auc %.4f f1m %.4f acc %.3f normal outlined %.2f  lr %.2e  %.1fs  %.0f%%%s%s"
             % (epoch, xs.shape[-1], tot[0], tot[1], tot[2], val["dice"], val["auc_malignant"], val["f1_malignant"],
-               val["accuracy_3class"], val["normal_outlined"], opt.param_groups[0]["lr"], time.time() - te, 100 * progress(), by_zoom, mark))
+               val["accuracy_3class"], val["normal_outlined"], opt.param_groups[-1]["lr"], time.time() - te, 100 * progress(), by_zoom, mark))
         if not cuda or not args.time_budget or epoch % 25 == 0 or progress() >= 1:  # GPU epochs take ~1 s
             save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                          "gen": g.get_state(), "epoch": epoch, "step": step, "best": best,
@@ -460,7 +479,7 @@ def load_members(paths):
     for p in paths:
         path, n = split_size(p)
         state = load_state(path)
-        net = AttentionUNet(state["enc.0.0.weight"].shape[0])
+        net = network_for(state)
         net.load_state_dict(state)
         members.append((Resized(net, n) if n else net).eval())
     return members[0] if len(members) == 1 else Ensemble(members).eval()
@@ -601,6 +620,8 @@ def export(model, args, spec, threshold, best, test, log, tta=False, members=Non
                 "seed": args.seed, "base_filters": args.base, "batch": args.batch, "lr": args.lr,
                 "test_time_augmentation": "hflip" if tta else "none",
                 "train_seconds": best.get("train_seconds"), "torch": torch.__version__}
+    if args.arch != "unet":
+        training["architecture"] = args.arch
     if args.time_budget:
         training["time_budget_seconds"] = args.time_budget
     if tuple(args.zoom_range) != DEFAULT_ZOOM:

@@ -1,6 +1,12 @@
 #!/bin/bash
 # Trains Attention U-Nets side by side on one GPU within a fixed time (default: four), for the
 # device tool's machine (no BUSI folder there: it reads the packed train+val file from training/pack.py).
+# Session 24's runs (rule 20 in model/MODEL_CARD.md: the MobileNetV2 encoder from ImageNet weights), carrying the pack
+#   and training/cache/mobilenet_v2_imagenet.{json,bin} (training/pretrained/extract_nsfwjs.js; the .onnx moved out, as below):
+#   BUDGET=400 EXTRA="--arch mobilenetv2 --lr 1e-3 --normal-penalty 0.25 --zoom-range 0.5,1.3 --val-zooms 0.5,0.75,1,1.25
+#   --select-normal-weight 0.25 --channels-last" RUNS="p3:16:80:16:image:--encoder-lr=0.3
+#   p3b:16:81:16:image:--encoder-lr=0.3 p1:16:82:16:image r1:16:83:16:image:--pretrained=none"
+#   timeout 560 bash training/gpu/run.sh
 # Session 22's runs (rule 15 in model/MODEL_CARD.md), carrying the pack and 1.4.0's two 256² networks rebuilt by
 #   training/from_onnx.py --model <1.4.0's model.json> --calibrate --out training/runs/m140 (the .onnx moved out, as below):
 #   BUDGET=400 EXTRA="--lr 1e-3 --normal-penalty 0.25 --zoom-range 0.5,1.3 --val-zooms 0.5,0.75,1,1.25
