@@ -42,12 +42,11 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from model import AttentionUNet  # noqa: E402
+from model import AttentionUNet, MobileAttentionUNet  # noqa: E402
 from reference import pattern  # noqa: E402
 from resized import Resized, split_size  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
-BN_EPS = 1e-5
 
 
 def _varint(b, i):
@@ -139,8 +138,27 @@ def folded_pairs(net):
     return pairs
 
 
+def member_prefixes(k, n_members):
+    # a member trained at another size sits inside a Resized wrapper (training/resized.py)
+    return ("members.%d." % k, "members.%d.net." % k) if n_members > 1 else ("",)
+
+
+def network_of(inits, k, n_members):
+    """Member k's architecture, read from the width of its class head: 2 x (1280 + 128) inputs for
+    MobileAttentionUNet, 2 x (16 + 8) x base for an AttentionUNet of that base."""
+    key = next((n for n in inits for prefix in member_prefixes(k, n_members) if n.endswith(prefix + "cls.1.weight")), None)
+    if key is None:
+        raise SystemExit("the graph has no class head for member %d" % k)
+    width = inits[key].shape[1]
+    return MobileAttentionUNet() if width == 2 * (1280 + 128) else AttentionUNet(width // 48)
+
+
+def describe(net):
+    return "MobileNetV2 encoder" if isinstance(net, MobileAttentionUNet) else "base %d" % net.head.weight.shape[1]
+
+
 def rebuild(inits, nodes, n_members):
-    """n_members AttentionUNets with the graph's weights (BatchNorm as an identity, see above)."""
+    """The graph's n_members networks with its weights (BatchNorm as an identity, see above)."""
     alias = {}  # Identity outputs that stand for initializers (the export's shared weights)
     for op, ins, outs in nodes:
         if op == "Identity" and ins and ins[0] in inits:
@@ -153,12 +171,11 @@ def rebuild(inits, nodes, n_members):
         if w in inits and b in inits and not w.endswith("head.weight") and w not in seen:
             seen.add(w)
             folded.append((inits[w], inits[b]))
-    base = next(v for k, v in inits.items() if k.endswith("head.weight")).shape[1]
-    nets = [AttentionUNet(base).eval() for _ in range(n_members)]
+    nets = [network_of(inits, k, n_members).eval() for k in range(n_members)]
     pairs = [p for net in nets for p in folded_pairs(net)]
     if len(pairs) != len(folded):
-        raise SystemExit("the graph has %d folded convolutions, %d networks of base %d need %d"
-                         % (len(folded), n_members, base, len(pairs)))
+        raise SystemExit("the graph has %d folded convolutions, its %d networks (%s) need %d"
+                         % (len(folded), n_members, ", ".join(describe(n) for n in nets), len(pairs)))
     with torch.no_grad():
         for (conv, bn), (w, b) in zip(pairs, folded):
             if tuple(conv.weight.shape) != w.shape:
@@ -168,11 +185,10 @@ def rebuild(inits, nodes, n_members):
                 conv.bias.zero_()
             bn.running_mean.zero_()
             bn.running_var.fill_(1.0)
-            bn.weight.fill_(float(np.sqrt(1.0 + BN_EPS)))
+            bn.weight.fill_(float(np.sqrt(1.0 + bn.eps)))
             bn.bias.copy_(torch.from_numpy(b))
         for k, net in enumerate(nets):
-            # a member trained at another size sits inside a Resized wrapper (training/resized.py)
-            prefixes = ("members.%d." % k, "members.%d.net." % k) if n_members > 1 else ("",)
+            prefixes = member_prefixes(k, n_members)
             for name in ("head.weight", "head.bias", "cls.1.weight", "cls.1.bias"):
                 key = next((n for n in inits for prefix in prefixes if n.endswith(prefix + name)), None)
                 if key is None:
@@ -278,7 +294,7 @@ def calibrate(nets, data_dir, cache_dir, spec, copies, batch=16, seed=0):
             shift = bn.bias.double() - bn.running_mean.double()  # b, also when calibrated before
             bn.running_mean.copy_(mu.float())
             bn.running_var.copy_(var.float())
-            bn.weight.copy_(torch.sqrt(var + BN_EPS).float())
+            bn.weight.copy_(torch.sqrt(var + bn.eps).float())
             bn.bias.copy_((mu + shift).float())
     return len(images), sum(len(x) for x in batches)
 

@@ -5,7 +5,9 @@ ImageNet MobileNetV2 (alpha 1.0), stored there as uint8. The layout follows Kera
 norm epsilon 1e-3, ReLU6, and stride-2 convolutions padded by one pixel on the bottom and right
 only (Keras' correct_pad for even sizes), so the loaded network computes what Keras' did.
 """
+import argparse
 import json
+import os
 
 import numpy as np
 import torch
@@ -122,3 +124,32 @@ def load_imagenet(encoder, prefix):
         loaded += 5
     encoder.load_state_dict(state)
     return loaded
+
+
+def check(tfjs_json, prefix):
+    """Largest differences between this port and TensorFlow.js running the package's own model
+    (training/pretrained/check_tfjs.js) on the same synthetic picture: features, then outputs."""
+    ref = json.load(open(tfjs_json))
+    enc = MobileNetV2Encoder(3)
+    load_imagenet(enc, prefix)
+    enc.eval()
+    y, x, c = np.meshgrid(np.arange(224), np.arange(224), np.arange(3), indexing="ij")
+    picture = np.sin(x / 7 + c) * np.cos(y / 11 - c) * 0.8 + 0.1 * np.sin(x * y / 50)
+    with torch.no_grad():
+        _, _, f = enc(torch.from_numpy(picture.astype(np.float32)).permute(2, 0, 1)[None])
+    w = read_keras(prefix)  # the package's dense head, only for this check
+    h = np.maximum(f.mean(dim=(2, 3)).numpy()[0] @ w["dense_1/kernel"] + w["dense_1/bias"], 0)
+    h = np.maximum(h @ w["dense_2/kernel"] + w["dense_2/bias"], 0)
+    z = h @ w["dense_3/kernel"] + w["dense_3/bias"]
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    return (float(np.abs(f[0].permute(1, 2, 0).numpy().ravel() - np.array(ref["features"])).max()),
+            float(np.abs(p - np.array(ref["outputs"])).max()))
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description="Compare this port with TensorFlow.js (training/pretrained/check_tfjs.js).")
+    ap.add_argument("--check", required=True, help="check_tfjs.js's JSON output")
+    ap.add_argument("--weights", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "cache", "mobilenet_v2_imagenet"))
+    a = ap.parse_args()
+    print("largest difference: features %.1e, outputs %.1e" % check(a.check, a.weights))

@@ -160,6 +160,54 @@ print(max(float((a[i] - b[i]).abs().max()) for i in range(2)))
     expect(Number(diff)).toBeLessThan(1e-5);
   }, 120_000);
 
+  test('ImageNet weights (training/mobilenet.py): Keras kernels land transposed in the right PyTorch tensors, the grey stem sums the RGB kernels', () => {
+    // a Keras-named weight file with random values in the layout extract_nsfwjs.js writes
+    const out = py(`
+import sys, os, json, tempfile, numpy as np, torch
+sys.path.insert(0, '.')
+from mobilenet import MobileNetV2Encoder, keras_names, load_imagenet
+rng = np.random.default_rng(0)
+rgb = MobileNetV2Encoder(3)
+sd = rgb.state_dict()
+tensors, chunks, off = [], [], 0
+def add(name, arr):
+    global off
+    arr = arr.astype(np.float32)
+    tensors.append({'name': name, 'shape': list(arr.shape), 'offset': off}); chunks.append(arr.tobytes()); off += arr.nbytes
+for module, conv, norm in keras_names():
+    w = sd[module + '.conv.weight']
+    if conv.endswith('_depthwise'):
+        add(conv + '/depthwise_kernel', rng.normal(size=(3, 3, w.shape[0], 1)) / 3)
+    else:  # scaled by the fan-in, so the activations neither vanish nor saturate
+        add(conv + '/kernel', rng.normal(size=(w.shape[2], w.shape[3], w.shape[1], w.shape[0])) / np.sqrt(w[0].numel()))
+    for k in ('gamma', 'beta', 'moving_mean', 'moving_variance'):
+        add(norm + '/' + k, rng.uniform(0.5, 1.5, size=(w.shape[0],)))
+d = tempfile.mkdtemp(); prefix = os.path.join(d, 'w')
+open(prefix + '.bin', 'wb').write(b''.join(chunks)); json.dump({'tensors': tensors}, open(prefix + '.json', 'w'))
+n = load_imagenet(rgb, prefix)
+grey = MobileNetV2Encoder(1); load_imagenet(grey, prefix)
+from mobilenet import read_keras
+k = read_keras(prefix)
+checks = [
+  float(abs(rgb.stem.conv.weight[5, 2, 0, 1] - k['Conv1/kernel'][0, 1, 2, 5])),
+  float(abs(rgb.blocks[3].depthwise.conv.weight[7, 0, 2, 1] - k['block_3_depthwise/depthwise_kernel'][2, 1, 7, 0])),
+  float(abs(rgb.blocks[16].project.conv.weight[300, 900, 0, 0] - k['block_16_project/kernel'][0, 0, 900, 300])),
+  float(abs(rgb.last.bn.running_var[1000] - k['Conv_1_bn/moving_variance'][1000])),
+  float(abs(rgb.blocks[0].depthwise.bn.bias[3] - k['expanded_conv_depthwise_BN/beta'][3])),
+]
+x = torch.rand(1, 1, 64, 64)
+rgb.eval(); grey.eval()
+with torch.no_grad():
+    a, b = rgb(x.expand(1, 3, 64, 64))[2], grey(x)[2]
+    same = float((a - b).abs().max() / (a.abs().max() + 1e-6))
+print(n, max(checks), same)
+`);
+    const [n, mapped, same] = out.trim().split(' ').map(Number);
+    expect(n).toBe(260);
+    expect(mapped).toBe(0);
+    expect(same).toBeLessThan(1e-4);
+  });
+
   test('splits a large checkpoint into parts and joins them back exactly', () => {
     const out = py(
       `
@@ -543,6 +591,34 @@ torch.save({k: v + 0.01 * torch.randn(v.shape, generator=g) if v.is_floating_poi
     expect(mixedLog).toMatch(/rebuilt 2 network\(s\)/);
     expect(mixedLog).toMatch(/wrote member0\.pt, member1\.pt@16 to/);
   }, 300_000);
+
+  test('--arch mobilenetv2: the MobileNetV2-encoder network trains, sits beside an Attention U-Net in one graph that onnxruntime-node runs as PyTorch did, and from_onnx.py takes the two apart again', async () => {
+    const run = path.join(dir, 'mobile');
+    const log = train(['--arrays', path.join(dir, 'packed.pt.gz'), '--size', '32', '--batch', '8', '--train-only', '--out', run, '--epochs', '1', '--arch', 'mobilenetv2', '--pretrained', 'none', '--encoder-lr', '0.3']);
+    expect(log).toMatch(/Attention U-Net on a MobileNetV2 encoder \(encoder lr x 0\.3\), 3251516 parameters/);
+    expect(log).not.toMatch(/ImageNet tensors/);
+    const unet = path.join(dir, 'unet-for-mobile');
+    train(['--arrays', path.join(dir, 'packed.pt.gz'), '--size', '32', '--base', '4', '--batch', '8', '--train-only', '--out', unet, '--epochs', '1']);
+    const modelDir = path.join(dir, 'mobile-model');
+    const busi = path.join(dir, 'busi');
+    // the export scores test, so it reads the BUSI-layout folder the end-to-end test above writes
+    expect(fs.existsSync(path.join(busi, 'split.csv'))).toBe(true);
+    train(['--data', busi, '--cache-dir', path.join(dir, 'cache'), '--size', '32', '--out', run, '--model-dir', modelDir, '--export-only', '--checkpoints', `${path.join(run, 'best.pt')},${path.join(unet, 'best.pt')}`, '--model-version', 'mobile']);
+    expect((await onnxParity(modelDir)).maxDiff).toBeLessThanOrEqual(1e-4);
+    const rebuilt = execFileSync(PY, [path.join(TRAINING, 'from_onnx.py'), '--model', path.join(modelDir, 'model.json'), '--out', path.join(dir, 'mobile-rebuilt')], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } });
+    expect(rebuilt).toMatch(/rebuilt 2 network\(s\)/);
+    const kinds = py(
+      `
+import sys
+sys.path.insert(0, '.')
+from train import load_members
+e = load_members([sys.argv[1] + '/member0.pt', sys.argv[1] + '/member1.pt'])
+print(' '.join(type(m).__name__ for m in e.members))
+`,
+      [path.join(dir, 'mobile-rebuilt')],
+    );
+    expect(kinds.trim()).toBe('MobileAttentionUNet AttentionUNet');
+  }, 240_000);
 
   test('training/from_onnx.py rebuilds the shipped networks from model/ exactly (and a bare single network), and refuses a graph that does not match its reference outputs', () => {
     const out = path.join(dir, 'shipped');

@@ -79,4 +79,5 @@ function main() {
   console.log(`${index.length} tensors, ${written} bytes -> ${out}.bin`);
 }
 
-main();
+if (require.main === module) main();
+module.exports = { untar, loadModule, MODEL };
