@@ -597,6 +597,8 @@ torch.save({k: v + 0.01 * torch.randn(v.shape, generator=g) if v.is_floating_poi
     const log = train(['--arrays', path.join(dir, 'packed.pt.gz'), '--size', '32', '--batch', '8', '--train-only', '--out', run, '--epochs', '1', '--arch', 'mobilenetv2', '--pretrained', 'none', '--encoder-lr', '0.3']);
     expect(log).toMatch(/Attention U-Net on a MobileNetV2 encoder \(encoder lr x 0\.3\), 3251516 parameters/);
     expect(log).not.toMatch(/ImageNet tensors/);
+    // the ImageNet weights are made by hand (training/pretrained/); without them the run says so and how
+    expect(() => train(['--arrays', path.join(dir, 'packed.pt.gz'), '--size', '32', '--train-only', '--out', path.join(dir, 'mobile-nopre'), '--epochs', '1', '--arch', 'mobilenetv2', '--pretrained', path.join(dir, 'absent')])).toThrow(/no ImageNet weights at .*extract_nsfwjs\.js/);
     const unet = path.join(dir, 'unet-for-mobile');
     train(['--arrays', path.join(dir, 'packed.pt.gz'), '--size', '32', '--base', '4', '--batch', '8', '--train-only', '--out', unet, '--epochs', '1']);
     const modelDir = path.join(dir, 'mobile-model');
