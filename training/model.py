@@ -81,12 +81,7 @@ class AttentionUNet(nn.Module):
             y = up(y, skip)
             decoded.append(y)
         mask_logits = self.head(y)
-        w = torch.sigmoid(mask_logits).detach()
-        w8 = F.avg_pool2d(w, 8)
-        w16 = F.avg_pool2d(w8, 2)
-        pooled = torch.cat([bottleneck.mean(dim=(2, 3)), decoded[0].mean(dim=(2, 3)),
-                            _masked_mean(bottleneck, w16), _masked_mean(decoded[0], w8)], dim=1)
-        return mask_logits, pooled
+        return mask_logits, mask_guided_pool(bottleneck, decoded[0], mask_logits)
 
 
 class MobileAttentionUNet(nn.Module):
@@ -119,12 +114,8 @@ class MobileAttentionUNet(nn.Module):
             y = up(y, skip)
             decoded.append(y)
         half = self.head(y)
-        weight = torch.sigmoid(half).detach()
-        w16 = F.avg_pool2d(weight, 8)
-        w32 = F.avg_pool2d(w16, 2)
-        pooled = torch.cat([last.mean(dim=(2, 3)), decoded[0].mean(dim=(2, 3)),
-                            _masked_mean(last, w32), _masked_mean(decoded[0], w16)], dim=1)
-        return F.interpolate(half, size=(h, w), mode="bilinear", align_corners=False), pooled
+        return (F.interpolate(half, size=(h, w), mode="bilinear", align_corners=False),
+                mask_guided_pool(last, decoded[0], half))
 
 
 def network_for(state):
@@ -132,6 +123,17 @@ def network_for(state):
     if "encoder.stem.conv.weight" in state:
         return MobileAttentionUNet()
     return AttentionUNet(state["enc.0.0.weight"].shape[0])
+
+
+def mask_guided_pool(deep, decoded, mask_logits):
+    """The class head's input: the deepest features and the first decoder stage's (at twice the
+    deepest resolution), each averaged over the frame and under the network's own mask, which is
+    detached so the class loss does not bend the outline."""
+    w = torch.sigmoid(mask_logits).detach()
+    w_decoded = F.avg_pool2d(w, mask_logits.shape[-1] // decoded.shape[-1])
+    w_deep = F.avg_pool2d(w_decoded, 2)
+    return torch.cat([deep.mean(dim=(2, 3)), decoded.mean(dim=(2, 3)),
+                      _masked_mean(deep, w_deep), _masked_mean(decoded, w_decoded)], dim=1)
 
 
 def _masked_mean(f, w):
