@@ -130,7 +130,9 @@ def mask_guided_pool(deep, decoded, mask_logits):
     deepest resolution), each averaged over the frame and under the network's own mask, which is
     detached so the class loss does not bend the outline."""
     w = torch.sigmoid(mask_logits).detach()
-    w_decoded = F.avg_pool2d(w, mask_logits.shape[-1] // decoded.shape[-1])
+    # a plain int: the ratio is fixed by the architecture (8 for both networks), and the ONNX trace
+    # hands back shapes as tensors, which pooling does not take as a kernel size
+    w_decoded = F.avg_pool2d(w, int(mask_logits.shape[-1]) // int(decoded.shape[-1]))
     w_deep = F.avg_pool2d(w_decoded, 2)
     return torch.cat([deep.mean(dim=(2, 3)), decoded.mean(dim=(2, 3)),
                       _masked_mean(deep, w_deep), _masked_mean(decoded, w_decoded)], dim=1)
