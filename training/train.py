@@ -315,8 +315,8 @@ def train(args, data, spec, device, cuda, log):
         log("initialised from", args.init)
     elif args.arch == "mobilenetv2" and args.pretrained != "none":
         if not os.path.exists(args.pretrained + ".json"):
-            raise SystemExit("no ImageNet weights at %s(.json, .bin): make them with training/pretrained/extract_nsfwjs.js "
-                             "(see its header), or pass --pretrained none to start from random weights" % args.pretrained)
+            raise SystemExit("no ImageNet weights at %s(.json, .bin): make them with npm run train:weights "
+                             "(training/pretrained/extract_nsfwjs.js --ensure; see its header), or pass --pretrained none to start from random weights" % args.pretrained)
         log("encoder: %d ImageNet tensors from %s" % (load_imagenet(model.encoder, args.pretrained), args.pretrained))
     model = model.to(device)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
