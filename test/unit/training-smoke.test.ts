@@ -440,7 +440,8 @@ print(json.dumps({'w': params['weight'], 'auc_w0': rows[0.0], 'auc_chosen': rows
   });
 
   test('npm run train end to end on a tiny BUSI-layout folder: trains, fits the descriptor head, scores test, exports a graph onnxruntime-node runs as PyTorch did', async () => {
-    // the recipe's own path (train.py with --descriptor-head fit --class-temperature fit, as package.json runs it) on 48 PNGs
+    // the recipe's own path (train.py with --descriptor-head fit --class-temperature fit, as package.json runs it) on 48 PNGs;
+    // on a base-4 Attention U-Net for speed (package.json's --arch mobilenetv2 trains and exports in the mobilenetv2 test below)
     const busi = path.join(dir, 'busi');
     py(
       `
