@@ -8,7 +8,7 @@ One command (from the repository root):   npm run train  [-- --resume]
       --time-budget 6300 --descriptor-head fit --class-temperature fit
     (since session 25, rule 22 in model/MODEL_CARD.md: the Attention U-Net's decoder and class head
     on a MobileNetV2 encoder that starts from ImageNet weights, 105 min of training on a 2-core CPU
-    at 128x128 (about 156 epochs) with a soft Dice per lesion image, scale augmentation 0.5-1.3 and
+    at 128x128 (160 epochs in session 25's run) with a soft Dice per lesion image, scale augmentation 0.5-1.3 and
     a penalty on lesion-like pixels in images without a lesion, the checkpoint chosen on val at four
     scales; the exported graph resizes its 256x256 input to 128 and its mask back
     (training/resized.py); then about 5 min to fit the lesion-descriptor regression
