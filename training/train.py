@@ -113,6 +113,9 @@ def parse_args():
                         "training/pretrained/extract_nsfwjs.js ('none' starts it from random weights)")
     p.add_argument("--encoder-lr", type=float, default=1.0,
                    help="with --arch mobilenetv2: the encoder's learning rate as a share of --lr")
+    p.add_argument("--encoder-l2sp", type=float, default=0.0,
+                   help="with --arch mobilenetv2: after each step, pull the encoder's weights back towards its starting\n"
+                        "(ImageNet) weights by lr x this x (w - w0), decoupled as AdamW's decay is (L2-SP, Li et al. 2018)")
     p.add_argument("--init", help="start from these weights (a second cosine cycle) instead of random ones")
     p.add_argument("--model-version", help="version for model.json; result UIDs derive from it, so the default\n"
                    "is 'dev-' + the ONNX file's first 8 sha256 digits: new weights never reuse a release's UIDs")
@@ -324,6 +327,9 @@ def train(args, data, spec, device, cuda, log):
                              "(training/pretrained/extract_nsfwjs.js --ensure; see its header), or pass --pretrained none to start from random weights" % args.pretrained)
         log("encoder: %d ImageNet tensors from %s" % (load_imagenet(model.encoder, args.pretrained), args.pretrained))
     model = model.to(device)
+    # L2-SP's anchor: the encoder as it starts (ImageNet or --init), before any --resume
+    anchor = ([p.detach().clone() for p in model.encoder.parameters()]
+              if args.arch == "mobilenetv2" and args.encoder_l2sp else None)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     ema = copy.deepcopy(model)
@@ -363,6 +369,8 @@ def train(args, data, spec, device, cuda, log):
         % ("per lesion image" if args.dice == "image" else "over the batch",
            " + %g x the top-1 %% lesion probability of images without a lesion" % args.normal_penalty if args.normal_penalty else "",
            args.class_weight, args.lr, *args.zoom_range, args.seed))
+    if anchor is not None:
+        log("L2-SP: the encoder is pulled back towards its starting weights by lr x %g x (w - w0) after each step" % args.encoder_l2sp)
     if args.low_size:
         log("progressive resizing: %dx%d for the first %.0f%% of the schedule, then %dx%d (only those epochs are candidates)"
             % (args.low_size, args.low_size, 100 * args.low_share, args.size, args.size))
@@ -410,6 +418,11 @@ def train(args, data, spec, device, cuda, log):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if anchor is not None:
+                with torch.no_grad():  # w -= lr_encoder x alpha x (w - w0)
+                    enc = list(model.encoder.parameters())
+                    drift = torch._foreach_sub(enc, anchor)
+                    torch._foreach_add_(enc, drift, alpha=-opt.param_groups[0]["lr"] * args.encoder_l2sp)
             step += 1
             with torch.no_grad():
                 d = min(ema_decay, (1 + step) / (10 + step))
