@@ -643,6 +643,10 @@ def export(model, args, spec, threshold, best, test, log, tta=False, members=Non
                 "train_seconds": best.get("train_seconds"), "torch": torch.__version__}
     if args.arch != "unet":
         training["architecture"] = args.arch
+        if args.encoder_lr != 1.0:
+            training["encoder_lr_share"] = args.encoder_lr
+        if args.encoder_l2sp:
+            training["encoder_l2sp"] = args.encoder_l2sp
     if args.time_budget:
         training["time_budget_seconds"] = args.time_budget
     if tuple(args.zoom_range) != DEFAULT_ZOOM:
