@@ -328,8 +328,9 @@ def train(args, data, spec, device, cuda, log):
         log("encoder: %d ImageNet tensors from %s" % (load_imagenet(model.encoder, args.pretrained), args.pretrained))
     model = model.to(device)
     # L2-SP's anchor: the encoder as it starts (ImageNet or --init), before any --resume
-    anchor = ([p.detach().clone() for p in model.encoder.parameters()]
-              if args.arch == "mobilenetv2" and args.encoder_l2sp else None)
+    # (parameter objects survive .to(memory_format=...), so the list is built once)
+    l2sp_params = list(model.encoder.parameters()) if args.arch == "mobilenetv2" and args.encoder_l2sp else None
+    anchor = [p.detach().clone() for p in l2sp_params] if l2sp_params else None
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     ema = copy.deepcopy(model)
@@ -420,9 +421,8 @@ def train(args, data, spec, device, cuda, log):
             opt.step()
             if anchor is not None:
                 with torch.no_grad():  # w -= lr_encoder x alpha x (w - w0)
-                    enc = list(model.encoder.parameters())
-                    drift = torch._foreach_sub(enc, anchor)
-                    torch._foreach_add_(enc, drift, alpha=-opt.param_groups[0]["lr"] * args.encoder_l2sp)
+                    drift = torch._foreach_sub(l2sp_params, anchor)
+                    torch._foreach_add_(l2sp_params, drift, alpha=-opt.param_groups[0]["lr"] * args.encoder_l2sp)
             step += 1
             with torch.no_grad():
                 d = min(ema_decay, (1 + step) / (10 + step))
