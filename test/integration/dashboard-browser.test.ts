@@ -230,16 +230,30 @@ d('dashboard in a browser', () => {
     await page.goto(`${base}/#/routing`);
     await page.waitForSelector('main[data-page="routing"] #routing-form');
     expect(await page.getAttribute('tr[data-key="routing.analyze.bodyParts"] .badge', 'data-source')).toBe('file');
+    // the save is audited, so a live refresh follows it; hold that refresh's re-read of the routing
+    // for 2 s, so the administrator starts typing while it is in flight: when it lands it must not
+    // replace the form and wipe what they typed (CI once lost that race)
+    let backgroundReread: Promise<void> | null = null;
+    await page.route('**/api/routing', async (route) => {
+      if (backgroundReread || route.request().headers()['x-sonogate-background'] !== '1') return route.continue();
+      backgroundReread = new Promise((resolve) => setTimeout(resolve, 2000)).then(() => route.continue());
+      await backgroundReread;
+    });
     await page.fill('#routing-bodyParts', 'BREAST');
     await page.click('#routing-save');
     await page.waitForSelector('tr[data-key="routing.analyze.bodyParts"] .badge[data-source="dashboard"]');
     expect(await page.inputValue('#routing-bodyParts')).toBe('BREAST');
     await shot('routing');
     // a bad regular expression is refused with the key named, and nothing is saved
+    await eventually(async () => backgroundReread !== null, 10_000, 'a live refresh after the save');
     await page.fill('#routing-studyDescription', 'breast(');
     await page.click('#routing-save');
     await page.waitForSelector('.flash.bad');
     expect(await page.textContent('.flash.bad')).toContain('routing.analyze.studyDescription');
+    await backgroundReread;
+    await page.waitForTimeout(500);
+    expect(await page.inputValue('#routing-studyDescription')).toBe('breast(');
+    await page.unroute('**/api/routing');
     // the revert is audited, so the live feed announces it (polled each second) and a live refresh
     // follows; hold the page's re-read of the routing for 2 s so that refresh lands while it is in
     // flight: the refresh skips itself (the form holds an unsaved edit) and must not swallow it

@@ -843,10 +843,10 @@
     const page = PAGES[name] || overviewPage;
     for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.route === (name === 'study' ? 'studies' : name));
     const scroll = window.scrollY;
-    // inputs being typed in survive a live refresh
-    if (quiet && main.contains(document.activeElement) && document.activeElement.matches('input, select')) return;
-    // nor do unsaved changes of a form (the Routing page)
-    if (quiet && main.querySelector('form[data-dirty]')) return;
+    // inputs being typed in, and unsaved changes of a form (the Routing page), survive a live refresh:
+    // checked before it starts and again when its data is in, since typing may begin in between
+    const editing = () => (main.contains(document.activeElement) && document.activeElement.matches('input, select')) || !!main.querySelector('form[data-dirty]');
+    if (quiet && editing()) return;
     // the latest render that goes ahead wins; one that skipped itself (above) must not cancel one in flight
     const ticket = ++rendering;
     try {
@@ -854,7 +854,7 @@
       const pending = page(new URLSearchParams(query || ''), rest.join('/'));
       state.background = false;
       const content = await pending;
-      if (ticket !== rendering) return;
+      if (ticket !== rendering || (quiet && editing())) return;
       main.replaceChildren(...[content].flat(Infinity).filter(Boolean));
       if (quiet) window.scrollTo(0, scroll);
       main.dataset.page = name;
