@@ -7,13 +7,15 @@ import { Logger } from '../log';
 import { startAnalysisEngine } from '../runtime';
 import { AuditLog } from '../web/audit';
 import { Housekeeping } from '../housekeeping/housekeeping';
-import { startWebServer, WebServer } from '../web/server';
+import { startWebServer, takeDashboardSecrets, WebServer } from '../web/server';
 
 export async function runServe(config: Config, logger: Logger): Promise<number> {
   // received images and results hold patient data: not readable by other local users
   process.umask(0o027);
   // a bad certificate or key file is a configuration error (exit 2): find it before the model loads
   loadTlsConfig(config);
+  // before the first worker process starts: none of them may inherit a password or the session secret
+  const dashboardEnv = takeDashboardSecrets(process.env);
   const engine = await startAnalysisEngine(config, logger);
   let gateway: Awaited<ReturnType<typeof startGateway>>;
   try {
@@ -35,6 +37,7 @@ export async function runServe(config: Config, logger: Logger): Promise<number> 
         spec: engine.model.spec as unknown as Record<string, unknown>,
       },
       logger,
+      env: dashboardEnv,
     });
   } catch (e) {
     await gateway.close();

@@ -88,7 +88,7 @@ export async function runUsersPasswd(config: Config, name: string): Promise<numb
   const password = await readPassword();
   return withAccounts(config, async (accounts, audit) => {
     await accounts.setPassword(name, password);
-    audit.add({ username: cliUser(), action: 'user.passwd', outcome: 'ok', target: name });
+    audit.add({ username: cliUser(), action: 'user.password', outcome: 'ok', target: name });
     process.stdout.write(`password of "${name}" changed; their sessions ended\n`);
     return 0;
   });

@@ -125,12 +125,21 @@ export const configSchema = z
         host: z.string().min(1).default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(8080),
         /**
-         * express "trust proxy" when the dashboard sits behind a TLS reverse proxy: false, true, a hop
-         * count, or proxy addresses ("loopback", "10.0.0.1"). Decides the client address (login rate
-         * limit, audit log) and whether a request came over HTTPS. The session secret is not a key:
-         * it comes from SONOGATE_SESSION_SECRET, else one is generated and kept in the database.
+         * express "trust proxy" when the dashboard sits behind a TLS reverse proxy: false, the number
+         * of proxies in front (1), or their addresses ("loopback", "10.0.0.1"). Decides the client
+         * address (login rate limit, audit log) and whether a request came over HTTPS. `true` is
+         * refused: it would take any X-Forwarded-For a client makes up as its address. The session
+         * secret is not a key: it comes from SONOGATE_SESSION_SECRET, else one is generated and kept
+         * in the database.
          */
-        trustProxy: z.union([z.boolean(), z.number().int().min(0), z.string().min(1)]).default(false),
+        trustProxy: z
+          .union([z.literal(false), z.number().int().min(0), z.string().min(1)], {
+            error: (issue) =>
+              issue.input === true
+                ? 'true would trust any X-Forwarded-For a client sends, so anyone could forge their address (rate limits, audit log): give the number of proxies in front (e.g. 1) or their addresses (e.g. "loopback")'
+                : undefined,
+          })
+          .default(false),
         /** Secure flag of the session cookie: true (HTTPS only), false, or "auto" (set when the request came over HTTPS) */
         secureCookie: z.union([z.boolean(), z.literal('auto')]).default('auto'),
         /** a dashboard session ends after this many minutes without a request */

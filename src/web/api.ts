@@ -45,6 +45,8 @@ export interface ApiDeps {
   routing: RoutingSettings;
   /** renders previews in a worker process */
   previews: PreviewRenderer;
+  /** where the session secret came from (shown on the Config page, never the secret) */
+  sessionSecretSource: 'environment' | 'database';
 }
 
 /** a study page open this long (refreshing itself) is one audited view */
@@ -241,7 +243,7 @@ export function apiRouter(deps: ApiDeps): Router {
   });
 
   r.get('/config', (_req, res) => {
-    res.json({ config: maskSecrets(config), sessionSecret: process.env.SONOGATE_SESSION_SECRET ? 'from SONOGATE_SESSION_SECRET (hidden)' : 'generated, kept in the database (hidden)' });
+    res.json({ config: maskSecrets(config), sessionSecret: deps.sessionSecretSource === 'environment' ? 'from SONOGATE_SESSION_SECRET (hidden)' : 'generated, kept in the database (hidden)' });
   });
 
   // --- routing: analyse rules and destinations on/off; overrides of the config file kept in the database
@@ -278,7 +280,7 @@ export function apiRouter(deps: ApiDeps): Router {
 
   userRoutes(r, { accounts, audit, auth });
 
-  r.get('/events', live.handler);
+  r.get('/events', (req, res) => live.handler(req, res, auth.stillSignedIn(req)));
 
   r.use((_req, res) => {
     res.status(404).json({ error: 'not_found', message: 'no such API route' });

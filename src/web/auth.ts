@@ -12,10 +12,13 @@
  */
 import crypto from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import rateLimit from 'express-rate-limit';
+import type { SessionData } from 'express-session';
+import rateLimit, { type RateLimitInfo } from 'express-rate-limit';
 import type { Accounts, User } from './accounts';
 import type { AuditLog, AuditOutcome } from './audit';
+import type { StillSignedIn } from './live';
 import { verifyPassword } from './passwords';
+import type { SqliteSessionStore } from './sessionStore';
 
 export const CSRF_HEADER = 'x-csrf-token';
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -81,8 +84,28 @@ export function createAuth(opts: AuthOptions) {
     standardHeaders: 'draft-7',
     legacyHeaders: false,
     handler: (req, res) => {
-      auditRequest(audit, req, res, 'login', 'denied', { detail: { why: 'rate limited' } });
+      // once per address and window: a client hammering the sign-in cannot grow the audit log
+      const info = (req as Request & { rateLimit?: RateLimitInfo }).rateLimit;
+      if (!info || info.used === info.limit + 1) auditRequest(audit, req, res, 'login', 'denied', { detail: { why: 'rate limited' } });
       res.status(429).json({ error: 'too_many_attempts', message: 'too many failed sign-ins from this address; try again later' });
+    },
+  });
+
+  /**
+   * The same limit on proving one's current password (changing one's own password): a stolen
+   * session must not be able to guess it. Counted per user, wherever the requests come from.
+   */
+  const currentPasswordLimiter = rateLimit({
+    windowMs: opts.loginRateLimit.windowSeconds * 1000,
+    limit: opts.loginRateLimit.max,
+    skipSuccessfulRequests: true,
+    standardHeaders: 'draft-7',
+    legacyHeaders: false,
+    keyGenerator: (_req, res) => `user:${currentUser(res)?.id ?? 'none'}`,
+    handler: (req, res) => {
+      const info = (req as Request & { rateLimit?: RateLimitInfo }).rateLimit;
+      if (!info || info.used === info.limit + 1) auditRequest(audit, req, res, 'user.own_password', 'denied', { target: currentUser(res)?.username, detail: { why: 'rate limited' } });
+      res.status(429).json({ error: 'too_many_attempts', message: 'too many wrong current passwords; try again later' });
     },
   });
 
@@ -101,7 +124,8 @@ export function createAuth(opts: AuthOptions) {
       const cred = accounts.credentials(username);
       const ok = await verifyPassword(password, cred?.passwordHash ?? null);
       if (!ok || !cred) {
-        auditRequest(audit, req, res, 'login', 'denied', { username, detail: { why: 'wrong user name or password' } });
+        // the name only when it is an account's: a password typed into the name field stays out of the log
+        auditRequest(audit, req, res, 'login', 'denied', { username: cred?.username ?? null, detail: { why: cred ? 'wrong password' : 'unknown user name' } });
         res.status(401).json({ error: 'invalid_credentials', message: 'wrong user name or password' });
         return;
       }
@@ -115,6 +139,7 @@ export function createAuth(opts: AuthOptions) {
         req.session.csrf = crypto.randomBytes(32).toString('base64url');
         req.session.signedInAt = Date.now();
         req.session.lastActiveAt = Date.now();
+        req.session.fresh = true;
         req.session.save((err2) => {
           if (err2) {
             res.status(500).json({ error: 'internal' });
@@ -135,12 +160,13 @@ export function createAuth(opts: AuthOptions) {
    * rather than left to the cookie: the open page refreshes itself on live updates, and an
    * unattended screen must still sign out.
    */
+  const timedOut = (s: Partial<SessionData>, now: number) => now - (s.lastActiveAt ?? s.signedInAt ?? 0) > opts.idleMs || now - (s.signedInAt ?? 0) > MAX_SESSION_MS;
+
   const loadUser: RequestHandler = (req, res, next) => {
     const s = req.session;
     if (s?.userId === undefined) return next();
     const now = Date.now();
-    const last = s.lastActiveAt ?? s.signedInAt ?? 0;
-    if (now - last > opts.idleMs || now - (s.signedInAt ?? 0) > MAX_SESSION_MS) {
+    if (timedOut(s, now)) {
       s.destroy(() => next());
       return;
     }
@@ -151,6 +177,17 @@ export function createAuth(opts: AuthOptions) {
     if (!req.get(BACKGROUND_HEADER) && !req.originalUrl.startsWith('/api/events')) s.lastActiveAt = now;
     next();
   };
+
+  /**
+   * For a response that stays open (the live-update stream): whether its session is still signed
+   * in, read again from the store on each call (signed out, user removed, password changed, timed out).
+   */
+  const stillSignedIn =
+    (req: Request): StillSignedIn =>
+    () => {
+      const s = (req.sessionStore as unknown as SqliteSessionStore).peek(req.sessionID);
+      return s?.userId !== undefined && !timedOut(s, Date.now()) && accounts.byId(s.userId) !== undefined;
+    };
 
   const requireUser: RequestHandler = (req, res, next) => {
     if (!currentUser(res)) {
@@ -197,7 +234,7 @@ export function createAuth(opts: AuthOptions) {
     res.json({ user: { username: u.username, role: u.role }, csrfToken: req.session.csrf });
   };
 
-  return { login, loadUser, requireUser, requireCsrf, requireAdmin, logout, sessionInfo };
+  return { login, loadUser, requireUser, requireCsrf, requireAdmin, logout, sessionInfo, currentPasswordLimiter, stillSignedIn };
 }
 
 export const SESSION_COOKIE = 'sonogate.sid';

@@ -3,14 +3,19 @@
  * listens, the database is polled once a second for a change (new pipeline event, send or study
  * update, audit entry); a change is pushed as `event: change` with the new events' kinds and
  * study UIDs (no patient data), and the page re-reads what it shows. A comment line every 20 s
- * keeps proxies from closing an idle stream.
+ * keeps proxies from closing an idle stream. Before anything is written to a stream, its session
+ * is checked again: a stream ends when its user signs out, is removed, has the password changed or
+ * times out.
  */
 import type { Request, Response } from 'express';
 import type { Logger } from '../log';
 import type { DashboardQueries } from './dashboardQueries';
 
+/** Whether the session that opened a stream is still signed in (checked before each write). */
+export type StillSignedIn = () => boolean;
+
 export class LiveFeed {
-  private readonly clients = new Set<Response>();
+  private readonly clients = new Map<Response, StillSignedIn>();
   private timer: NodeJS.Timeout | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   private stamp = '';
@@ -28,7 +33,8 @@ export class LiveFeed {
     return this.clients.size;
   }
 
-  handler = (req: Request, res: Response): void => {
+  /** The route handler; `stillSignedIn` is asked before each write to this stream. */
+  handler = (req: Request, res: Response, stillSignedIn: StillSignedIn = () => true): void => {
     if (this.closed) {
       res.status(503).end();
       return;
@@ -42,7 +48,7 @@ export class LiveFeed {
     res.flushHeaders();
     res.write('retry: 3000\n\n');
     res.write(`event: hello\ndata: ${JSON.stringify({ at: Date.now() })}\n\n`);
-    this.clients.add(res);
+    this.clients.set(res, stillSignedIn);
     req.on('close', () => {
       this.clients.delete(res);
       if (this.clients.size === 0) this.stop();
@@ -84,14 +90,28 @@ export class LiveFeed {
   }
 
   private broadcast(chunk: string): void {
-    for (const c of this.clients) c.write(chunk);
+    for (const [c, stillSignedIn] of this.clients) {
+      let ok = false;
+      try {
+        ok = stillSignedIn();
+      } catch {
+        /* database closing: end the stream */
+      }
+      if (ok) {
+        c.write(chunk);
+      } else {
+        this.clients.delete(c);
+        c.end();
+      }
+    }
+    if (this.clients.size === 0) this.stop();
   }
 
   /** Ends every stream (shutdown): browsers reconnect to whatever serves next. */
   close(): void {
     this.closed = true;
     this.stop();
-    for (const c of this.clients) c.end();
+    for (const c of this.clients.keys()) c.end();
     this.clients.clear();
   }
 }

@@ -51,6 +51,23 @@ export interface WebServer {
   close(): Promise<void>;
 }
 
+/** The dashboard's secrets: read once at start, never left for a child process to inherit. */
+const SECRET_VARIABLES = ['SONOGATE_ADMIN_PASSWORD', 'SONOGATE_SESSION_SECRET'] as const;
+
+/**
+ * Moves the dashboard's secrets (and the first admin's name) out of `env` into a new object for
+ * startWebServer. `sonogate serve` calls it before it starts any worker process, which would
+ * otherwise inherit them.
+ */
+export function takeDashboardSecrets(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const taken: NodeJS.ProcessEnv = { SONOGATE_ADMIN_USER: env.SONOGATE_ADMIN_USER };
+  for (const k of SECRET_VARIABLES) {
+    taken[k] = env[k];
+    delete env[k];
+  }
+  return taken;
+}
+
 /**
  * Creates the first admin from SONOGATE_ADMIN_PASSWORD (user SONOGATE_ADMIN_USER, default
  * "admin") when the database has no user at all; afterwards the variable is ignored. The
@@ -93,6 +110,8 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
   let closing = false;
 
   await bootstrapFirstAdmin(accounts, audit, env, logger);
+  const secret = sessionSecrets(store.db, env);
+  const sessionSecretSource = env.SONOGATE_SESSION_SECRET ? 'environment' : 'database';
 
   const app = express();
   app.set('trust proxy', config.http.trustProxy);
@@ -148,7 +167,7 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
     '/api',
     session({
       name: SESSION_COOKIE,
-      secret: sessionSecrets(store.db, env),
+      secret,
       store: sessions,
       resave: false,
       saveUninitialized: false,
@@ -161,7 +180,7 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
         maxAge: config.http.sessionIdleMinutes * 60_000,
       },
     }),
-    apiRouter({ config, gateway, model, accounts, audit, queries, actions, live, routing, previews }),
+    apiRouter({ config, gateway, model, accounts, audit, queries, actions, live, routing, previews, sessionSecretSource }),
   );
 
   app.use(express.static(STATIC_DIR, { index: 'index.html', fallthrough: true, etag: true, maxAge: 0 }));

@@ -16,6 +16,12 @@ declare module 'express-session' {
     signedInAt: number;
     /** last request the user made (live-update refreshes do not count) */
     lastActiveAt: number;
+    /**
+     * Set on the sign-in request only: the one save that may create the session's row. Every
+     * later save only updates it, so a request still running when the row was deleted (logout, a
+     * password reset, a removed user) cannot bring the session back when it ends. Not stored.
+     */
+    fresh?: boolean;
   }
 }
 
@@ -50,11 +56,15 @@ export class SqliteSessionStore extends session.Store {
     return e ? new Date(e).getTime() : Date.now() + this.defaultTtlMs;
   }
 
+  /** The stored session now (null when gone or expired), read synchronously. */
+  peek(sid: string): session.SessionData | null {
+    const row = this.db.prepare('SELECT data, expires_at AS expiresAt FROM sessions WHERE sid = ?').get(key(sid)) as { data: string; expiresAt: number } | undefined;
+    return !row || row.expiresAt <= Date.now() ? null : (JSON.parse(row.data) as session.SessionData);
+  }
+
   override get(sid: string, cb: (err: unknown, session?: session.SessionData | null) => void): void {
     try {
-      const row = this.db.prepare('SELECT data, expires_at AS expiresAt FROM sessions WHERE sid = ?').get(key(sid)) as { data: string; expiresAt: number } | undefined;
-      if (!row || row.expiresAt <= Date.now()) return cb(null, null);
-      cb(null, JSON.parse(row.data) as session.SessionData);
+      cb(null, this.peek(sid));
     } catch (e) {
       cb(e);
     }
@@ -62,12 +72,19 @@ export class SqliteSessionStore extends session.Store {
 
   override set(sid: string, sess: session.SessionData, cb?: (err?: unknown) => void): void {
     try {
-      this.db
-        .prepare(
-          `INSERT INTO sessions (sid, user_id, data, expires_at) VALUES (?, ?, ?, ?)
-           ON CONFLICT (sid) DO UPDATE SET user_id = excluded.user_id, data = excluded.data, expires_at = excluded.expires_at`,
-        )
-        .run(key(sid), sess.userId ?? null, JSON.stringify(sess), this.expiry(sess));
+      const { fresh, ...data } = sess;
+      const values = [sess.userId ?? null, JSON.stringify(data), this.expiry(sess), key(sid)];
+      if (fresh) {
+        this.db
+          .prepare(
+            `INSERT INTO sessions (user_id, data, expires_at, sid) VALUES (?, ?, ?, ?)
+             ON CONFLICT (sid) DO UPDATE SET user_id = excluded.user_id, data = excluded.data, expires_at = excluded.expires_at`,
+          )
+          .run(...values);
+      } else {
+        // a row deleted meanwhile stays deleted
+        this.db.prepare('UPDATE sessions SET user_id = ?, data = ?, expires_at = ? WHERE sid = ?').run(...values);
+      }
       cb?.();
     } catch (e) {
       cb?.(e);

@@ -62,7 +62,8 @@ export function userRoutes(r: Router, deps: { accounts: Accounts; audit: AuditLo
 
   r.post('/users/:name/delete', auth.requireAdmin('user.remove'), async (req, res) => {
     const name = String(req.params.name);
-    if (name === currentUser(res)!.username) {
+    // by id: user names are case-insensitive, so "ADMIN" is admin's own account too
+    if (accounts.byName(name)?.id === currentUser(res)!.id) {
       auditRequest(audit, req, res, 'user.remove', 'failed', { target: name, detail: { message: 'own account' } });
       res.status(400).json({ error: 'bad_request', message: 'you cannot remove your own account; another admin can' });
       return;
@@ -72,7 +73,7 @@ export function userRoutes(r: Router, deps: { accounts: Accounts; audit: AuditLo
 
   // any signed-in user: their own password, proven with the current one; all their sessions end,
   // this one included (sign in again with the new password)
-  r.post('/session/password', async (req, res) => {
+  r.post('/session/password', auth.currentPasswordLimiter, async (req, res) => {
     const me = currentUser(res)!;
     const cred = accounts.credentials(me.username);
     if (!(await verifyPassword(field(req, 'current') ?? '', cred?.passwordHash ?? null))) {

@@ -338,8 +338,10 @@ d('dashboard API', () => {
     expect((await nurse.get('/api/overview')).status).toBe(401);
     expect((await nurse.login('nurse', 'mine and mine 3')).status).toBe(200);
 
-    // nobody removes themselves; the last admin stays
+    // nobody removes themselves (user names are case-insensitive); the last admin stays
     expect((await admin.post('/api/users/admin/delete')).body.message).toMatch(/own account/);
+    expect((await admin.post('/api/users/ADMIN/delete')).body.message).toMatch(/own account/);
+    expect((await admin.get('/api/overview')).status).toBe(200);
     expect((await admin.post('/api/users/nurse/delete')).status).toBe(200);
     expect((await nurse.get('/api/overview')).status).toBe(401);
     expect((await admin.post('/api/users/admin/role', { role: 'viewer' })).body.message).toMatch(/last admin/);
@@ -353,10 +355,53 @@ d('dashboard API', () => {
     expect(JSON.stringify((await admin.get('/api/audit?limit=100')).body)).not.toMatch(/password [0-9]|mine and mine/);
   });
 
-  test('failed sign-ins are rate limited per address (429), and audited', async () => {
+  test('a live-update stream ends when its session does (here: sign-out)', async () => {
+    const c = new DashboardClient(base);
+    expect((await c.login('viewer', VIEWER_PW)).status).toBe(200);
+    const res = await fetch(`${base}/api/events`, { headers: { Cookie: c.cookie! } });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    expect(first).toContain('retry:');
+    const cookie = c.cookie!;
+    expect((await c.post('/api/logout')).status).toBe(204);
+    // the sign-out is itself a change (audit entry): the feed checks the session before telling this stream
+    const ended = (async () => {
+      let seen = '';
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return seen;
+        seen += new TextDecoder().decode(value);
+      }
+    })();
+    const seen = await Promise.race([ended, new Promise<string>((_, rej) => setTimeout(() => rej(new Error('the stream is still open 10 s after sign-out')), 10_000))]);
+    expect(seen).not.toContain('event: change');
+    const again = await fetch(`${base}/api/events`, { headers: { Cookie: cookie } });
+    expect(again.status).toBe(401);
+  });
+
+  test('proving the current password is rate limited per user, like sign-ins', async () => {
+    const admin = new DashboardClient(base);
+    await admin.login('admin', ADMIN_PW);
+    expect((await admin.post('/api/users', { username: 'guesser', password: 'guesser password 1', role: 'viewer' })).status).toBe(200);
+    const g = new DashboardClient(base);
+    expect((await g.login('guesser', 'guesser password 1')).status).toBe(200);
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) statuses.push((await g.post('/api/session/password', { current: `guess number ${i}`, password: 'taken over 1234' })).status);
+    // max 4 failures per window in this config
+    expect(statuses.slice(0, 4)).toEqual([403, 403, 403, 403]);
+    expect(statuses.slice(4)).toEqual([429, 429]);
+    // even the right one waits for the window now; the password is unchanged
+    expect((await g.post('/api/session/password', { current: 'guesser password 1', password: 'taken over 1234' })).status).toBe(429);
+    expect((await new DashboardClient(base).login('guesser', 'guesser password 1')).status).toBe(200);
+    expect((await admin.post('/api/users/guesser/delete')).status).toBe(200);
+  });
+
+  test('failed sign-ins are rate limited per address (429), and audited without what was typed as a user name', async () => {
     const c = new DashboardClient(base);
     const statuses: number[] = [];
-    for (let i = 0; i < 6; i++) statuses.push((await c.login('admin', `wrong password ${i}`)).status);
+    // someone types their password into the user name field first
+    for (let i = 0; i < 6; i++) statuses.push((await c.login(i === 0 ? 'My-Secret-Pass-2026' : 'admin', `wrong password ${i}`)).status);
     // max 4 failures per window (the refused form post above was one of them)
     const first429 = statuses.indexOf(429);
     expect(statuses[0]).toBe(401);
@@ -365,8 +410,14 @@ d('dashboard API', () => {
     expect(statuses.slice(first429).every((x) => x === 429)).toBe(true);
     // even the right password waits for the window to pass
     expect((await c.login('admin', ADMIN_PW)).status).toBe(429);
-    const rows = gateway.store.db.prepare("SELECT outcome, detail FROM audit_log WHERE action = 'login' AND username IS NOT 'viewer' ORDER BY id").all() as { outcome: string; detail: string }[];
-    expect(rows.filter((x) => x.outcome === 'denied').length).toBeGreaterThanOrEqual(6);
+    const rows = gateway.store.db.prepare("SELECT username, outcome, detail FROM audit_log WHERE action = 'login' AND username IS NOT 'viewer' ORDER BY id").all() as { username: string | null; outcome: string; detail: string }[];
+    const denied = rows.filter((x) => x.outcome === 'denied').map((x) => `${x.username} ${JSON.parse(x.detail).why}`);
+    expect(denied).toContain('null unknown user name');
+    expect(denied).toContain('admin wrong password');
+    expect(JSON.stringify(gateway.store.db.prepare('SELECT * FROM audit_log').all())).not.toContain('My-Secret-Pass-2026');
+    // however many requests the limit refuses, the audit log gets one entry per address and window
+    expect(statuses.filter((x) => x === 429).length).toBeGreaterThanOrEqual(2);
+    expect(denied.filter((x) => x.endsWith('rate limited'))).toEqual(['null rate limited']);
     expect(fs.existsSync(path.join(dir, 'data', 'sonogate.db'))).toBe(true);
   });
 });

@@ -26,6 +26,7 @@ const CHROMIUM = '/usr/bin/chromium';
 const OUT = path.join(ROOT, 'test-output');
 const MODEL = ['dark-lesion-model', 'tiny-model'].map((m) => path.join(ROOT, 'test', 'fixtures', m, 'model.json')).find((f) => fs.existsSync(f))!;
 const ADMIN_PW = 'browser admin password';
+const SESSION_SECRET = 'browser-test-session-secret-0123456789abcdef';
 const STUDY_1 = '2.25.7100001';
 const STUDY_2 = '2.25.7100002';
 
@@ -70,7 +71,7 @@ d('dashboard in a browser', () => {
     );
     serve = spawn(process.execPath, [CLI, 'serve', '--config', configFile], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, SONOGATE_ADMIN_PASSWORD: ADMIN_PW, SONOGATE_ADMIN_USER: 'pacsadmin' },
+      env: { ...process.env, SONOGATE_ADMIN_PASSWORD: ADMIN_PW, SONOGATE_ADMIN_USER: 'pacsadmin', SONOGATE_SESSION_SECRET: SESSION_SECRET },
     });
     serve.stdout!.on('data', (x) => (serveLog += x));
     serve.stderr!.on('data', (x) => (serveLog += x));
@@ -283,6 +284,37 @@ d('dashboard in a browser', () => {
     page.once('dialog', (d) => void d.accept());
     await page.click('tr[data-user="radiologist"] button.danger');
     await page.waitForSelector('tr[data-user="radiologist"]', { state: 'detached' });
+  });
+
+  test('no worker process of the gateway inherits the admin password or the session secret', () => {
+    // every process below `sonogate serve` (inference workers, the preview worker once started)
+    const parentOf = (pid: string) => {
+      try {
+        return fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[1];
+      } catch {
+        return null;
+      }
+    };
+    const pids = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p));
+    const below = new Set([String(serve.pid)]);
+    for (let grew = true; grew; ) {
+      grew = false;
+      for (const p of pids) {
+        const parent = parentOf(p);
+        if (parent && below.has(parent) && !below.has(p)) {
+          below.add(p);
+          grew = true;
+        }
+      }
+    }
+    below.delete(String(serve.pid));
+    expect(below.size).toBeGreaterThan(0);
+    for (const p of below) {
+      const environ = fs.readFileSync(`/proc/${p}/environ`, 'utf8');
+      expect(environ).toContain('PATH=');
+      expect(environ).not.toContain(ADMIN_PW);
+      expect(environ).not.toContain(SESSION_SECRET);
+    }
   });
 
   test('sonogate serve stops cleanly on SIGTERM while a browser holds a live-update stream open', async () => {

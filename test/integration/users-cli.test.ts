@@ -42,7 +42,7 @@ d('sonogate users', () => {
     const db = new Database(path.join(dir, 'data', 'sonogate.db'), { readonly: true });
     const audit = db.prepare('SELECT username, action, target FROM audit_log ORDER BY id').all() as { username: string; action: string; target: string }[];
     db.close();
-    expect(audit.map((a) => `${a.action} ${a.target}`)).toEqual(['user.add alice', 'user.add bob', 'user.passwd bob', 'user.role bob', 'user.remove alice']);
+    expect(audit.map((a) => `${a.action} ${a.target}`)).toEqual(['user.add alice', 'user.add bob', 'user.password bob', 'user.role bob', 'user.remove alice']);
     expect(audit.every((a) => a.username.startsWith('cli'))).toBe(true);
   });
 

@@ -4,6 +4,7 @@
  * first admin from SONOGATE_ADMIN_PASSWORD only once.
  */
 import type { SessionData } from 'express-session';
+import { parseConfig } from '../../src/config/load';
 import { Store } from '../../src/store/store';
 import { Accounts, sessionSecrets } from '../../src/web/accounts';
 import { AuditLog } from '../../src/web/audit';
@@ -62,21 +63,37 @@ test('the last admin can be neither removed nor made a viewer', async () => {
   store.close();
 });
 
-test('a password change or a removal ends the sessions of that user; session rows are keyed by a hash of the id and expire', async () => {
+test('a password change, a removal or a logout ends a session for good, even one whose request is still in flight; session rows are keyed by a hash of the id and expire', async () => {
   const { store, accounts } = open();
   const a = await accounts.add('anna', 'long enough pw', 'admin');
   const b = await accounts.add('ben', 'long enough pw', 'admin');
   const sessions = new SqliteSessionStore(store.db, 60_000);
-  await set(sessions, 'sid-anna', { userId: a.id, csrf: 't1' });
-  await set(sessions, 'sid-ben', { userId: b.id, csrf: 't2' });
-  expect((await get(sessions, 'sid-anna'))!.csrf).toBe('t1');
+  // only the sign-in's save (fresh) creates a row
+  await set(sessions, 'sid-anna', { userId: a.id, csrf: 't1', fresh: true });
+  await set(sessions, 'sid-ben', { userId: b.id, csrf: 't2', fresh: true });
+  await set(sessions, 'sid-never-signed-in', { userId: a.id, csrf: 't3' });
+  expect(await get(sessions, 'sid-never-signed-in')).toBeNull();
+  expect(await get(sessions, 'sid-anna')).toEqual(expect.objectContaining({ csrf: 't1' }));
+  expect((await get(sessions, 'sid-anna'))!.fresh).toBeUndefined();
+  await set(sessions, 'sid-anna', { userId: a.id, csrf: 't1', lastActiveAt: 5 });
+  expect((await get(sessions, 'sid-anna'))!.lastActiveAt).toBe(5);
   expect(store.db.prepare("SELECT COUNT(*) AS n FROM sessions WHERE sid LIKE 'sid-%'").get()).toEqual({ n: 0 });
   await accounts.setPassword('anna', 'another long password');
+  expect(await get(sessions, 'sid-anna')).toBeNull();
+  // a request that was in flight during the reset saves its session when it ends: it stays gone
+  await set(sessions, 'sid-anna', { userId: a.id, csrf: 't1', lastActiveAt: 6 });
   expect(await get(sessions, 'sid-anna')).toBeNull();
   expect((await get(sessions, 'sid-ben'))!.csrf).toBe('t2');
   accounts.remove('ben');
   expect(await get(sessions, 'sid-ben')).toBeNull();
-  await set(sessions, 'old', { userId: a.id, cookie: { originalMaxAge: 1, expires: new Date(Date.now() - 1000) } as never });
+  await set(sessions, 'sid-ben', { userId: b.id, csrf: 't2' });
+  expect(await get(sessions, 'sid-ben')).toBeNull();
+  // and so does one that was in flight during a logout (destroy)
+  await set(sessions, 'sid-c', { userId: a.id, csrf: 't4', fresh: true });
+  await new Promise<void>((res) => sessions.destroy('sid-c', () => res()));
+  await set(sessions, 'sid-c', { userId: a.id, csrf: 't4' });
+  expect(await get(sessions, 'sid-c')).toBeNull();
+  await set(sessions, 'old', { userId: a.id, fresh: true, cookie: { originalMaxAge: 1, expires: new Date(Date.now() - 1000) } as never });
   expect(await get(sessions, 'old')).toBeNull();
   expect(sessions.prune()).toBe(1);
   sessions.close();
@@ -104,4 +121,11 @@ test('the session secret comes from the environment, else is generated once and 
   expect(sessionSecrets(store.db, { SONOGATE_SESSION_SECRET: 'n'.repeat(40) + ',' + 'o'.repeat(40) })).toEqual(['n'.repeat(40), 'o'.repeat(40)]);
   expect(() => sessionSecrets(store.db, { SONOGATE_SESSION_SECRET: 'short' })).toThrow(/32/);
   store.close();
+});
+
+test('http.trustProxy true is refused (any client could forge its address); a hop count or the proxies\' addresses are taken', () => {
+  expect(() => parseConfig({ http: { trustProxy: true } })).toThrow(/http\.trustProxy: true would trust any X-Forwarded-For/);
+  expect(parseConfig({ http: { trustProxy: 1 } }).http.trustProxy).toBe(1);
+  expect(parseConfig({ http: { trustProxy: 'loopback' } }).http.trustProxy).toBe('loopback');
+  expect(parseConfig({}).http.trustProxy).toBe(false);
 });
