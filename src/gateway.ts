@@ -151,8 +151,6 @@ export async function startGateway(config: Config, processor: StudyProcessor, lo
     });
     await receiver.prepare();
 
-    theAssembler.start();
-    theSender.start();
     const tlsConfig = config.dicom.tls;
     const tlsPem = tlsFiles.listener;
     listener = await startListener({
@@ -169,6 +167,10 @@ export async function startGateway(config: Config, processor: StudyProcessor, lo
       receiver,
       logger: logger.child({ component: 'listener' }),
     });
+    // only once the ports are bound: a start that fails (port in use) must not claim queued jobs
+    // (each claim counts an attempt; three of them mark a study crashed) or start sending
+    theAssembler.start();
+    theSender.start();
   } catch (e) {
     assembler?.close();
     runner?.halt();

@@ -65,10 +65,12 @@ export class JobRunner {
         return;
       }
       if (!job) return;
-      const p = this.run(job).finally(() => {
-        this.running.delete(job!.jobId);
-        this.kick();
-      });
+      const p = this.run(job)
+        .catch((e) => this.opts.logger.error({ jobId: job!.jobId, err: (e as Error).message }, 'job runner error'))
+        .finally(() => {
+          this.running.delete(job!.jobId);
+          this.kick();
+        });
       this.running.set(job.jobId, p);
     }
   }
@@ -116,8 +118,7 @@ export class JobRunner {
       const reason = String((e as { reason?: unknown }).reason ?? 'internal');
       const message = (e as Error)?.message ?? String(e);
       log.error({ reason, err: message }, 'job failed');
-      const r = store.failJob(job.jobId, reason, message);
-      this.opts.onFinished(job, { ok: false, reopened: r?.reopened ?? false, outputs: 0 });
+      this.recordFailure(job, reason, message, log);
       return;
     }
     if (this.halted || store.isClosed) return;
@@ -130,12 +131,20 @@ export class JobRunner {
       this.opts.onFinished(job, { ok: true, reopened: r.reopened, outputs: result.outputs.length });
     } catch (e) {
       log.error({ err: (e as Error).message }, 'could not file the job result');
-      try {
-        const r = store.failJob(job.jobId, 'internal', `filing the result: ${(e as Error).message}`);
-        this.opts.onFinished(job, { ok: false, reopened: r?.reopened ?? false, outputs: 0 });
-      } catch {
-        /* database gone; recovery at the next start requeues the job */
-      }
+      this.recordFailure(job, 'internal', `filing the result: ${(e as Error).message}`, log);
+    }
+  }
+
+  /**
+   * Marks the job failed. Never throws: when the database cannot take it either (full disk, a
+   * lock held too long), the job stays `running` and recovery at the next start requeues it.
+   */
+  private recordFailure(job: ClaimedJob, reason: string, message: string, log: Logger): void {
+    try {
+      const r = this.opts.store.failJob(job.jobId, reason, message);
+      this.opts.onFinished(job, { ok: false, reopened: r?.reopened ?? false, outputs: 0 });
+    } catch (e) {
+      log.error({ err: (e as Error).message }, 'could not record the job failure; the next start runs the job again');
     }
   }
 }
