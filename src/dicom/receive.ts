@@ -23,6 +23,8 @@ import { part10Header } from './part10';
 /** C-STORE statuses (PS3.4 B.2.3). */
 export const StoreStatus = {
   Success: 0x0000,
+  /** Refused: SOP Class not supported (PS3.7 C.4.2.1.4; PS3.4 B.2.3) */
+  SopClassNotSupported: 0x0122,
   OutOfResources: 0xa700,
   DataSetDoesNotMatchSopClass: 0xa900,
   CannotUnderstand: 0xc000,
@@ -79,6 +81,8 @@ export class InstanceReceiver {
   readonly failedDir: string;
   readonly ops: FileOps;
   private readonly inFlight = new Set<Promise<ReceiveOutcome>>();
+  /** instance paths being filed right now (two copies of one instance arriving at once) */
+  private readonly filing = new Set<string>();
 
   constructor(readonly opts: ReceiverOptions) {
     this.ops = opts.fileOps ?? nodeFileOps;
@@ -94,9 +98,13 @@ export class InstanceReceiver {
     for (const f of await fsp.readdir(this.incomingDir)) await removeQuietly(path.join(this.incomingDir, f), this.ops);
   }
 
-  /** `flow` pauses the association's socket while the disk is behind (real backpressure). */
-  begin(meta: IncomingMeta, flow?: FlowControl): IncomingInstance {
-    const incoming = new IncomingInstance(meta, this, flow);
+  /**
+   * `flow` pauses the association's socket while the disk is behind (real backpressure).
+   * With `refusal`, the data set is read off the wire and dropped, nothing is written, and the
+   * refusal is the answer (a C-STORE on a presentation context that was not accepted).
+   */
+  begin(meta: IncomingMeta, flow?: FlowControl, refusal?: { status: number; reason: string; message: string }): IncomingInstance {
+    const incoming = new IncomingInstance(meta, this, flow, refusal && { ...refusal, sopInstanceUid: meta.sopInstanceUid });
     const p = incoming.outcome;
     this.inFlight.add(p);
     void p.finally(() => this.inFlight.delete(p));
@@ -129,7 +137,22 @@ export class InstanceReceiver {
     const base = path.join(this.instancesDir, study, series, meta.sopInstanceUid);
     // A resend never lands on the path of the copy on record: retention or a study delete may be
     // unlinking that path at this moment, and must not take the new, acknowledged copy with it.
-    const target = fs.existsSync(`${base}.dcm`) ? `${base}.${crypto.randomBytes(6).toString('hex')}.dcm` : `${base}.dcm`;
+    // Nor on the path of a copy being filed at this moment (the same instance on two associations):
+    // should this copy's row then fail, removing its file must not remove the other's.
+    const plain = `${base}.dcm`;
+    const target = this.filing.has(plain) || fs.existsSync(plain) ? `${base}.${crypto.randomBytes(6).toString('hex')}.dcm` : plain;
+    this.filing.add(target);
+    try {
+      return await this.fileAt(meta, tmp, bytes, header, target);
+    } finally {
+      this.filing.delete(target);
+    }
+  }
+
+  private async fileAt(meta: IncomingMeta, tmp: string, bytes: number, header: DicomHeader, target: string): Promise<ReceiveOutcome> {
+    const log = this.opts.logger;
+    const study = header.studyInstanceUid;
+    const series = header.seriesInstanceUid;
     try {
       await moveDurable(tmp, target, this.ops);
     } catch (e) {
@@ -218,12 +241,13 @@ export class IncomingInstance extends Writable {
     readonly meta: IncomingMeta,
     private readonly receiver: InstanceReceiver,
     private readonly flow?: FlowControl,
+    private readonly refusal?: ReceiveOutcome,
   ) {
     super({ highWaterMark: receiver.opts.bufferBytes ?? 4 * 1024 * 1024 });
     const tmp = path.join(receiver.incomingDir, `${crypto.randomUUID()}.part`);
     this.tmpPath = tmp;
     const ops = receiver.ops;
-    this.opening = (async () => {
+    this.opening = refusal ? Promise.resolve() : (async () => {
       this.handle = await ops.openForWrite(tmp);
       const header = part10Header({ ...meta, sourceAeTitle: meta.callingAe });
       this.headerBytes = header.length;
@@ -263,7 +287,7 @@ export class IncomingInstance extends Writable {
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {
     this.bytes += chunk.length;
-    if (this.failure || this.tooLarge || this.abandoned) return cb();
+    if (this.refusal || this.failure || this.tooLarge || this.abandoned) return cb();
     if (this.bytes > this.receiver.opts.maxInstanceBytes) {
       // stop filling the disk now; the rest of the data set is read off the wire and dropped
       this.tooLarge = true;
@@ -282,9 +306,12 @@ export class IncomingInstance extends Writable {
       );
   }
 
-  /** The association ended before the data set did: nothing to answer, nothing to keep. */
+  /**
+   * The association ended before the data set did: nothing to answer, nothing to keep. A data set
+   * that arrived whole (ended, even with disk writes still queued) is not abandoned: it is filed.
+   */
   abandon(): void {
-    if (this.abandoned || this.writableFinished) return;
+    if (this.abandoned || this.writableEnded) return;
     this.abandoned = true;
     void this.discard().then(() =>
       this.resolveAbandon({ status: StoreStatus.OutOfResources, sopInstanceUid: this.meta.sopInstanceUid, reason: 'receive.aborted', message: 'association ended mid-transfer' }),
@@ -305,6 +332,10 @@ export class IncomingInstance extends Writable {
 
   private async settle(): Promise<ReceiveOutcome> {
     await this.opening;
+    if (this.refusal) {
+      this.receiver.opts.logger.warn({ sopInstanceUid: this.meta.sopInstanceUid, callingAe: this.meta.callingAe, reason: this.refusal.reason }, 'instance refused');
+      return this.refusal;
+    }
     if (this.tooLarge) {
       await this.discard();
       this.receiver.opts.logger.warn({ sopInstanceUid: this.meta.sopInstanceUid, bytes: this.bytes, max: this.receiver.opts.maxInstanceBytes }, 'instance larger than dicom.maxInstanceBytes refused');

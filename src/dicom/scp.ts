@@ -14,7 +14,8 @@ import tls from 'node:tls';
 import dimse from 'dcmjs-dimse';
 import type { CallerConfig } from '../config/schema';
 import type { Logger } from '../log';
-import { IncomingInstance, InstanceReceiver } from './receive';
+import { MAX_PDU_LENGTH, PduLengthGuard } from './pduGuard';
+import { IncomingInstance, InstanceReceiver, StoreStatus } from './receive';
 import { SopClass, chooseTransferSyntax, chooseVerificationTransferSyntax, isUltrasoundSopClass } from './sopClasses';
 
 const { Scp, Dataset } = dimse;
@@ -122,6 +123,18 @@ class SonogateScp extends Scp {
     this.peerCN = verifiedPeerCN(socket);
     this.log = ctx.logger.child({ remote: this.callingHost, ...(socket instanceof tls.TLSSocket ? { tls: true, peerCN: this.peerCN } : {}) });
     ctx.register(this);
+    // dcmjs-dimse runs its association and PDU timers only for connections its own Server
+    // accepted; these come from ours (TLS checks first), so arm them here
+    Object.assign(this as unknown as { connected: boolean; connectedTime: number }, { connected: true, connectedTime: Date.now() });
+    const guard = new PduLengthGuard();
+    socket.on('data', (chunk: Buffer) => {
+      const why = guard.feed(chunk);
+      if (why && !socket.destroyed) {
+        this.log.warn({ callingAe: this.callingAe || undefined, why }, 'connection closed: PDU too long');
+        this.abandonAll();
+        socket.destroy();
+      }
+    });
     this.on('close', () => this.abandonAll());
     this.on('networkError', (e: Error) => {
       this.log.debug({ err: e.message }, 'association network error');
@@ -131,7 +144,7 @@ class SonogateScp extends Scp {
   }
 
   abandonAll(): void {
-    for (const inc of this.active) if (!inc.writableFinished) inc.abandon();
+    for (const inc of this.active) inc.abandon();
   }
 
   override associationRequested(association: Association): void {
@@ -144,6 +157,8 @@ class SonogateScp extends Scp {
       this.socket.end();
       return;
     }
+    // dcmjs-dimse would echo the caller's maximum PDU length back as ours (0: unlimited); ours is fixed
+    association.setMaxPduLength(MAX_PDU_LENGTH);
     const accepted: string[] = [];
     for (const { id } of association.getPresentationContexts()) {
       const pc = association.getPresentationContext(id);
@@ -177,13 +192,20 @@ class SonogateScp extends Scp {
 
   /** Called by dcmjs-dimse when a C-STORE's data set begins: the bytes go to a temp file, not RAM. */
   override createStoreWritableStream(context: PresentationContext, request: CStoreRequest): IncomingInstance {
+    const sopClassUid = request.getAffectedSopClassUid();
+    // dcmjs-dimse hands over data sets on any context the peer names, accepted or not (and then
+    // reports the first proposed transfer syntax as accepted): only what negotiation accepted is filed
+    const accepted = context.getResult() === PresentationContextResult.Accept && context.getAbstractSyntaxUid() === sopClassUid && isUltrasoundSopClass(sopClassUid);
+    const refusal = accepted
+      ? undefined
+      : { status: StoreStatus.SopClassNotSupported, reason: 'receive.context_not_accepted', message: `SOP Class ${sopClassUid} on presentation context ${context.getPresentationContextId()}, which was not accepted for it` };
     const incoming = this.ctx.receiver.begin({
-      sopClassUid: request.getAffectedSopClassUid(),
+      sopClassUid,
       sopInstanceUid: request.getAffectedSopInstanceUid(),
       transferSyntaxUid: context.getAcceptedTransferSyntaxUid() ?? '',
       callingAe: this.callingAe,
       callingHost: this.callingHost,
-    }, { pause: () => this.socket.pause(), resume: () => this.socket.resume() });
+    }, { pause: () => this.socket.pause(), resume: () => this.socket.resume() }, refusal);
     this.active.add(incoming);
     this.byRequest.set(request, incoming);
     void incoming.outcome.finally(() => this.active.delete(incoming));

@@ -4,6 +4,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import net from 'node:net';
+import dimse from 'dcmjs-dimse';
 import { Gateway, GatewayOptions, startGateway } from '../../src/gateway';
 import { readHeader } from '../../src/dicom/header';
 import { errno, spyFileOps } from '../helpers/fileOps';
@@ -75,6 +77,69 @@ test('a CT image is refused at negotiation and nothing is stored', async () => {
   expect(r.output).toMatch(/No presentation context for: \(CT\)/);
   expect(g.store.listStudies()).toHaveLength(0);
   expect(instanceFiles()).toEqual([]);
+});
+
+test('a C-STORE sent anyway on the context refused at negotiation is answered 0122 and nothing is stored', async () => {
+  const g = await start();
+  // a non-conformant (or hostile) peer: dcmjs-dimse's client made to use the rejected CT context
+  const A = dimse.association.Association.prototype as any;
+  const original = A.getAcceptedPresentationContextFromRequest;
+  A.getAcceptedPresentationContextFromRequest = function (this: any, req: any) {
+    return this.getPresentationContexts()
+      .map((p: { id: number }) => this.getPresentationContext(p.id))
+      .find((pc: any) => pc.getAbstractSyntaxUid() === this._sopClassFromRequest(req));
+  };
+  try {
+    const ds = new dimse.Dataset({ ...phantomDataset({ seed: 13 }), SOPClassUID: CT_IMAGE_STORAGE, Modality: 'CT' }, '1.2.840.10008.1.2.1');
+    const client = new dimse.Client();
+    const request = new dimse.requests.CStoreRequest(ds);
+    const results: string[] = [];
+    client.on('associationAccepted', (a: any) => results.push(`context ${a.getPresentationContext(a.getPresentationContexts()[0].id).getResult()}`));
+    request.on('response', (r: any) => results.push(`status ${r.getStatus().toString(16).padStart(4, '0')}`));
+    client.addRequest(request);
+    await new Promise<void>((resolve, reject) => {
+      client.on('closed', () => resolve());
+      client.on('networkError', (e: Error) => reject(e));
+      client.send('127.0.0.1', g.dicomPort, 'US_SCANNER', 'SONOGATE');
+    });
+    // 3: abstract syntax not supported; 0122: SOP Class not supported
+    expect(results).toEqual(['context 3', 'status 0122']);
+  } finally {
+    A.getAcceptedPresentationContextFromRequest = original;
+  }
+  expect(g.store.listStudies()).toHaveLength(0);
+  expect(instanceFiles()).toEqual([]);
+});
+
+/** A raw TCP peer: sends `first`, then optionally one byte every `trickleMs`; resolves with how long until we closed it. */
+async function rawPeer(port: number, first: Buffer, trickleMs = 0, giveUpMs = 15_000): Promise<{ closedAfterMs: number | null }> {
+  const socket = net.connect(port, '127.0.0.1');
+  const t0 = Date.now();
+  socket.on('error', () => undefined);
+  socket.on('connect', () => socket.write(first));
+  const timer = trickleMs ? setInterval(() => socket.writable && socket.write(Buffer.alloc(1)), trickleMs) : null;
+  const closed = await Promise.race([new Promise<boolean>((r) => socket.once('close', () => r(true))), new Promise<boolean>((r) => setTimeout(() => r(false), giveUpMs))]);
+  if (timer) clearInterval(timer);
+  socket.destroy();
+  return { closedAfterMs: closed ? Date.now() - t0 : null };
+}
+
+test('a peer announcing a 4 GiB PDU is cut off at once, before anything is buffered; the listener keeps serving', async () => {
+  const g = await start();
+  const header = Buffer.from([0x01, 0x00, 0xff, 0xff, 0xff, 0xf0]); // A-ASSOCIATE-RQ of 4 GiB
+  const r = await rawPeer(g.dicomPort, Buffer.concat([header, Buffer.alloc(64 * 1024)]));
+  expect(r.closedAfterMs).not.toBeNull();
+  expect(r.closedAfterMs!).toBeLessThan(5_000);
+  expect((await echoscu({ port: g.dicomPort })).code).toBe(0);
+});
+
+test('a peer trickling a byte at a time is closed after dicom.associationTimeoutSeconds', async () => {
+  const g = await start({ dicom: { associationTimeoutSeconds: 2 } });
+  const header = Buffer.from([0x01, 0x00, 0x00, 0x00, 0x03, 0xe8]); // an A-ASSOCIATE-RQ of 1000 bytes, never completed
+  const r = await rawPeer(g.dicomPort, header, 500);
+  expect(r.closedAfterMs).not.toBeNull();
+  expect(r.closedAfterMs!).toBeLessThan(10_000);
+  expect((await echoscu({ port: g.dicomPort })).code).toBe(0);
 });
 
 test('an unknown calling AE is rejected with "calling AE title not recognised"', async () => {

@@ -119,6 +119,40 @@ test('a database failure after the move answers A700 and removes the file', asyn
   expect(filesUnder(dataDir)).toEqual([]);
 });
 
+test('two copies of one instance filed at once: when the second copy\'s row fails, the acknowledged first copy keeps its file', async () => {
+  const dataDir = tempDir('receive-twice');
+  let calls = 0;
+  const stored: ReceivedInstance[] = [];
+  const receiver = new InstanceReceiver({
+    dataDir,
+    maxInstanceBytes: 100 * 1024 * 1024,
+    logger: silentLogger(),
+    // the first copy's row commits; the second's fails (a lock held too long, a full disk)
+    onStored: (i) => {
+      if (calls++ > 0) throw new Error('SQLITE_BUSY: database is locked');
+      stored.push(i);
+      return { previousPath: null };
+    },
+    onRejected: () => ({ previousPath: null }),
+  });
+  await receiver.prepare();
+  const bytes = datasetBytes(phantom());
+  const meta = { sopClassUid: US, sopInstanceUid: '2.25.10007.1.7', transferSyntaxUid: EXPLICIT_LE, callingAe: 'US_SCANNER', callingHost: '127.0.0.1' };
+  const a = receiver.begin(meta);
+  const b = receiver.begin(meta);
+  a.write(bytes);
+  b.write(bytes);
+  a.end();
+  b.end();
+  const outcomes = await Promise.all([a.outcome, b.outcome]);
+  expect(outcomes.map((o) => o.status).sort()).toEqual([StoreStatus.Success, StoreStatus.OutOfResources]);
+  expect(stored).toHaveLength(1);
+  // the copy that was answered Success is on disk where its row says, whole
+  expect(fs.existsSync(stored[0].path)).toBe(true);
+  expect(datasetBytes(fs.readFileSync(stored[0].path)).equals(bytes)).toBe(true);
+  expect(filesUnder(path.join(dataDir, 'instances'))).toHaveLength(1);
+});
+
 test('an instance larger than dicom.maxInstanceBytes is refused with A700 and not kept', async () => {
   const ops = spyFileOps();
   const { dataDir, receiver, stored } = setup({ fileOps: ops, maxInstanceBytes: 20_000 });
@@ -165,6 +199,27 @@ test('a transfer that ends with the association leaves nothing behind', async ()
   await receiver.drain();
   expect(stored).toEqual([]);
   expect(filesUnder(dataDir)).toEqual([]);
+});
+
+test('a data set received whole is filed even if the association ends while its disk writes are still queued', async () => {
+  const slow: FileOps = {
+    ...nodeFileOps,
+    async openForWrite(file) {
+      const h = await nodeFileOps.openForWrite(file);
+      return { ...h, write: async (d) => (await new Promise((r) => setTimeout(r, 15)), h.write(d)) };
+    },
+  };
+  const { receiver, stored } = setup({ fileOps: slow });
+  await receiver.prepare();
+  const incoming = receiver.begin({ sopClassUid: US, sopInstanceUid: '2.25.10007.1.7', transferSyntaxUid: EXPLICIT_LE, callingAe: 'A', callingHost: 'h' });
+  const data = datasetBytes(phantom());
+  for (let i = 0; i < data.length; i += 8192) incoming.write(data.subarray(i, i + 8192));
+  incoming.end();
+  expect(incoming.writableFinished).toBe(false); // the last byte is in, the disk is behind
+  incoming.abandon(); // what a graceful shutdown or the peer's close does
+  expect(await incoming.outcome).toMatchObject({ status: 0 });
+  expect(stored).toHaveLength(1);
+  expect(datasetBytes(fs.readFileSync(stored[0].path)).equals(data)).toBe(true);
 });
 
 test('a disk slower than the network pauses the sender instead of buffering the data set in memory', async () => {
