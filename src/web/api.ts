@@ -99,9 +99,20 @@ export function apiRouter(deps: ApiDeps): Router {
   r.get('/session', auth.sessionInfo);
   r.post('/logout', auth.logout);
 
-  r.get('/overview', (_req, res) => {
+  /**
+   * Lists that show patients' names and IDs are audited like an opened study: which list (and
+   * filter or page) who saw, with how many patients on it; once per user and list per VIEW_AUDIT_MS.
+   */
+  const auditList = (req: Request, res: Response, action: string, patients: number) => {
+    const target = req.originalUrl.replace(/^\/api/, '');
+    if (!audit.hasRecentTarget(currentUser(res)!.username, action, target, VIEW_AUDIT_MS)) auditRequest(audit, req, res, action, 'ok', { target, detail: { patients } });
+  };
+
+  r.get('/overview', (req, res) => {
+    const overview = queries.overview();
+    auditList(req, res, 'study.list', overview.recent.length);
     res.json({
-      ...queries.overview(),
+      ...overview,
       model: { name: model.name, version: model.version, provider: model.provider },
       gateway: {
         aeTitle: config.dicom.aeTitle,
@@ -119,6 +130,7 @@ export function apiRouter(deps: ApiDeps): Router {
     const limit = intParam(q.limit, 50, 1, 200);
     const offset = intParam(q.offset, 0, 0, 1e9);
     const list = queries.listStudies({ status, label, from: q.from as string | undefined, to: q.to as string | undefined, limit, offset });
+    auditList(req, res, 'study.list', list.items.length);
     res.json({ ...list, limit, offset });
   });
 
@@ -174,8 +186,10 @@ export function apiRouter(deps: ApiDeps): Router {
     answer(req, res, 'study.delete', result, { studyUid: param(req, 'uid') });
   });
 
-  r.get('/failures', (_req, res) => {
-    res.json(queries.failures());
+  r.get('/failures', (req, res) => {
+    const failures = queries.failures();
+    auditList(req, res, 'study.list', failures.studies.length);
+    res.json(failures);
   });
 
   r.post('/failures/studies/:uid/discard', auth.requireAdmin('failure.discard'), (req, res) => {

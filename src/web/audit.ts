@@ -47,6 +47,11 @@ export class AuditLog {
    * Whether `username` already has an `action` entry about `studyUid` newer than `withinMs`: a
    * study page that refreshes itself is one view, not one per refresh.
    */
+  /** Whether this user has an entry for this action and target newer than withinMs. */
+  hasRecentTarget(username: string, action: string, target: string, withinMs: number, now = Date.now()): boolean {
+    return !!this.db.prepare('SELECT 1 FROM audit_log WHERE username = ? AND action = ? AND target = ? AND at > ? LIMIT 1').get(username, action, target, now - withinMs);
+  }
+
   hasRecent(username: string, action: string, studyUid: string, withinMs: number, now = Date.now()): boolean {
     return !!this.db
       .prepare('SELECT 1 FROM audit_log WHERE username = ? AND action = ? AND study_uid = ? AND at > ? LIMIT 1')

@@ -119,6 +119,10 @@ d('dashboard API', () => {
     const views = (await c.get(`/api/audit?study=${STUDY}`)).body.items.filter((a: { action: string; username: string }) => a.action === 'study.view' && a.username === 'viewer');
     expect(views).toHaveLength(1);
     expect(views[0]).toMatchObject({ outcome: 'ok', role: 'viewer', studyUid: STUDY });
+    // so is seeing a list of patients: which list, how many patients on it, once however often it refreshes
+    await c.get('/api/studies');
+    const lists = gateway.store.db.prepare("SELECT target, detail FROM audit_log WHERE action = 'study.list' AND username = 'viewer'").all() as { target: string; detail: string }[];
+    expect(lists.filter((l) => l.target === '/studies')).toEqual([{ target: '/studies', detail: JSON.stringify({ patients: 1 }) }]);
     // the overlay renders as PNG
     const overlay = detail.body.outputs.find((o: { kind: string }) => o.kind === 'overlay');
     const png = await fetch(`${base}/api/studies/${STUDY}/outputs/${overlay.sopInstanceUid}/image.png`, { headers: { Cookie: c.cookie! } });
