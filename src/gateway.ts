@@ -164,6 +164,7 @@ export async function startGateway(config: Config, processor: StudyProcessor, lo
           : null,
       allowedCallers: config.dicom.allowedCallers,
       associationTimeoutSeconds: config.dicom.associationTimeoutSeconds,
+      maxAssociations: config.dicom.maxAssociations,
       receiver,
       logger: logger.child({ component: 'listener' }),
     });

@@ -113,6 +113,8 @@ export const configSchema = z
         maxInstanceBytes: z.number().int().positive().default(2 * 1024 * 1024 * 1024),
         /** seconds an idle association may stay open */
         associationTimeoutSeconds: z.number().int().positive().default(60),
+        /** connections open at once, plain and TLS together; more are closed as they arrive */
+        maxAssociations: z.number().int().positive().max(10_000).default(64),
       })
       .strict()
       .prefault({}),

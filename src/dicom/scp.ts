@@ -49,6 +49,8 @@ export interface ListenerOptions {
   /** empty = any caller */
   allowedCallers: CallerConfig[];
   associationTimeoutSeconds: number;
+  /** connections open at once over all ports; one more is closed at once (logged) */
+  maxAssociations?: number;
   receiver: InstanceReceiver;
   logger: Logger;
 }
@@ -309,6 +311,11 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
     },
   };
   const accept = (socket: Socket) => {
+    if (opts.maxAssociations && scps.size >= opts.maxAssociations) {
+      opts.logger.warn({ remote: normaliseHost(socket.remoteAddress), open: scps.size, max: opts.maxAssociations }, 'connection refused: dicom.maxAssociations reached');
+      socket.destroy();
+      return;
+    }
     // without it every response waits ~40 ms for a delayed ACK (NOTES.md)
     socket.setNoDelay(true);
     new SonogateScp(socket, dimseOptions, ctx);

@@ -142,6 +142,25 @@ test('a peer trickling a byte at a time is closed after dicom.associationTimeout
   expect((await echoscu({ port: g.dicomPort })).code).toBe(0);
 });
 
+test('connections beyond dicom.maxAssociations are closed as they arrive; once one ends, a scanner gets in again', async () => {
+  const g = await start({ dicom: { maxAssociations: 2 } });
+  const open = () =>
+    new Promise<net.Socket>((resolve) => {
+      const s = net.connect(g.dicomPort, '127.0.0.1', () => resolve(s));
+      s.on('error', () => undefined);
+    });
+  const [a, b] = [await open(), await open()];
+  await new Promise((r) => setTimeout(r, 200));
+  const third = await open();
+  const closed = await Promise.race([new Promise<boolean>((r) => third.once('close', () => r(true))), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
+  expect(closed).toBe(true);
+  expect((await echoscu({ port: g.dicomPort })).code).not.toBe(0);
+  a.destroy();
+  await new Promise((r) => setTimeout(r, 300));
+  expect((await echoscu({ port: g.dicomPort })).code).toBe(0);
+  b.destroy();
+});
+
 test('an unknown calling AE is rejected with "calling AE title not recognised"', async () => {
   const g = await start({ dicom: { allowedCallers: [{ aeTitle: 'US_SCANNER' }] } });
   const file = writeTemp(dir, 'us.dcm', phantomFile({ seed: 13 }));
