@@ -35,9 +35,27 @@ export interface Destination {
   echo(): Promise<EchoResult>;
 }
 
-/** Warning statuses of C-STORE (PS3.4 B.2.3) after which the object is stored all the same. */
-export const STORE_WARNINGS: readonly number[] = [0xb000, 0xb007, 0xb006];
+/**
+ * Warning statuses after which the object is stored all the same: C-STORE's own (PS3.4 B.2.3:
+ * coercion of data elements, data set does not match SOP class, elements discarded) and the
+ * general DIMSE warnings some archives answer (PS3.7 C: 0001 optional attributes not supported,
+ * 0107 attribute list error, 0116 attribute value out of range).
+ */
+export const STORE_WARNINGS: readonly number[] = [0xb000, 0xb007, 0xb006, 0x0001, 0x0107, 0x0116];
 
 export function isDelivered(status: number): boolean {
   return status === 0x0000 || STORE_WARNINGS.includes(status);
 }
+
+/**
+ * Statuses by which the PACS refuses this object itself, not for the moment: data set does not
+ * match SOP class (A9xx), cannot understand (Cxxx), SOP class not supported (0122), not authorized
+ * (0124). Sending the same bytes again will not change the answer; out of resources (A7xx) and
+ * processing failure (0110) may, and are retried.
+ */
+export function isRefusal(status: number): boolean {
+  return (status & 0xff00) === 0xa900 || (status & 0xf000) === 0xc000 || status === 0x0122 || status === 0x0124;
+}
+
+/** Attempts after which a refused object stops being retried (failed, on the Failures page). */
+export const REFUSED_ATTEMPTS = 3;

@@ -53,8 +53,10 @@ function noDelay(client: dimse.Client): void {
   socketOf(client)?.setNoDelay?.(true);
 }
 
-function socketOf(client: dimse.Client): { setNoDelay?(on: boolean): void; setTimeout?(ms: number): void } | undefined {
-  return (client as unknown as { network?: { socket?: { setNoDelay?(on: boolean): void; setTimeout?(ms: number): void } } }).network?.socket;
+type ClientSocket = { setNoDelay?(on: boolean): void; setTimeout?(ms: number): void; destroy(): void };
+
+function socketOf(client: dimse.Client): ClientSocket | undefined {
+  return (client as unknown as { network?: { socket?: ClientSocket } }).network?.socket;
 }
 
 async function loadDataset(file: string): Promise<dimse.Dataset> {
@@ -147,6 +149,8 @@ export class DicomStoreDestination implements Destination {
         } catch {
           /* not connected */
         }
+        // a peer that never answers never closes its side either: release the socket ourselves
+        socketOf(client)?.destroy();
         finish();
       }, boundMs);
       client.on('associationRejected', (r: { result: number; source: number; reason: number }) => {
@@ -195,7 +199,11 @@ export class DicomStoreDestination implements Destination {
       client.on('networkError', (e: Error) => {
         if (result?.startsWith('send.no_answer')) result = `send.network_error: ${e.message}`;
       });
-      const guard = setTimeout(() => resolve('send.timeout: no answer to C-ECHO'), this.timeoutMs * 2);
+      const guard = setTimeout(() => {
+        // a hung peer keeps the half-closed socket open for ever: each press of "Test" would leak one
+        socketOf(client)?.destroy();
+        resolve('send.timeout: no answer to C-ECHO');
+      }, this.timeoutMs * 2);
       client.on('closed', () => {
         clearTimeout(guard);
         resolve(result);

@@ -7,7 +7,7 @@ import type { Logger } from '../log';
 import type { DueSend } from '../store/rows';
 import type { Store } from '../store/store';
 import { backoffMs } from './backoff';
-import type { Destination, FileSendResult } from './destination';
+import { type Destination, type FileSendResult, isRefusal, REFUSED_ATTEMPTS } from './destination';
 
 export interface SenderOptions {
   store: Store;
@@ -152,9 +152,10 @@ export class Sender {
       const r = results[i];
       if (r?.delivered) {
         if (store.markSendSent(row.id, row.generation, r.status ?? 0, now)) sent++;
-      } else if (r?.permanent) {
-        store.markSendFailed(row.id, row.generation, r.error ?? 'send.failed', now);
-        store.addEvent('send.failed', row.studyUid, { destination, sopInstanceUid: row.outputSopUid, error: r.error }, now);
+      } else if (r?.permanent || (r?.status != null && isRefusal(r.status) && row.attempts + 1 >= REFUSED_ATTEMPTS)) {
+        const error = r.permanent ? (r.error ?? 'send.failed') : `${r.error ?? 'send.status_failure'}; refused ${REFUSED_ATTEMPTS} times, not retried (retry from the Failures page)`;
+        store.markSendFailed(row.id, row.generation, error, now);
+        store.addEvent('send.failed', row.studyUid, { destination, sopInstanceUid: row.outputSopUid, error }, now);
       } else {
         const attempt = row.attempts + 1;
         const error = r?.error ?? 'send.no_result';

@@ -75,7 +75,8 @@ export class Housekeeping {
     if (days <= 0) return result;
     const cutoff = now - days * DAY_MS;
     const settled = `(i.study_uid IS NULL OR EXISTS (SELECT 1 FROM studies s WHERE s.study_uid = i.study_uid AND s.status IN ('processed','failed') AND s.last_received_at < @cutoff))
-      AND NOT EXISTS (SELECT 1 FROM sends x WHERE x.study_uid = i.study_uid AND x.status != 'sent')`;
+      AND NOT EXISTS (SELECT 1 FROM sends x WHERE x.study_uid = i.study_uid AND (x.status = 'pending' OR (x.status = 'failed'
+        AND NOT EXISTS (SELECT 1 FROM failure_dismissals d WHERE d.kind = 'send' AND d.key = CAST(x.id AS TEXT) AND d.at >= x.updated_at))))`;
     const due = this.db
       .prepare(`SELECT i.sop_instance_uid AS sop, i.path, i.bytes FROM instances i WHERE i.purged_at IS NULL AND i.received_at < @cutoff AND ${settled} LIMIT 5000`)
       .all({ cutoff }) as { sop: string; path: string; bytes: number }[];

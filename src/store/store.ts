@@ -9,6 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import type { Label } from '../types/domain';
 import type { StudyJobOutput } from '../types/pipeline';
 import { MIGRATIONS, SCHEMA_VERSION } from './schema';
 import {
@@ -49,6 +50,9 @@ const JOB_COLUMNS = `id, study_uid AS studyUid, status, run, attempts, out_dir A
 const OUTPUT_COLUMNS = `sop_instance_uid AS sopInstanceUid, study_uid AS studyUid, series_uid AS seriesUid,
   sop_class_uid AS sopClassUid, kind, path, source_sop_instance_uid AS sourceSopInstanceUid,
   job_id AS jobId, created_at AS createdAt`;
+
+/** how worrying a label is, to keep the worst */
+const LABEL_SEVERITY: Record<Label, number> = { normal: 0, benign: 1, malignant: 2 };
 
 const SEND_COLUMNS = `s.id, s.output_sop_uid AS outputSopUid, s.study_uid AS studyUid, s.destination,
   s.ae_title AS aeTitle, s.host, s.port, s.status, s.attempts, s.next_attempt_at AS nextAttemptAt,
@@ -463,23 +467,36 @@ export class Store {
       }
       // An object this run no longer produces (no lesion any more, an output switched off) must not
       // still be delivered: its unsent sends go. What was already sent stays on record.
+      // An instance that failed this time (a worker crash, a timeout) says nothing new: what an
+      // earlier run made of it stays, and is still delivered.
       const produced = new Set(result.outputs.map((o) => o.sopInstanceUid));
-      const analysedSources = new Set(result.instances.map((i) => i.sopInstanceUid));
+      const analysedSources = new Set(result.instances.filter((i) => i.status !== 'failed').map((i) => i.sopInstanceUid));
       const stale = (this.db.prepare('SELECT sop_instance_uid AS sop, source_sop_instance_uid AS source FROM outputs WHERE study_uid = ?').all(job.studyUid) as {
         sop: string;
         source: string | null;
       }[]).filter((o) => !produced.has(o.sop) && o.source !== null && analysedSources.has(o.source));
       for (const o of stale) this.db.prepare("DELETE FROM sends WHERE output_sop_uid = ? AND status != 'sent'").run(o.sop);
       if (stale.length) this.addEvent('outputs.withdrawn', job.studyUid, { jobId, outputs: stale.map((o) => o.sop) }, now);
-      const last = (this.db.prepare('SELECT last_received_at AS last FROM studies WHERE study_uid = ?').get(job.studyUid) as { last: number }).last;
-      const reopened = last >= job.startedAt;
+      const study = this.db.prepare('SELECT last_received_at AS last, label, malignancy_probability AS p FROM studies WHERE study_uid = ?').get(job.studyUid) as {
+        last: number;
+        label: Label | null;
+        p: number | null;
+      };
+      const reopened = study.last >= job.startedAt;
+      // with an instance failed this time, its earlier results still stand: the study keeps the
+      // more severe of its earlier label and this run's
+      let { label, malignancyProbability } = result;
+      if (result.instances.some((i) => i.status === 'failed') && study.label && (!label || LABEL_SEVERITY[study.label] > LABEL_SEVERITY[label])) {
+        label = study.label;
+        malignancyProbability = Math.max(study.p ?? 0, malignancyProbability ?? 0);
+      }
       this.db
         .prepare(
           `UPDATE studies SET status = ?, processed_at = ?, label = ?, malignancy_probability = ?, error_reason = NULL,
              error_message = NULL, updated_at = ? WHERE study_uid = ?`,
         )
-        .run(reopened ? 'receiving' : 'processed', now, result.label, result.malignancyProbability, now, job.studyUid);
-      this.addEvent('job.done', job.studyUid, { jobId, outputs: result.outputs.length, sends: result.outputs.length * targets.length, label: result.label }, now);
+        .run(reopened ? 'receiving' : 'processed', now, label, malignancyProbability, now, job.studyUid);
+      this.addEvent('job.done', job.studyUid, { jobId, outputs: result.outputs.length, sends: result.outputs.length * targets.length, label }, now);
       if (reopened) this.addEvent('study.reopened', job.studyUid, { why: 'instances arrived during processing' }, now);
       return { reopened };
     })();
@@ -533,14 +550,30 @@ export class Store {
     return this.db.prepare(sql).all(...args) as SendRow[];
   }
 
-  /** Pending sends due now, oldest first, with the file each one delivers. */
-  dueSends(now = Date.now(), limit = 500): DueSend[] {
+  /** The result files a study's outputs point to (an earlier run's folder keeps these). */
+  outputPaths(studyUid: string): Set<string> {
+    return new Set((this.db.prepare('SELECT path FROM outputs WHERE study_uid = ?').all(studyUid) as { path: string }[]).map((r) => r.path));
+  }
+
+  /**
+   * Pending sends due now, oldest first, with the file each one delivers: at most `perDestination`
+   * for each destination, so a PACS that is down with a long backlog never hides another's rows.
+   */
+  dueSends(now = Date.now(), perDestination = 500): DueSend[] {
     return this.db
       .prepare(
-        `SELECT ${SEND_COLUMNS}, o.path, o.sop_class_uid AS sopClassUid FROM sends s JOIN outputs o ON o.sop_instance_uid = s.output_sop_uid
-         WHERE s.status = 'pending' AND s.next_attempt_at <= ? ORDER BY s.next_attempt_at, s.id LIMIT ?`,
+        `SELECT * FROM (
+           SELECT ${SEND_COLUMNS}, o.path, o.sop_class_uid AS sopClassUid,
+             ROW_NUMBER() OVER (PARTITION BY s.destination ORDER BY s.next_attempt_at, s.id) AS nth
+           FROM sends s JOIN outputs o ON o.sop_instance_uid = s.output_sop_uid
+           WHERE s.status = 'pending' AND s.next_attempt_at <= ?)
+         WHERE nth <= ? ORDER BY nextAttemptAt, id`,
       )
-      .all(now, limit) as DueSend[];
+      .all(now, perDestination)
+      .map((r) => {
+        const { nth: _nth, ...row } = r as DueSend & { nth: number };
+        return row;
+      });
   }
 
   /** When the next pending send falls due, counting only those due after `after` (null when none). */

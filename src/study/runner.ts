@@ -127,7 +127,7 @@ export class JobRunner {
       const r = store.completeJob(job.jobId, result, targets);
       if (!r) return; // requeued meanwhile
       log.info({ outputs: result.outputs.length, targets: targets.length, label: result.label, ms: Date.now() - started }, 'job done');
-      await pruneEarlierRuns(job.outDir, log);
+      await pruneEarlierRuns(job.outDir, store.outputPaths(job.studyUid), log);
       this.opts.onFinished(job, { ok: true, reopened: r.reopened, outputs: result.outputs.length });
     } catch (e) {
       log.error({ err: (e as Error).message }, 'could not file the job result');
@@ -150,17 +150,26 @@ export class JobRunner {
 }
 
 /**
- * Once a run's results are filed, every output row and pending send points into its folder: the
- * study's earlier run-N folders are no longer read by anything, and would otherwise pile up at
- * every re-run. (An older object that was already sent and is no longer produced keeps only its
- * record.)
+ * Once a run's results are filed, the study's earlier run-N folders would otherwise pile up at
+ * every re-run: their files go, except those an output row still points to (the results of an
+ * instance that failed in this run, kept and still delivered). An older object that was already
+ * sent and is no longer produced keeps only its record.
  */
-async function pruneEarlierRuns(outDir: string, log: Logger): Promise<void> {
+async function pruneEarlierRuns(outDir: string, keep: Set<string>, log: Logger): Promise<void> {
   const studyDir = path.dirname(outDir);
   const current = path.basename(outDir);
   try {
     for (const name of await fsp.readdir(studyDir)) {
-      if (name !== current && /^run-\d+$/.test(name)) await fsp.rm(path.join(studyDir, name), { recursive: true, force: true });
+      if (name === current || !/^run-\d+$/.test(name)) continue;
+      const dir = path.join(studyDir, name);
+      // an earlier run's files that outputs still point to (an instance that failed this time
+      // keeps its earlier results) stay; the rest go, and the folder once it is empty
+      let kept = 0;
+      for (const f of await fsp.readdir(dir)) {
+        if (keep.has(path.join(dir, f))) kept++;
+        else await fsp.rm(path.join(dir, f), { recursive: true, force: true });
+      }
+      if (!kept) await fsp.rm(dir, { recursive: true, force: true });
     }
   } catch (e) {
     log.warn({ err: (e as Error).message }, 'could not remove earlier result folders');

@@ -65,6 +65,32 @@ test('C-ECHO reports success, and a dead port as a network error', async () => {
   expect(dead).toMatchObject({ ok: false, error: expect.stringMatching(/^send\.network_error: .*ECONNREFUSED/) });
 });
 
+test('a C-ECHO to a PACS that accepts the connection and never answers times out and lets the connection go', async () => {
+  // the peer never reads, so it never sees our FIN and never closes its side
+  const held: net.Socket[] = [];
+  const hung = net.createServer((s) => {
+    s.pause();
+    held.push(s);
+    s.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => hung.listen(0, '127.0.0.1', () => r()));
+  const port = (hung.address() as net.AddressInfo).port;
+  // our sockets to it still open (process handles: what a leak would keep)
+  const ours = () =>
+    (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().filter((h) => h instanceof net.Socket && h.remotePort === port && !h.destroyed).length;
+  try {
+    const dest = new DicomStoreDestination({ name: 'p', aeTitle: 'PACS', host: '127.0.0.1', port }, 'SONOGATE', 300);
+    for (let i = 0; i < 3; i++) expect(await dest.echo()).toMatchObject({ ok: false, error: expect.stringMatching(/^send\.(timeout|network_error)/) });
+    expect(held).toHaveLength(3);
+    await new Promise((r) => setTimeout(r, 200));
+    // every press of "Test" let its socket go
+    expect(ours()).toBe(0);
+  } finally {
+    held.forEach((s) => s.destroy());
+    await new Promise<void>((r) => hung.close(() => r()));
+  }
+});
+
 test('a refused association, an unaccepted SOP class and an unreadable file each get their reason', async () => {
   // our own listener as the peer: it accepts ultrasound only, and only calls to SONOGATE
   gw = await startGateway(testConfig({ dataDir: path.join(dir, 'data'), port: await freePort() }), copyProcessor(), silentLogger());

@@ -10,6 +10,7 @@ import { ConfigError, parseConfig } from '../../src/config/load';
 import { createLogger } from '../../src/log';
 import { Store } from '../../src/store/store';
 import { AuditLog } from '../../src/web/audit';
+import { StudyActions } from '../../src/web/studyActions';
 import { Housekeeping } from '../../src/housekeeping/housekeeping';
 import { silentLogger, tempDir } from '../helpers/gatewayHarness';
 
@@ -67,7 +68,7 @@ function setup(retentionDays = 30, logger = silentLogger()) {
 }
 
 test('retention deletes received images older than N days, keeps results and records, and never a study with an unsent result', async () => {
-  const { store, hk, study, send } = setup(30);
+  const { dataDir, store, hk, study, send } = setup(30);
   const delivered = study('2.25.1', T0);
   store.markSendSent(send('2.25.1').id, send('2.25.1').generation, 0, T0 + 4000);
   const unsent = study('2.25.2', T0); // its send is still pending
@@ -93,6 +94,10 @@ test('retention deletes received images older than N days, keeps results and rec
   store.markSendSent(send('2.25.2').id, send('2.25.2').generation, 0, T0 + 31 * DAY);
   expect((await hk.retention(T0 + 32 * DAY)).deletedFiles).toBe(1);
   expect(fs.existsSync(unsent.file)).toBe(false);
+  // a failed send keeps the images until an admin has dealt with it; once discarded, they go too
+  new StudyActions({ store, kickSender: () => undefined } as never, dataDir).discardSend(send('2.25.3').id, 'alice', T0 + 32 * DAY);
+  expect((await hk.retention(T0 + 33 * DAY)).deletedFiles).toBe(1);
+  expect(fs.existsSync(failed.file)).toBe(false);
   store.close();
 });
 

@@ -1,7 +1,7 @@
 /** The sender loop against a scripted destination: grouping, backoff, exactly-once marking, routing. */
 import { backoffMs } from '../../src/dispatch/backoff';
 import type { Destination, FileSendResult, OutgoingFile } from '../../src/dispatch/destination';
-import { isDelivered } from '../../src/dispatch/destination';
+import { isDelivered, isRefusal, REFUSED_ATTEMPTS } from '../../src/dispatch/destination';
 import { Sender } from '../../src/dispatch/sender';
 import { Store } from '../../src/store';
 import { sendTargetsFor } from '../../src/study/routing';
@@ -58,9 +58,27 @@ test('backoff doubles from the initial delay up to the maximum', () => {
   expect(backoffMs(1000, 5000, 600_000)).toBe(600_000);
 });
 
-test('success and the B000/B006/B007 warnings count as delivered; other statuses do not', () => {
-  expect([0x0000, 0xb000, 0xb006, 0xb007].every(isDelivered)).toBe(true);
+test('success and the warnings (B000/B006/B007, and the general 0001/0107/0116) count as delivered; other statuses do not', () => {
+  expect([0x0000, 0xb000, 0xb006, 0xb007, 0x0001, 0x0107, 0x0116].every(isDelivered)).toBe(true);
   expect([0xa700, 0xa900, 0xc000, 0x0110, 0x0122].some(isDelivered)).toBe(false);
+  // refusals of the object itself, against failures of the moment
+  expect([0xa900, 0xa9ff, 0xc000, 0xc123, 0x0122, 0x0124].every(isRefusal)).toBe(true);
+  expect([0xa700, 0xa7ff, 0x0110, 0x0000].some(isRefusal)).toBe(false);
+});
+
+test('an object the PACS refuses (0122) stops being retried after three refusals and shows as failed; out of resources (A700) keeps retrying', async () => {
+  seed(store, 2, ['pacs']);
+  const pacs = new ScriptedDestination('pacs', (f) =>
+    f.sopInstanceUid === '9.9.0'
+      ? { sopInstanceUid: f.sopInstanceUid, delivered: false, status: 0x0122, error: 'send.status_failure: status 0x0122' }
+      : { sopInstanceUid: f.sopInstanceUid, delivered: false, status: 0xa700, error: 'send.status_failure: status 0xa700' },
+  );
+  sender = new Sender({ store, destinationFor: () => pacs, initialDelayMs: 20, maxDelayMs: 20, logger: silentLogger() });
+  sender.start();
+  await eventually(() => store.listSends()[1].attempts >= 5, 10_000, 'five attempts of the A700 one');
+  const [refused, busy] = store.listSends();
+  expect(refused).toMatchObject({ status: 'failed', attempts: REFUSED_ATTEMPTS, lastError: expect.stringMatching(/status 0x0122; refused 3 times, not retried/) });
+  expect(busy.status).toBe('pending');
 });
 
 test('all due files of one destination go over one association per pass', async () => {

@@ -217,6 +217,18 @@ test('sends are due by next_attempt_at; a retry keeps the error and the status v
   expect(store.dueSends(27_000)).toHaveLength(1);
 });
 
+test('a destination with a long backlog (a PACS that is down) never hides another destination\'s due sends', () => {
+  const sops = Array.from({ length: 6 }, (_, i) => `1.${i + 1}`);
+  const job = receiveAndClaim(sops, 1000);
+  store.completeJob(job.jobId, output(sops), TARGETS.slice(0, 1), 20_000);
+  // the same results for a second destination, due later than all of the first one's
+  store.db.prepare("INSERT INTO sends (output_sop_uid, study_uid, destination, ae_title, host, port, status, attempts, next_attempt_at, created_at, updated_at) VALUES (?, ?, 'archive', 'ARCH', '127.0.0.1', 4243, 'pending', 0, 21000, 21000, 21000)").run('1.1.7', STUDY);
+  const due = store.dueSends(30_000, 3);
+  expect(due.filter((d) => d.destination === 'pacs')).toHaveLength(3);
+  expect(due.filter((d) => d.destination === 'archive').map((d) => d.outputSopUid)).toEqual(['1.1.7']);
+  expect(due[0]).not.toHaveProperty('nth');
+});
+
 test('an instance whose header could not be read is recorded as failed without a study', () => {
   store.recordRejectedInstance(
     { sopInstanceUid: '9.9', sopClassUid: '1.2.840.10008.5.1.4.1.1.6.1', transferSyntaxUid: '1.2.840.10008.1.2', path: '/data/failed/9.9.dcm', bytes: 10, callingAe: 'X', callingHost: 'h', reason: 'decode.malformed', message: 'bad' },
@@ -250,6 +262,34 @@ test('a study that keeps killing the process is failed after 3 interrupted runs 
   expect(store.recoverAfterRestart(30_000)).toMatchObject({ requeuedJobs: 0 });
   expect(store.getStudy(STUDY)).toMatchObject({ status: 'failed', errorReason: 'job.crashed' });
   expect(store.claimNextJob(outDir, 30_001)).toBeNull();
+});
+
+test('a re-run in which an instance fails (a worker crash) keeps that instance\'s undelivered result, and the study its label', () => {
+  const job = receiveAndClaim(['1.1', '1.2'], 1000);
+  store.completeJob(job.jobId, output(['1.1']), TARGETS.slice(0, 1), 20_000); // 1.1 malignant; its SEG not yet delivered (PACS down)
+  // a late instance re-opens the study; in the re-run 1.1's analysis fails, 1.2 is found normal
+  store.recordInstance(instance('1.2'), 30_000);
+  expect(store.queueStudyIfQuiet(STUDY, QUIET, 40_000)).toEqual({ queued: true });
+  const again = store.claimNextJob(outDir, 40_001)!;
+  store.completeJob(
+    again.jobId,
+    {
+      outputs: [],
+      instances: [
+        { sopInstanceUid: '1.1', status: 'failed', reason: 'inference.failed', message: 'worker exited' },
+        { sopInstanceUid: '1.2', status: 'analysed', label: 'normal', probability: 0.9, malignancyProbability: 0.05, lesionCount: 0 },
+      ],
+      label: 'normal',
+      malignancyProbability: 0.05,
+      timingsMs: {},
+    },
+    TARGETS.slice(0, 1),
+    41_000,
+  );
+  expect(store.listSends({ studyUid: STUDY }).map((x) => [x.outputSopUid, x.status])).toEqual([['1.1.7', 'pending']]);
+  expect(store.outputPaths(STUDY)).toEqual(new Set(['/data/results/1.1.seg.dcm']));
+  expect(store.getStudy(STUDY)).toMatchObject({ status: 'processed', label: 'malignant' });
+  expect(store.listEvents().map((e) => e.kind)).not.toContain('outputs.withdrawn');
 });
 
 test('a re-run that no longer produces an object withdraws its unsent sends, never re-delivering it', () => {
