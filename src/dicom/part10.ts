@@ -38,13 +38,43 @@ export interface ParsedPart10 {
   transferSyntaxUid: string;
 }
 
-/** Parses Part 10 bytes into naturalized meta + dataset. Throws on malformed input. */
+/** dcmjs refuses these character sets (ISO 2022 code extensions as used in Japan and Korea, ISO_IR 203). */
+const CHARSET_REFUSAL = /character set/i;
+
+/**
+ * Parses Part 10 bytes into naturalized meta + dataset. Throws on malformed input. A data set in
+ * a character set dcmjs cannot decode (ISO 2022 IR 87 or IR 149 code extensions, ISO_IR 203) is
+ * read all the same: strings are decoded with the default repertoire, and the person-name
+ * components that still hold ISO 2022 escape sequences (the ideographic and phonetic ones) are
+ * dropped rather than carried into the results as garbage; the alphabetic name stays.
+ */
 export function readPart10(bytes: Uint8Array, options: { untilTag?: string } = {}): ParsedPart10 {
   const ab = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
-  const dict = DicomMessage.readFile(ab, { ignoreErrors: false, untilTag: options.untilTag, includeUntilTagValue: false });
+  const read = (ignoreErrors: boolean) => DicomMessage.readFile(ab, { ignoreErrors, untilTag: options.untilTag, includeUntilTagValue: false });
+  let dict: ReturnType<typeof read>;
+  let charsetFallback = false;
+  try {
+    dict = read(false);
+  } catch (e) {
+    if (!CHARSET_REFUSAL.test((e as Error)?.message ?? '')) throw e;
+    dict = read(true);
+    charsetFallback = true;
+  }
   const meta = DicomMetaDictionary.naturalizeDataset(dict.meta);
   const dataset = DicomMetaDictionary.naturalizeDataset(dict.dict);
+  if (charsetFallback) dropUndecodedNameComponents(dataset);
   return { meta, dataset, transferSyntaxUid: meta.TransferSyntaxUID };
+}
+
+function dropUndecodedNameComponents(dataset: Dataset): void {
+  for (const value of Object.values(dataset)) {
+    if (!Array.isArray(value)) continue;
+    for (const v of value) {
+      if (!v || typeof v !== 'object' || !('Alphabetic' in v || 'Ideographic' in v || 'Phonetic' in v)) continue;
+      const pn = v as Record<string, unknown>;
+      for (const part of ['Alphabetic', 'Ideographic', 'Phonetic']) if (typeof pn[part] === 'string' && (pn[part] as string).includes('\u001b')) delete pn[part];
+    }
+  }
 }
 
 /**

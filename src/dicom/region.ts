@@ -37,12 +37,15 @@ function regionRect(r: Dataset, columns: number, rows: number): Rect | null {
   return rect.x1 > rect.x0 && rect.y1 > rect.y0 ? rect : null;
 }
 
-/** mm per pixel when both axes are in cm; other units (e.g. seconds, cm/s) are not a spatial scale. */
+/**
+ * mm per pixel when both axes are in cm; other units (e.g. seconds, cm/s) are not a spatial scale.
+ * A negative delta (the axis runs the other way, PS3.3 C.8.5.5.1) has the same pixel size.
+ */
 function calibration(r: Dataset): Calibration | null {
   if (num(r.PhysicalUnitsXDirection) !== UNITS_CM || num(r.PhysicalUnitsYDirection) !== UNITS_CM) return null;
   const dx = num(r.PhysicalDeltaX);
   const dy = num(r.PhysicalDeltaY);
-  if (dx === undefined || dy === undefined || dx <= 0 || dy <= 0) return null;
+  if (dx === undefined || dy === undefined || !Number.isFinite(dx) || !Number.isFinite(dy) || dx === 0 || dy === 0) return null;
   return { mmPerPixelX: Math.abs(dx) * 10, mmPerPixelY: Math.abs(dy) * 10 };
 }
 

@@ -69,12 +69,40 @@ export function normalizeTime(v: unknown): string {
   return /^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$/.test(t) ? t : '';
 }
 
-const NORMALIZE: Record<string, (v: unknown) => string> = { StudyDate: normalizeDate, PatientBirthDate: normalizeDate, StudyTime: normalizeTime };
+/** CS with enumerated values M, F, O (PS3.3 C.7.1.1); "Female", "male" and the like are mapped, anything else is empty. */
+export function normalizeSex(v: unknown): string {
+  const s = String(v ?? '').trim().toUpperCase();
+  return /^(M|F|O|MALE|FEMALE|OTHER)$/.test(s) ? s[0] : '';
+}
 
+/** AS is nnnD, nnnW, nnnM or nnnY (PS3.5 6.2); a bare number of years ("45") is taken as years; anything else is left out. */
+export function normalizeAge(v: unknown): string {
+  const m = /^(\d{1,3})\s*([DWMY]?)$/i.exec(String(v ?? '').trim());
+  return m ? `${m[1].padStart(3, '0')}${(m[2] || 'Y').toUpperCase()}` : '';
+}
+
+/** LO holds at most 64 characters (PS3.5 6.2). */
+const lo = (v: unknown) => String(v ?? '').slice(0, 64);
+
+const NORMALIZE: Record<string, (v: unknown) => string> = {
+  StudyDate: normalizeDate,
+  PatientBirthDate: normalizeDate,
+  StudyTime: normalizeTime,
+  PatientSex: normalizeSex,
+  PatientAge: normalizeAge,
+  StudyDescription: lo,
+};
+
+/**
+ * The source's Patient and General Study attributes, made valid where a value breaks its VR
+ * (the results must pass dciodvfy whatever the scanner wrote): type 2 ones become empty, type 3
+ * ones are left out.
+ */
 export function studyAttributes(source: Dataset): Dataset {
   const out: Dataset = {};
   for (const key of STUDY_ATTRIBUTES) {
-    if (source[key] !== undefined && source[key] !== null) out[key] = NORMALIZE[key] ? NORMALIZE[key](source[key]) : source[key];
+    const value = source[key] !== undefined && source[key] !== null ? (NORMALIZE[key] ? NORMALIZE[key](source[key]) : source[key]) : undefined;
+    if (value !== undefined && value !== '') out[key] = value;
     else if (TYPE2.has(key)) out[key] = '';
   }
   return out;

@@ -25,6 +25,26 @@ const identity = {
   frames: 4,
 };
 
+describe('character sets dcmjs cannot decode', () => {
+  // ISO 2022 IR 87 (Japanese, as Japanese scanners write names) is 7-bit: escape sequences in ASCII
+  const JAPANESE = 'Yamada^Tarou=\u001b$B;3ED\u001b(B^\u001b$BB@O:\u001b(B';
+  const file = () => writePart10({ ...phantomDataset({ seed: 3, rows: 20, columns: 30 }), SpecificCharacterSet: ['', 'ISO 2022 IR 87'], PatientName: JAPANESE });
+
+  test('an image whose names are in ISO 2022 IR 87 is read and decoded, not refused; the undecodable name parts are dropped', async () => {
+    const header = await readHeader(file());
+    expect(header.sopInstanceUid).toBe('2.25.10003.1.3');
+    expect(header.dataset.PatientName).toEqual([{ Alphabetic: 'Yamada^Tarou' }]);
+    const decoded = await decodeInstance(file());
+    expect(decoded.frames.length).toBe(1);
+  });
+
+  test('other malformed input in such a file is still refused', async () => {
+    const whole = file();
+    // cut inside an element's value: not a character set problem
+    await expect(decodeInstance(whole.subarray(0, whole.length - 20 * 30 - 2))).rejects.toThrow(DecodeError);
+  });
+});
+
 describe('readHeader', () => {
   test('from bytes', async () => {
     const header = await readHeader(phantomFile({ seed: 3, frames: 4, rows: 20, columns: 30 }));

@@ -62,6 +62,10 @@ describe('analysis region', () => {
     expect(analysisRegion(image(region({ PhysicalDeltaY: 0 }))).calibration).toBeNull();
   });
 
+  test('a negative delta (the axis runs upwards) is the same pixel size, not uncalibrated', () => {
+    expect(analysisRegion(image(region({ PhysicalDeltaY: -0.02 }))).calibration).toEqual(analysisRegion(image(region({}))).calibration);
+  });
+
   test('a region reaching past the image is clamped to it', () => {
     const out = analysisRegion(image(region({ RegionLocationMinX0: 250, RegionLocationMaxX1: 800, RegionLocationMaxY1: 300 })));
     expect(out.rect).toEqual({ x0: 250, y0: 20, x1: 300, y1: 200 });

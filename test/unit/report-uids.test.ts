@@ -44,4 +44,13 @@ describe('study attributes copied from old-style source files', () => {
     expect(a.PatientBirthDate).toBe('');
     expect(studyAttributes({ StudyDate: '20261126', StudyTime: '101500.25' })).toMatchObject({ StudyDate: '20261126', StudyTime: '101500.25' });
   });
+
+  test('values that break their VR (sex, age, an over-long description) are repaired or left out, as dciodvfy wants', () => {
+    const a = studyAttributes({ PatientSex: 'Female', PatientAge: '45', StudyDescription: 'x'.repeat(80) });
+    expect([a.PatientSex, a.PatientAge, a.StudyDescription.length]).toEqual(['F', '045Y', 64]);
+    expect(studyAttributes({ PatientSex: 'unknown', PatientAge: 'forty' })).toMatchObject({ PatientSex: '' });
+    expect(studyAttributes({ PatientAge: 'forty' })).not.toHaveProperty('PatientAge');
+    expect(studyAttributes({ PatientSex: 'M', PatientAge: '030Y', StudyDescription: 'US BREAST' })).toMatchObject({ PatientSex: 'M', PatientAge: '030Y', StudyDescription: 'US BREAST' });
+    expect(studyAttributes({ PatientAge: '6m' }).PatientAge).toBe('006M');
+  });
 });
