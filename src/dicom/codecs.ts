@@ -5,6 +5,7 @@
  * refuses frames split over several fragments, and holds every decoded frame at once.
  */
 import { Context, NativeCodecs } from 'dcmjs-codecs';
+import { bitstreamSize } from './bitstreamSize';
 import { DecodeError } from './errors';
 import { ImagePixel } from './imagePixel';
 import { CodecFamily, TS } from './transferSyntaxes';
@@ -79,6 +80,11 @@ function runDecoder(family: CodecFamily, transferSyntaxUid: string, context: Con
 
 /** Decodes one frame. Throws DecodeError only. */
 export async function decodeFrame(family: CodecFamily, transferSyntaxUid: string, encoded: Uint8Array, info: ImagePixel): Promise<DecodedFrame> {
+  // the size the bitstream announces is what the decoder will allocate: check it first
+  const announced = bitstreamSize(family, encoded);
+  if (announced && (announced.width !== info.columns || announced.height !== info.rows)) {
+    throw new DecodeError('decode.malformed', `${family} bitstream announces ${announced.width}x${announced.height}, the header says ${info.columns}x${info.rows}`);
+  }
   // Another decode may release the instance while we wait; from the check on, nothing awaits.
   while (!NativeCodecs.isInitialized()) await codecsReady();
   const context = new Context({

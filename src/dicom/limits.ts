@@ -9,7 +9,14 @@ export const DEFAULT_MAX_FRAMES = 10_000;
 /** pixels over all frames (512 Mi): bounds the gray output and, per frame, the decoder buffers */
 export const DEFAULT_MAX_PIXELS = 512 * 1024 * 1024;
 
-/** The most a Deflated data set may inflate to: every pixel 3 bytes, plus room for the header. */
+/**
+ * The most a Deflated data set may inflate to in one piece (dcmjs inflates it whole, then copies
+ * it): 256 MiB, or every pixel 3 bytes plus room for the header when that is less. A 1 MB file
+ * could otherwise make the gateway hold gigabytes; Deflated is rare for images, and 256 MiB is a
+ * cine of some 280 RGB frames of 800 × 600.
+ */
+export const MAX_INFLATED_BYTES = 256 * 1024 * 1024;
+
 export function maxInflatedBytes(maxPixels: number): number {
-  return 3 * maxPixels + 16 * 1024 * 1024;
+  return Math.min(MAX_INFLATED_BYTES, 3 * maxPixels + 16 * 1024 * 1024);
 }

@@ -9,7 +9,9 @@ import {
   decodeDataset,
   decodeInstance,
   isUltrasoundSopClass,
+  readHeader,
 } from '../../src/dicom/decode';
+import { DEFAULT_MAX_PIXELS, maxInflatedBytes } from '../../src/dicom/limits';
 import { luma } from '../../src/dicom/gray';
 import { TS } from '../../src/dicom/transferSyntaxes';
 import { Dataset } from '../../src/types/domain';
@@ -326,6 +328,15 @@ describe('refusals carry a reason code', () => {
     const error = await decodeError(decodeInstance(bomb, { maxPixels: 1000 }));
     expect(error.reason).toBe('decode.too_large');
     expect(error.message).toMatch(/Deflated/);
+  });
+
+  test('whatever the pixel limit, a Deflated data set over 256 MiB inflated is refused (a 1 MB file must not cost gigabytes)', async () => {
+    expect(maxInflatedBytes(DEFAULT_MAX_PIXELS)).toBe(256 * 1024 * 1024);
+    const bomb = deflatedFile(phantomDataset({ rows: 8, columns: 8 }), 300 * 1024 * 1024);
+    expect(bomb.length).toBeLessThan(1_000_000);
+    const error = await decodeError(decodeInstance(bomb));
+    expect(error.reason).toBe('decode.too_large');
+    await expect(readHeader(bomb)).rejects.toMatchObject({ reason: 'decode.too_large' });
   });
 });
 
