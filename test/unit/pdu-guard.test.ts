@@ -9,10 +9,15 @@ const pdu = (type: number, length: number, body = length) => {
 };
 
 test('PDUs within the limits pass, however the stream is cut into chunks', () => {
-  const stream = Buffer.concat([pdu(0x01, 300), pdu(0x04, MAX_PDU_LENGTH), pdu(0x04, 10), pdu(0x05, 4)]);
-  for (const size of [1, 5, 6, 7, 4096, stream.length]) {
-    const g = new PduLengthGuard();
-    for (let i = 0; i < stream.length; i += size) expect(g.feed(stream.subarray(i, i + size))).toBeNull();
+  const small = Buffer.concat([pdu(0x01, 300), pdu(0x04, 10), pdu(0x02, 0), pdu(0x05, 4)]);
+  const large = Buffer.concat([pdu(0x01, 300), pdu(0x04, MAX_PDU_LENGTH), pdu(0x04, 10), pdu(0x05, 4)]);
+  for (const [stream, sizes] of [[small, [1, 5, 6, 7]], [large, [4096, 65536, large.length]]] as const) {
+    for (const size of sizes) {
+      const g = new PduLengthGuard();
+      const verdicts = new Set<string | null>();
+      for (let i = 0; i < stream.length; i += size) verdicts.add(g.feed(stream.subarray(i, i + size)));
+      expect([...verdicts]).toEqual([null]);
+    }
   }
 });
 
