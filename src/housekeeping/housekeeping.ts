@@ -2,7 +2,9 @@
  * Housekeeping on node-cron schedules (config.housekeeping):
  *  - retention: received image files older than retentionDays are deleted; the rows, the results
  *    and the audit trail stay. A study keeps its files while it is in the pipeline or while any
- *    of its results is not delivered (pending, retrying or failed), so nothing unsent is lost.
+ *    of its results is not delivered (pending, retrying, or failed and not discarded by an admin),
+ *    so nothing unsent is lost. The same run removes image files that no record points to (a
+ *    crash between filing a file and committing its row: never acknowledged, so not owed).
  *  - retry sweep: sends waiting for a retry are made due now, and sends that failed because their
  *    destination was not configured go back in the queue once it is; then the sender is woken.
  *  - a daily summary line in the log (counts only, no patient data).
@@ -32,7 +34,12 @@ export interface RetentionResult {
   bytes: number;
   /** old instances kept because their study still has undelivered results or is in the pipeline */
   keptUnsent: number;
+  /** files under instances/ that no row points to, older than a day, removed */
+  orphans: number;
 }
+
+/** A file must be this old before it counts as an orphan: one being filed right now has no row yet. */
+const ORPHAN_AGE_MS = DAY_MS;
 
 export class Housekeeping {
   private tasks: ScheduledTask[] = [];
@@ -71,7 +78,7 @@ export class Housekeeping {
 
   async retention(now = Date.now()): Promise<RetentionResult> {
     const days = this.opts.settings.retentionDays;
-    const result: RetentionResult = { deletedFiles: 0, bytes: 0, keptUnsent: 0 };
+    const result: RetentionResult = { deletedFiles: 0, bytes: 0, keptUnsent: 0, orphans: await this.removeOrphans(now) };
     if (days <= 0) return result;
     const cutoff = now - days * DAY_MS;
     const settled = `(i.study_uid IS NULL OR EXISTS (SELECT 1 FROM studies s WHERE s.study_uid = i.study_uid AND s.status IN ('processed','failed') AND s.last_received_at < @cutoff))
@@ -106,6 +113,34 @@ export class Housekeeping {
       this.opts.audit.add({ username: 'system', action: 'housekeeping.retention', outcome: 'ok', detail: { retentionDays: days, ...result } }, now);
     }
     return result;
+  }
+
+  /** Removes .dcm files under instances/ that no instance row points to and that are older than a day. */
+  private async removeOrphans(now: number): Promise<number> {
+    const root = path.join(path.resolve(this.opts.dataDir), 'instances');
+    let files: string[];
+    try {
+      files = (await fsp.readdir(root, { recursive: true })).filter((f) => f.endsWith('.dcm')).map((f) => path.join(root, f));
+    } catch {
+      return 0; // no instances folder yet
+    }
+    if (!files.length) return 0;
+    const known = new Set((this.db.prepare('SELECT path FROM instances').all() as { path: string }[]).map((r) => path.resolve(r.path)));
+    let removed = 0;
+    for (const f of files) {
+      if (known.has(f)) continue;
+      try {
+        if (now - (await fsp.stat(f)).mtimeMs < ORPHAN_AGE_MS) continue;
+        // checked again right before: a resend may have just recorded this very path
+        if (this.db.prepare('SELECT 1 FROM instances WHERE path = ?').get(f)) continue;
+        await fsp.unlink(f);
+        removed++;
+      } catch {
+        /* gone meanwhile */
+      }
+    }
+    if (removed) this.log.warn({ removed }, 'retention: image files no record points to were removed (left by a crash before their row was committed)');
+    return removed;
   }
 
   retrySweep(now = Date.now()): { madeDue: number; requeued: number } {

@@ -101,11 +101,28 @@ test('retention deletes received images older than N days, keeps results and rec
   store.close();
 });
 
+test('image files no record points to (a crash between the file and its row) are removed once a day old; recorded ones stay', async () => {
+  const { dataDir, store, hk, study } = setup(0); // even with retention off: these were never acknowledged
+  const now = Date.now();
+  const recorded = study('2.25.7', now - 3 * DAY);
+  fs.utimesSync(recorded.file, (now - 3 * DAY) / 1000, (now - 3 * DAY) / 1000);
+  const orphan = path.join(dataDir, 'instances', '2.25.8', '2.25.8.1', '2.25.8.1.1.dcm');
+  const fresh = path.join(dataDir, 'instances', '2.25.9', '2.25.9.1', '2.25.9.1.1.dcm');
+  for (const f of [orphan, fresh]) {
+    fs.mkdirSync(path.dirname(f), { recursive: true });
+    fs.writeFileSync(f, Buffer.alloc(10));
+  }
+  fs.utimesSync(orphan, (now - 2 * DAY) / 1000, (now - 2 * DAY) / 1000);
+  expect((await hk.retention(now)).orphans).toBe(1);
+  expect([fs.existsSync(orphan), fs.existsSync(fresh), fs.existsSync(recorded.file)]).toEqual([false, true, true]);
+  store.close();
+});
+
 test('retention 0 keeps every file', async () => {
   const { store, hk, study, send } = setup(0);
   const s = study('2.25.1', T0);
   store.markSendSent(send('2.25.1').id, send('2.25.1').generation, 0, T0);
-  expect(await hk.retention(T0 + 3650 * DAY)).toEqual({ deletedFiles: 0, bytes: 0, keptUnsent: 0 });
+  expect(await hk.retention(T0 + 3650 * DAY)).toEqual({ deletedFiles: 0, bytes: 0, keptUnsent: 0, orphans: 0 });
   expect(fs.existsSync(s.file)).toBe(true);
   store.close();
 });
