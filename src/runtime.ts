@@ -34,7 +34,8 @@ export function analyzeOptions(config: Config, model: LoadedModel): AnalyzeOptio
 export async function startAnalysisEngine(config: Config, logger: Logger): Promise<AnalysisEngine> {
   const model = loadModelSpec(config.inference.model);
   const pool = await InferencePool.start({ specPath: model.specPath, providers: config.inference.providers }, config.inference.workers, {
-    // far above any real instance (a long cine takes seconds): only a hung decoder trips it
+    // counted from the request's start or its last batch of frames done: only a hung call
+    // (decoder, model) trips it, not a long cine
     requestTimeoutMs: 10 * 60_000,
     onWorkerLost: (reason) => logger.error({ reason }, 'inference worker lost; its instance failed, a new worker is starting'),
   });

@@ -4,7 +4,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { FramePrediction, GrayFrame, Rect } from '../types/domain';
-import { ModelSpec } from './modelSpec';
+import { ModelError, ModelSpec } from './modelSpec';
 import { cropFrame, toInputTensor } from './preprocess';
 import { upsampleBilinear } from './resize';
 import { createSession, ModelSession, Provider } from './session';
@@ -33,8 +33,37 @@ export class Predictor {
     private readonly ms: ModelSession,
   ) {}
 
+  /** Loads the graph and checks it against model.json (ModelError on a mismatch). */
   static async create(spec: ModelSpec, onnxPath: string, providers: Provider[], threads?: number): Promise<Predictor> {
-    return new Predictor(spec, await createSession(onnxPath, providers, threads));
+    const predictor = new Predictor(spec, await createSession(onnxPath, providers, threads));
+    await predictor.checkContract(onnxPath);
+    return predictor;
+  }
+
+  /**
+   * The graph against model.json before any study: the input and output names, and what one
+   * blank frame comes back as. A mismatch would otherwise fail every study, or worse pass with
+   * shifted or NaN class probabilities (more labels than the class head has).
+   */
+  private async checkContract(onnxPath: string): Promise<void> {
+    const { input, outputs } = this.spec;
+    const { session } = this.ms;
+    const where = `${onnxPath} does not match model.json`;
+    if (!session.inputNames.includes(input.name)) throw new ModelError(`${where}: input.name "${input.name}" is not an input of the graph (${session.inputNames.join(', ')})`);
+    for (const name of [outputs.mask.name, outputs.class.name]) {
+      if (!session.outputNames.includes(name)) throw new ModelError(`${where}: output "${name}" is not an output of the graph (${session.outputNames.join(', ')})`);
+    }
+    const [h, w] = input.size;
+    let out: ort.InferenceSession.OnnxValueMapType;
+    try {
+      out = await session.run({ [input.name]: new ort.Tensor('float32', new Float32Array(h * w), [1, 1, h, w]) });
+    } catch (e) {
+      throw new ModelError(`${where}: a 1×1×${h}×${w} input (input.size) fails: ${(e as Error).message.split('\n')[0]}`);
+    }
+    const dims = (name: string) => (out[name] as ort.Tensor).dims.join('×');
+    if (dims(outputs.mask.name) !== `1×1×${h}×${w}`) throw new ModelError(`${where}: ${outputs.mask.name} is ${dims(outputs.mask.name)} for one frame, not 1×1×${h}×${w}`);
+    const n = outputs.class.labels.length;
+    if (dims(outputs.class.name) !== `1×${n}`) throw new ModelError(`${where}: ${outputs.class.name} is ${dims(outputs.class.name)} for one frame, not 1×${n} (${n} labels)`);
   }
 
   get provider(): Provider {

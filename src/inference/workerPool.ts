@@ -13,6 +13,7 @@ import type { ChildProcess } from 'node:child_process';
 import type { PipelineOptions } from '../pipeline/processStudy';
 import { FramePrediction, GrayFrame, Rect } from '../types/domain';
 import type { InstanceOutcome, OutputObject } from '../types/pipeline';
+import { ModelError } from './modelSpec';
 import type { PredictTimings } from './predictor';
 import type { Provider } from './session';
 import { killWorker, spawnWorker } from '../workerProcess';
@@ -32,10 +33,12 @@ type Predicted = { predictions: FramePrediction[]; timings: PredictTimings };
 
 export type WorkerReply =
   | { type: 'ready'; provider: Provider; skipped: string[] }
-  | { type: 'init-error'; message: string }
+  | { type: 'init-error'; message: string; /** model.json and the graph disagree (a configuration error) */ model?: boolean }
   | { type: 'result'; id: number; predictions: FramePrediction[]; timings: PredictTimings }
   | { type: 'processed'; id: number; outcome: InstanceOutcome; outputs: OutputObject[] }
-  | { type: 'error'; id: number; message: string };
+  | { type: 'error'; id: number; message: string }
+  /** a batch of frames is done: the request is alive (its time limit starts again) */
+  | { type: 'progress'; id: number };
 
 interface Job {
   req: WorkerRequest;
@@ -73,6 +76,8 @@ export class InferencePool {
     readonly provider: Provider,
     readonly skippedProviders: string[],
     private readonly opts: PoolOptions,
+    /** workers the pool was started with, and tries to get back to */
+    private readonly size: number,
   ) {}
 
   /** Starts `size` workers and waits until each has loaded the model. */
@@ -86,7 +91,7 @@ export class InferencePool {
       await Promise.all(workers.map(killWorker));
       throw e;
     }
-    const pool = new InferencePool(init, first.provider, first.skipped, opts);
+    const pool = new InferencePool(init, first.provider, first.skipped, opts, size);
     for (const w of workers) pool.adopt(w, true);
     return pool;
   }
@@ -115,6 +120,10 @@ export class InferencePool {
     }
     const job = slot.job;
     if (!job || job.req.id !== m.id) return;
+    if (m.type === 'progress') {
+      this.arm(slot);
+      return;
+    }
     this.release(slot);
     if (m.type === 'result') job.resolve({ predictions: m.predictions, timings: m.timings } satisfies Predicted);
     else if (m.type === 'processed') job.resolve({ outcome: m.outcome, outputs: m.outputs } satisfies Processed);
@@ -157,18 +166,24 @@ export class InferencePool {
       if (!slot.ready || slot.job) continue;
       const job = this.queue.shift()!;
       slot.job = job;
-      if (this.opts.requestTimeoutMs) {
-        slot.timer = setTimeout(() => this.lose(slot, `request exceeded ${Math.round(this.opts.requestTimeoutMs! / 1000)} s`), this.opts.requestTimeoutMs);
-      }
+      this.arm(slot);
       slot.worker.send(job.req);
     }
   }
 
+  /** (Re)starts the time limit of the slot's request: it runs from the start or the last batch done. */
+  private arm(slot: Slot): void {
+    if (!this.opts.requestTimeoutMs) return;
+    if (slot.timer) clearTimeout(slot.timer);
+    slot.timer = setTimeout(() => this.lose(slot, `request made no progress for ${Math.round(this.opts.requestTimeoutMs! / 1000)} s`), this.opts.requestTimeoutMs);
+  }
+
   private submit<T>(req: WorkerRequest): Promise<T> {
     if (this.closed) return Promise.reject(new Error('inference pool is closed'));
-    // every worker died and no replacement could load the model (e.g. the file was removed, or
-    // memory ran out): try once more for this request rather than let it wait forever
-    if (!this.slots.length) this.adopt(spawnInferenceWorker(this.init), false);
+    // workers died and their replacements could not load the model (e.g. the file was removed, or
+    // memory ran out): try again for this request, rather than let it wait for ever (no worker
+    // left) or run on fewer workers than configured until the next restart; one attempt at a time
+    if (this.slots.length < this.size && this.slots.every((s) => s.ready)) this.adopt(spawnInferenceWorker(this.init), false);
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ req, resolve, reject });
       this.dispatch();
@@ -208,7 +223,7 @@ function waitReady(w: ChildProcess): Promise<{ provider: Provider; skipped: stri
   return new Promise((resolve, reject) => {
     const onMsg = (m: WorkerReply) => {
       if (m.type === 'ready') done(() => resolve({ provider: m.provider, skipped: m.skipped }));
-      else if (m.type === 'init-error') done(() => reject(new Error(m.message)));
+      else if (m.type === 'init-error') done(() => reject(m.model ? new ModelError(m.message) : new Error(m.message)));
     };
     const onError = (e: Error) => done(() => reject(e));
     const onExit = (code: number) => done(() => reject(new Error(`inference worker exited (${code}) while loading the model`)));

@@ -69,4 +69,24 @@ const run = (args: string[], env: Record<string, string> = {}) => spawnSync(proc
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/sha256/);
   });
+
+  test('a model.json that does not describe its graph (names, size, labels) refuses to start (exit 2), naming what differs', () => {
+    const fixture = path.resolve(__dirname, '..', 'fixtures', 'tiny-model');
+    const spec = JSON.parse(fs.readFileSync(path.join(fixture, 'model.json'), 'utf8'));
+    const variants: [string, Record<string, unknown>, RegExp][] = [
+      ['name', { input: { ...spec.input, name: 'pixels' } }, /input\.name "pixels" is not an input of the graph/],
+      ['output', { outputs: { ...spec.outputs, mask: { ...spec.outputs.mask, name: 'seg' } } }, /output "seg" is not an output of the graph/],
+      ['size', { input: { ...spec.input, size: [spec.input.size[0] / 2, spec.input.size[1]] } }, /input\.size/],
+      ['labels', { outputs: { ...spec.outputs, class: { ...spec.outputs.class, labels: [...spec.outputs.class.labels, 'other'] } } }, /not 1×4 \(4 labels\)/],
+    ];
+    for (const [what, change, message] of variants) {
+      const m = path.join(dir, `model-${what}`);
+      fs.mkdirSync(m);
+      fs.copyFileSync(path.join(fixture, spec.file), path.join(m, spec.file));
+      fs.writeFileSync(path.join(m, 'model.json'), JSON.stringify({ ...spec, ...change }));
+      const r = run(['analyze', CLI, '--out', path.join(dir, `o-${what}`)], { SONOGATE_MODEL: path.join(m, 'model.json') });
+      expect([what, r.status]).toEqual([what, 2]);
+      expect(r.stderr).toMatch(message);
+    }
+  });
 });

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { InferencePool } from '../../src/inference/workerPool';
-import { phantomPixels } from '../helpers/phantom';
+import { phantomFile, phantomPixels } from '../helpers/phantom';
 
 const SPEC = path.resolve(__dirname, '..', 'fixtures', 'dark-lesion-model', 'model.json');
 const built = fs.existsSync(path.resolve(__dirname, '..', '..', 'dist', 'inference', 'worker.js'));
@@ -53,10 +53,37 @@ const built = fs.existsSync(path.resolve(__dirname, '..', '..', 'dist', 'inferen
     try {
       const worker = (pool as any).slots[0].worker;
       worker.kill('SIGSTOP'); // a hung model call: the worker never answers
-      await expect(pool.predict([frame()], rect)).rejects.toThrow(/exceeded/);
+      await expect(pool.predict([frame()], rect)).rejects.toThrow(/made no progress for 0 s/);
       expect((await pool.predict([frame()], rect)).predictions).toHaveLength(1);
       await new Promise((r) => setTimeout(r, 200));
       expect(worker.signalCode).toBe('SIGKILL');
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test('a long cine says it is alive after each batch of frames, so the time limit bounds a hung call, not a long study', async () => {
+    const pool = await InferencePool.start({ specPath: SPEC, providers: ['cpu'] }, 1, { requestTimeoutMs: 60_000 });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sonogate-pool-cine-'));
+    try {
+      const file = path.join(dir, 'cine.dcm');
+      fs.writeFileSync(file, phantomFile({ seed: 5, frames: 24, rows: 60, columns: 80 }));
+      const worker = (pool as any).slots[0].worker;
+      const progress: number[] = [];
+      worker.on('message', (m: { type: string }) => m.type === 'progress' && progress.push(Date.now()));
+      const options = {
+        labels: ['normal', 'benign', 'malignant'] as const,
+        threshold: 0.5,
+        minLesionAreaPixels: 1,
+        minRelativeLesionArea: 0,
+        batchSize: 8,
+        suppressLesionsWhenNormal: false,
+        outputs: { seg: false, sr: false, overlay: false },
+        model: { name: 'dark-lesion', version: '0' },
+      };
+      const r = await pool.processFile(file, dir, options as never);
+      expect(r.outcome).toMatchObject({ status: 'analysed', frames: 24 });
+      expect(progress).toHaveLength(3); // 24 frames in batches of 8
     } finally {
       await pool.close();
     }
@@ -79,6 +106,30 @@ const built = fs.existsSync(path.resolve(__dirname, '..', '..', 'dist', 'inferen
       // the file is back: the next request starts a worker that loads it
       fs.renameSync(path.join(dir, `${onnx}.moved`), path.join(dir, onnx));
       expect((await pool.predict([frame()], rect)).predictions).toHaveLength(1);
+    } finally {
+      await pool.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a pool that lost a worker whose replacement could not load gets back to its size once the model loads again', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sonogate-pool-size-'));
+    fs.cpSync(path.dirname(SPEC), dir, { recursive: true });
+    const onnx = fs.readdirSync(dir).find((f) => f.endsWith('.onnx'))!;
+    const lost: string[] = [];
+    const pool = await InferencePool.start({ specPath: path.join(dir, 'model.json'), providers: ['cpu'] }, 2, { onWorkerLost: (r) => lost.push(r) });
+    const slots = () => (pool as any).slots as { ready: boolean }[];
+    try {
+      fs.renameSync(path.join(dir, onnx), path.join(dir, `${onnx}.moved`));
+      const worker = (pool as any).slots[0].worker;
+      worker.kill('SIGKILL');
+      // its replacement cannot load the model: one worker left
+      for (let i = 0; i < 200 && !lost.some((l) => /could not start/.test(l)); i++) await new Promise((r) => setTimeout(r, 25));
+      expect(slots()).toHaveLength(1);
+      fs.renameSync(path.join(dir, `${onnx}.moved`), path.join(dir, onnx));
+      expect((await pool.predict([frame()], rect)).predictions).toHaveLength(1);
+      for (let i = 0; i < 200 && !(slots().length === 2 && slots().every((s) => s.ready)); i++) await new Promise((r) => setTimeout(r, 25));
+      expect(slots().map((s) => s.ready)).toEqual([true, true]);
     } finally {
       await pool.close();
       fs.rmSync(dir, { recursive: true, force: true });
