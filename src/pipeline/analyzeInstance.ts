@@ -37,35 +37,52 @@ export function suppressedAsNormal(probabilities: Record<Label, number>, opts: P
   return opts.suppressWhenNormalAbove !== undefined && normal > opts.suppressWhenNormalAbove;
 }
 
+/**
+ * Predicts, then finds lesions, one batch of frames at a time: a batch's probability maps (4 bytes
+ * a pixel) are dropped as soon as its lesions and masks are found, so a long cine holds only its
+ * masks and class probabilities, not a float map per frame.
+ */
 export async function analyzeDecoded(decoded: DecodedInstance, predictor: FramePredictor, opts: AnalyzeOptions): Promise<InstanceResult> {
   const t0 = performance.now();
-  const { predictions, timings } = await predictor.predict(decoded.frames, decoded.region.rect, opts.batchSize);
-  const t1 = performance.now();
   const idx = (l: Label) => opts.labels.indexOf(l);
   const masks: Uint8Array[] = [];
   const lesions: Lesion[] = [];
   const frameLabels: Label[] = [];
-  predictions.forEach((p, f) => {
-    const probs = p.classProbabilities;
-    const label = (['normal', 'benign', 'malignant'] as Label[]).reduce((a, b) => (probs[idx(b)] > probs[idx(a)] ? b : a));
-    frameLabels.push(label);
-    const r = extractLesions(p, f, decoded.region, decoded.columns, decoded.rows, {
-      threshold: opts.threshold,
-      minAreaPixels: opts.minLesionAreaPixels,
-      minRelativeArea: opts.minRelativeLesionArea,
+  const frameProbabilities: number[][] = [];
+  const timings = { preprocessMs: 0, inferenceMs: 0, postprocessMs: 0 };
+  let lesionMs = 0;
+  const batchSize = Math.max(1, opts.batchSize);
+  for (let b = 0; b < decoded.frames.length; b += batchSize) {
+    const batch = await predictor.predict(decoded.frames.slice(b, b + batchSize), decoded.region.rect, batchSize);
+    timings.preprocessMs += batch.timings.preprocessMs;
+    timings.inferenceMs += batch.timings.inferenceMs;
+    timings.postprocessMs += batch.timings.postprocessMs;
+    const t = performance.now();
+    batch.predictions.forEach((p, i) => {
+      const f = b + i;
+      const probs = p.classProbabilities;
+      frameProbabilities.push(probs);
+      const label = (['normal', 'benign', 'malignant'] as Label[]).reduce((x, y) => (probs[idx(y)] > probs[idx(x)] ? y : x));
+      frameLabels.push(label);
+      const r = extractLesions(p, f, decoded.region, decoded.columns, decoded.rows, {
+        threshold: opts.threshold,
+        minAreaPixels: opts.minLesionAreaPixels,
+        minRelativeArea: opts.minRelativeLesionArea,
+      });
+      if (suppressedAsNormal({ normal: probs[idx('normal')], benign: probs[idx('benign')], malignant: probs[idx('malignant')] }, opts)) {
+        masks.push(new Uint8Array(decoded.columns * decoded.rows));
+      } else {
+        masks.push(r.mask);
+        lesions.push(...r.lesions);
+      }
     });
-    if (suppressedAsNormal({ normal: probs[idx('normal')], benign: probs[idx('benign')], malignant: probs[idx('malignant')] }, opts)) {
-      masks.push(new Uint8Array(decoded.columns * decoded.rows));
-    } else {
-      masks.push(r.mask);
-      lesions.push(...r.lesions);
-    }
-  });
-  const pm = (f: number) => predictions[f].classProbabilities[idx('malignant')];
+    lesionMs += performance.now() - t;
+  }
+  const pm = (f: number) => frameProbabilities[f][idx('malignant')];
   const withLesion = new Set(lesions.map((l) => l.frameIndex));
-  const candidates = withLesion.size ? [...withLesion] : predictions.map((_, f) => f);
+  const candidates = withLesion.size ? [...withLesion] : frameProbabilities.map((_, f) => f);
   const reported = candidates.reduce((a, b) => (pm(b) > pm(a) ? b : a));
-  const cp = predictions[reported].classProbabilities;
+  const cp = frameProbabilities[reported];
   return {
     source: decoded,
     masks,
@@ -78,8 +95,8 @@ export async function analyzeDecoded(decoded: DecodedInstance, predictor: FrameP
       preprocess: timings.preprocessMs,
       inference: timings.inferenceMs,
       upsample: timings.postprocessMs,
-      postprocess: performance.now() - t1,
-      predictTotal: t1 - t0,
+      postprocess: lesionMs,
+      predictTotal: performance.now() - t0 - lesionMs,
     },
   };
 }

@@ -21,8 +21,16 @@ function prediction(classProbabilities: number[]): FramePrediction {
   return { probability, width: W, height: H, classProbabilities };
 }
 
+/** answers each batch of frames with the next ones of `perFrame` */
 function fixed(perFrame: number[][]): FramePredictor {
-  return { predict: async () => ({ predictions: perFrame.map(prediction), timings: { preprocessMs: 0, inferenceMs: 0, postprocessMs: 0 } }) };
+  let next = 0;
+  return {
+    predict: async (frames) => {
+      const predictions = perFrame.slice(next, next + frames.length).map(prediction);
+      next += frames.length;
+      return { predictions, timings: { preprocessMs: 0, inferenceMs: 0, postprocessMs: 0 } };
+    },
+  };
 }
 
 const decoded = (frames: number): DecodedInstance => ({
@@ -83,4 +91,17 @@ describe('suppressing lesions on frames the classifier calls normal', () => {
     const withBound = { ...model, spec: { ...model.spec, outputs: { ...model.spec.outputs, mask: { ...model.spec.outputs.mask, suppressWhenNormalAbove: bound } } } };
     expect(analyzeOptions(config, withBound).suppressWhenNormalAbove).toBe(bound);
   });
+});
+
+test('a cine is analysed a batch of frames at a time; lesions keep their frame numbers across batches', async () => {
+  const perFrame = [0.1, 0.2, 0.3, 0.4, 0.9, 0.5].map((m) => [0.05, 0.95 - m, m]);
+  const calls: number[] = [];
+  const inner = fixed(perFrame);
+  const counting: FramePredictor = { predict: (frames, rect, n) => (calls.push(frames.length), inner.predict(frames, rect, n)) };
+  const r = await analyzeDecoded(decoded(6), counting, base); // batchSize 4
+  expect(calls).toEqual([4, 2]);
+  expect(r.masks).toHaveLength(6);
+  expect(r.lesions.map((l) => l.frameIndex)).toEqual([0, 1, 2, 3, 4, 5]);
+  expect(r.reportedFrameIndex).toBe(4);
+  expect(r.malignancyProbability).toBeCloseTo(0.9);
 });
