@@ -42,11 +42,12 @@ SONOGATE_FORWARD = {
   BodyParts = { 'BREAST' },
   -- many scanners leave BodyPartExamined empty: forward those series too?
   ForwardWhenBodyPartMissing = true,
-  -- SOP classes Sonogate analyses: US Image Storage (and the retired one), US Multi-frame (and
-  -- the retired one)
+  -- SOP classes Sonogate accepts: US Image Storage (and its retired version 1.2.840.10008.5.1.4.1.1.6)
+  -- and US Multi-frame. The retired US Multi-frame class (...1.1.3) is refused by Sonogate, and a
+  -- refused instance fails the whole C-STORE job, so it must not be listed here.
   SopClasses = {
     '1.2.840.10008.5.1.4.1.1.6.1', '1.2.840.10008.5.1.4.1.1.6',
-    '1.2.840.10008.5.1.4.1.1.3.1', '1.2.840.10008.5.1.4.1.1.3',
+    '1.2.840.10008.5.1.4.1.1.3.1',
   },
   -- Manufacturer written into every result object: such series are never forwarded
   ResultManufacturer = 'Sonogate',

@@ -1,5 +1,7 @@
 /** Association decisions and transfer-syntax choice (pure parts of the listener). */
-import { chooseTransferSyntax, isUltrasoundSopClass } from '../../src/dicom/sopClasses';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ACCEPTED_SOP_CLASSES, chooseTransferSyntax, isUltrasoundSopClass } from '../../src/dicom/sopClasses';
 import { decideAssociation, normaliseHost } from '../../src/dicom/scp';
 
 const IMPLICIT = '1.2.840.10008.1.2';
@@ -42,4 +44,12 @@ test('an entry that pins a client certificate CN matches only an association wit
   expect(decideAssociation('SONOGATE', 'US_SCANNER', '10.1.2.3', 'SONOGATE', callers, 'other-device')).toMatchObject({ accept: false, reason: 3 });
   // plain TCP (or TLS without a verified certificate): no CN
   expect(decideAssociation('SONOGATE', 'US_SCANNER', '10.1.2.3', 'SONOGATE', callers)).toMatchObject({ accept: false, reason: 3 });
+});
+
+test('the shipped Orthanc script forwards only SOP classes the listener accepts (one refused instance fails the whole transfer)', () => {
+  const lua = fs.readFileSync(path.resolve(__dirname, '..', '..', 'config', 'orthanc', 'sonogate-forward.lua'), 'utf8');
+  const block = /SopClasses = \{([^}]*)\}/.exec(lua)![1];
+  const listed = [...block.matchAll(/'([0-9.]+)'/g)].map((m) => m[1]);
+  expect(listed.length).toBeGreaterThan(0);
+  expect(listed.filter((uid) => !ACCEPTED_SOP_CLASSES.includes(uid))).toEqual([]);
 });
