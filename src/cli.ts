@@ -102,7 +102,9 @@ async function main(argv: string[]): Promise<number> {
       const tlsGiven = [opts.tlsCert, opts.tlsKey, opts.tlsCa].filter((v) => v !== undefined).length;
       if (tlsGiven !== 0 && tlsGiven !== 3) throw new UsageError('DICOM TLS needs all three of --tls-cert, --tls-key and --tls-ca');
       if (!m || Number(m[3]) < 1 || Number(m[3]) > 65535) throw new UsageError(`--to must look like AET@HOST:PORT (port 1-65535), got "${opts.to}"`);
-      if (!(Number(opts.timeout) > 0)) throw new UsageError(`--timeout must be a positive number of seconds, got "${opts.timeout}"`);
+      if (!(Number(opts.timeout) > 0) || Number(opts.timeout) > 86_400) throw new UsageError(`--timeout must be a number of seconds from 1 to 86400, got "${opts.timeout}"`);
+      // AE title: 1-16 characters of the default repertoire, no backslash or control characters, not all spaces (PS3.5 6.2)
+      if (!/^[\x20-\x5b\x5d-\x7e]{1,16}$/.test(opts.callingAe) || !opts.callingAe.trim()) throw new UsageError(`--calling-ae must be an AE title of 1 to 16 characters, got "${opts.callingAe}"`);
       missingPaths(paths);
       const { runSend } = await import('./cli/send');
       const tls = tlsGiven ? { cert: opts.tlsCert as string, key: opts.tlsKey as string, ca: opts.tlsCa as string } : null;

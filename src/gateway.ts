@@ -9,6 +9,7 @@
  */
 import path from 'node:path';
 import dimse from 'dcmjs-dimse';
+import { ConfigError } from './config/load';
 import type { Config } from './config/schema';
 import { loadTlsConfig } from './config/tlsFiles';
 import type { Logger } from './log';
@@ -85,7 +86,14 @@ export async function startGateway(config: Config, processor: StudyProcessor, lo
     ]),
   );
 
-  const store = Store.open(dataDir);
+  let store: Store;
+  try {
+    store = Store.open(dataDir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? '';
+    if (['EEXIST', 'ENOTDIR', 'EACCES', 'EROFS', 'EPERM'].includes(code)) throw new ConfigError(`dataDir: cannot use ${dataDir} for the data: ${(e as Error).message}`);
+    throw e;
+  }
   const routing = new RoutingSettings(config, store.db);
   let assembler: StudyAssembler | undefined;
   let runner: JobRunner | undefined;

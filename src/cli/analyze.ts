@@ -38,6 +38,8 @@ function groupByStudy(files: string[]): Map<string, { sopInstanceUid: string; pa
 }
 
 export async function runAnalyze(paths: string[], outDir: string, config: Config, logger: Logger): Promise<number> {
+  // the results carry the patient's name and IDs: not readable by other local users (as serve)
+  process.umask(0o027);
   const files = collectFiles(paths);
   if (!files.length) {
     process.stderr.write('sonogate analyze: no files found\n');

@@ -2,8 +2,24 @@
  * The one source of truth for Sonogate's configuration: defaults, validation and the meaning
  * of every key. `config/default.json` is this schema's defaults written out.
  */
+import { isIP } from 'node:net';
 import { validate as isValidCron } from 'node-cron';
 import { z } from 'zod';
+
+const PROXY_ADDRESS_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+const PROXY_ADDRESSES_MESSAGE = 'give the proxies\' addresses, comma separated: IP addresses, subnets (10.1.0.0/16) or loopback, linklocal, uniquelocal';
+
+/** What express's "trust proxy" takes as a string: names, IP addresses and subnets, comma separated. */
+function proxyAddresses(v: string): boolean {
+  return v.split(',').every((part) => {
+    const p = part.trim();
+    if (PROXY_ADDRESS_NAMES.has(p)) return true;
+    const [ip, bits, extra] = p.split('/');
+    const family = isIP(ip);
+    if (!family || extra !== undefined) return false;
+    return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)) || isIP(bits) === 4;
+  });
+}
 
 const aeTitle = z
   .string()
@@ -135,7 +151,7 @@ export const configSchema = z
          * in the database.
          */
         trustProxy: z
-          .union([z.literal(false), z.number().int().min(0), z.string().min(1)], {
+          .union([z.literal(false), z.number().int().min(0), z.string().min(1).refine(proxyAddresses, PROXY_ADDRESSES_MESSAGE)], {
             error: (issue) =>
               issue.input === true
                 ? 'true would trust any X-Forwarded-For a client sends, so anyone could forge their address (rate limits, audit log): give the number of proxies in front (e.g. 1) or their addresses (e.g. "loopback")'

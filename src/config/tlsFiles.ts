@@ -73,7 +73,9 @@ export function loadTlsFiles(prefix: string, files: TlsFilesConfig, now = new Da
     privateKey = crypto.createPrivateKey(key);
   } catch (e) {
     const msg = (e as Error).message;
-    const why = /passphrase/i.test(msg) ? 'an encrypted private key is not supported (store it unencrypted, readable by Sonogate only)' : `not a PEM private key (${msg})`;
+    // OpenSSL 1 asks for a passphrase; OpenSSL 3 reports the prompt it could not show as "interrupted or cancelled"
+    const encrypted = /passphrase|interrupted or cancelled|bad decrypt/i.test(msg) || /ENCRYPTED/.test(key.toString());
+    const why = encrypted ? 'an encrypted private key is not supported (store it unencrypted, readable by Sonogate only)' : `not a PEM private key (${msg})`;
     throw new ConfigError(`${keyOf('key')}: ${path.resolve(files.key)}: ${why}`);
   }
   if (!leaf.checkPrivateKey(privateKey)) {

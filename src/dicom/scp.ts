@@ -12,6 +12,7 @@ import net from 'node:net';
 import type { Socket } from 'node:net';
 import tls from 'node:tls';
 import dimse from 'dcmjs-dimse';
+import { listenError } from '../config/listenError';
 import type { CallerConfig } from '../config/schema';
 import type { Logger } from '../log';
 import { MAX_PDU_LENGTH, PduLengthGuard } from './pduGuard';
@@ -330,13 +331,13 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
       const plain = net.createServer(accept);
       plain.on('error', (e) => opts.logger.error({ err: e.message }, 'DICOM listener error'));
       servers.push(plain);
-      port = await bind(plain, opts.host, opts.port);
+      port = await bind(plain, opts.host, opts.port).catch((e) => Promise.reject(listenError(e, 'dicom.host / dicom.port', opts.host, opts.port!)));
     }
     if (opts.tls) {
       const secure = createTlsServer(opts.tls, timeoutMs, accept, opts.logger);
       secure.on('error', (e) => opts.logger.error({ err: e.message }, 'DICOM TLS listener error'));
       servers.push(secure);
-      tlsPort = await bind(secure, opts.host, opts.tls.port);
+      tlsPort = await bind(secure, opts.host, opts.tls.port).catch((e) => Promise.reject(listenError(e, 'dicom.host / dicom.tls.port', opts.host, opts.tls!.port)));
     }
   } catch (e) {
     await stopAll();

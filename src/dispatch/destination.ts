@@ -33,6 +33,8 @@ export interface Destination {
   send(files: OutgoingFile[]): Promise<FileSendResult[]>;
   /** tests the connection (C-ECHO for DICOM) */
   echo(): Promise<EchoResult>;
+  /** ends the associations in progress at once (shutdown): their files count as not delivered */
+  abort?(): void;
 }
 
 /**

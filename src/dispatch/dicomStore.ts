@@ -72,6 +72,8 @@ export const DEFAULT_MIN_RATE_BYTES_PER_SECOND = 128 * 1024;
 
 export class DicomStoreDestination implements Destination {
   readonly name: string;
+  /** how to end each association in progress (abort) */
+  private readonly active = new Set<() => void>();
 
   constructor(
     private readonly target: DicomStoreTarget,
@@ -138,8 +140,15 @@ export class DicomStoreDestination implements Destination {
         if (done) return;
         done = true;
         clearTimeout(guard);
+        this.active.delete(stop);
         resolve(problem);
       };
+      const stop = () => {
+        problem ??= 'send.aborted: the gateway is shutting down; sent again after the restart';
+        socketOf(client)?.destroy();
+        finish();
+      };
+      this.active.add(stop);
       // an upper bound for the whole association, in case the peer stops answering mid-way
       const boundMs = requests.reduce((sum, r) => sum + this.allowanceMs(r.bytes), 2 * this.timeoutMs);
       const guard = setTimeout(() => {
@@ -181,6 +190,11 @@ export class DicomStoreDestination implements Destination {
       }
     }
     return results;
+  }
+
+  /** Ends every association in progress now (shutdown); their files are reported not delivered. */
+  abort(): void {
+    for (const stop of [...this.active]) stop();
   }
 
   async echo(): Promise<EchoResult> {

@@ -27,6 +27,8 @@ function isPowerOfTwo(n: number): boolean {
 export class Sender {
   private readonly busy = new Set<string>();
   private readonly inFlight = new Set<Promise<void>>();
+  /** destinations with an association in progress, by name */
+  private readonly delivering = new Map<string, Destination>();
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
   private closed = false;
@@ -42,12 +44,26 @@ export class Sender {
     this.schedule(0);
   }
 
-  /** Stops scheduling and waits for the associations in progress (each bounded by its timeouts). */
-  async close(): Promise<void> {
+  /**
+   * Stops scheduling and lets the associations in progress finish for up to graceMs; those still
+   * running then (a PACS that stopped answering) are aborted, their files left pending and sent
+   * again after the restart, so that a stop never outlasts a service manager's patience.
+   */
+  async close(graceMs = 10_000): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), graceMs)));
+    const settled = (async () => {
+      while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
+    })();
+    if ((await Promise.race([settled, graceOver])) === 'late') {
+      this.opts.logger.warn({ destinations: [...this.delivering.keys()] }, 'sends still in progress at shutdown aborted; they stay pending and go out after the restart');
+      for (const d of this.delivering.values()) d.abort?.();
+      await settled;
+    }
+    clearTimeout(timer);
   }
 
   /** Stops without waiting, as a crash would; results of sends in flight are not recorded. */
@@ -118,6 +134,16 @@ export class Sender {
       return;
     }
     const size = this.opts.batchSize ?? 50;
+    this.delivering.set(destination.name, destination);
+    try {
+      await this.deliverTo(destination, rows, size);
+    } finally {
+      this.delivering.delete(destination.name);
+    }
+  }
+
+  private async deliverTo(destination: Destination, rows: DueSend[], size: number): Promise<void> {
+    const { store, logger } = this.opts;
     for (let i = 0; i < rows.length; i += size) {
       if (this.closed && i > 0) return; // let the next start carry on
       const batch = rows.slice(i, i + size);

@@ -5,6 +5,7 @@
  * explicit in the config"). Which instances are analysed at all is src/pipeline/route.ts.
  */
 import type { CallerConfig, Config } from '../config/schema';
+import { normaliseHost } from '../dicom/scp';
 import type { SendTarget } from '../store/rows';
 import type { EffectiveRouting } from './routingSettings';
 
@@ -29,7 +30,8 @@ export function returnTransport(destination: string): 'plain' | 'tls' | null {
 /** The allowedCallers entry of a study's caller (the first that matches AE title and host). */
 function callerEntry(config: Config, callingAe: string | null, callingHost: string | null): CallerConfig | undefined {
   if (!callingAe) return undefined;
-  return config.dicom.allowedCallers.find((c) => c.aeTitle.trim() === callingAe.trim() && (!c.host || !callingHost || c.host === callingHost));
+  // hosts compare as the listener compares them ("::ffff:10.1.2.3" is 10.1.2.3)
+  return config.dicom.allowedCallers.find((c) => c.aeTitle.trim() === callingAe.trim() && (!c.host || !callingHost || normaliseHost(c.host) === normaliseHost(callingHost)));
 }
 
 /**

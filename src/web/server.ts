@@ -14,6 +14,7 @@ import path from 'node:path';
 import express, { NextFunction, Request, Response } from 'express';
 import session from 'express-session';
 import helmet from 'helmet';
+import { listenError } from '../config/listenError';
 import { PACKAGE_ROOT } from '../config/load';
 import type { Config } from '../config/schema';
 import type { Logger } from '../log';
@@ -197,7 +198,7 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
   const server = http.createServer(app);
   server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (e) => reject(listenError(e, 'http.host / http.port', config.http.host, config.http.port)));
     server.listen(config.http.port, config.http.host, () => {
       server.off('error', reject);
       resolve();

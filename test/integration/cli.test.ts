@@ -3,6 +3,8 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { tempDir } from '../helpers/gatewayHarness';
+import { freePort } from '../helpers/peers';
+import { phantomFile } from '../helpers/phantom';
 import { CLI } from '../helpers/serve';
 
 const run = (args: string[], env: Record<string, string> = {}) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
@@ -56,6 +58,44 @@ const run = (args: string[], env: Record<string, string> = {}) => spawnSync(proc
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/AET@HOST:PORT/);
     expect(run(['frobnicate']).status).toBe(2);
+    // a calling AE title that no peer could accept fails at once, not after a 30 s association timeout
+    for (const ae of ['', 'THIS_IS_WAY_TOO_LONG_FOR_AE', 'A\\B']) {
+      const r = run(['send', CLI, '--to', 'PACS@127.0.0.1:104', '--calling-ae', ae]);
+      expect([ae, r.status]).toEqual([ae, 2]);
+      expect(r.stderr).toMatch(/--calling-ae must be an AE title/);
+    }
+  });
+
+  test('serve: ports that cannot be opened and a dataDir that is a file exit 2 naming the keys, without a stack trace', async () => {
+    const tiny = path.resolve(__dirname, '..', 'fixtures', 'tiny-model', 'model.json');
+    const port = await freePort();
+    const same = path.join(dir, 'same-port.json');
+    fs.writeFileSync(same, JSON.stringify({ dataDir: path.join(dir, 'data-same'), dicom: { host: '127.0.0.1', port }, http: { host: '127.0.0.1', port }, inference: { model: tiny, providers: ['cpu'] } }));
+    const r = run(['serve', '--config', same]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/http\.host \/ http\.port: cannot listen on 127\.0\.0\.1:\d+: the port is in use/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    const file = path.join(dir, 'not-a-folder');
+    fs.writeFileSync(file, 'x');
+    const onFile = path.join(dir, 'datadir-file.json');
+    fs.writeFileSync(onFile, JSON.stringify({ dataDir: file, dicom: { host: '127.0.0.1', port: await freePort() }, http: { host: '127.0.0.1', port: await freePort() }, inference: { model: tiny, providers: ['cpu'] } }));
+    const d = run(['serve', '--config', onFile]);
+    expect(d.status).toBe(2);
+    expect(d.stderr).toMatch(/dataDir: cannot use/);
+  });
+
+  test('analyze writes its results (patient data) readable by the owner and group only, whatever the umask', () => {
+    const input = path.join(dir, 'us.dcm');
+    fs.writeFileSync(input, phantomFile({ seed: 9 }));
+    const out = path.join(dir, 'perm-out');
+    const r = spawnSync('/bin/sh', ['-c', `umask 000 && "${process.execPath}" "${CLI}" analyze "${input}" --out "${out}"`], {
+      encoding: 'utf8',
+      env: { ...process.env, SONOGATE_MODEL: path.resolve(__dirname, '..', 'fixtures', 'dark-lesion-model', 'model.json') },
+    });
+    expect(r.status).toBe(0);
+    const files = fs.readdirSync(out).map((f) => path.join(out, f));
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of [out, ...files]) expect([f, fs.statSync(f).mode & 0o007]).toEqual([f, 0]);
   });
 
   test('a model whose checksum does not match model.json refuses to start (exit 2)', () => {

@@ -91,6 +91,30 @@ test('a C-ECHO to a PACS that accepts the connection and never answers times out
   }
 });
 
+test('abort() ends a send to a PACS that stopped answering at once (shutdown), reporting the files not delivered', async () => {
+  const held: net.Socket[] = [];
+  const hung = net.createServer((s) => {
+    s.pause();
+    held.push(s);
+    s.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => hung.listen(0, '127.0.0.1', () => r()));
+  try {
+    const dest = new DicomStoreDestination({ name: 'p', aeTitle: 'PACS', host: '127.0.0.1', port: (hung.address() as net.AddressInfo).port }, 'SONOGATE', 60_000);
+    const file = writeTemp(dir, 'abort.dcm', writePart10(phantomDataset({ seed: 41 })));
+    const t0 = Date.now();
+    const sending = dest.send([{ path: file, sopClassUid: '1.2.840.10008.5.1.4.1.1.6.1', sopInstanceUid: '2.25.10041.1.41' }]);
+    for (let i = 0; i < 100 && !held.length; i++) await new Promise((r) => setTimeout(r, 20));
+    dest.abort();
+    const [r] = await sending;
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(r).toMatchObject({ delivered: false, error: expect.stringMatching(/^send\.aborted/) });
+  } finally {
+    held.forEach((s) => s.destroy());
+    await new Promise<void>((r) => hung.close(() => r()));
+  }
+});
+
 test('a refused association, an unaccepted SOP class and an unreadable file each get their reason', async () => {
   // our own listener as the peer: it accepts ultrasound only, and only calls to SONOGATE
   gw = await startGateway(testConfig({ dataDir: path.join(dir, 'data'), port: await freePort() }), copyProcessor(), silentLogger());

@@ -288,6 +288,15 @@ d('DICOM TLS', () => {
       expect(err.message).toBe(`dicom.tls.cert: cannot read ${missing}: ENOENT`);
     });
 
+    test('an encrypted private key is named as such (OpenSSL 3 reports it as an interrupted prompt)', async () => {
+      const encrypted = path.join(certs, 'sonogate-encrypted.key');
+      const r = spawnSync('openssl', ['pkey', '-in', sonogate.key, '-out', encrypted, '-aes256', '-passout', 'pass:secret-pass'], { encoding: 'utf8' });
+      expect(r.status).toBe(0);
+      const err = await start({ tls: { key: encrypted } }).catch((e) => e);
+      expect(err).toBeInstanceOf(ConfigError);
+      expect(err.message).toMatch(/^dicom\.tls\.key: .*an encrypted private key is not supported/);
+    });
+
     test('a key that does not belong to the certificate, and a destination CA that is not a certificate', async () => {
       const mismatch = await start({ tls: { key: scanner.key } }).catch((e) => e);
       expect(mismatch.message).toMatch(/^dicom\.tls\.key: .*scanner\.key does not belong to the certificate in dicom\.tls\.cert/);

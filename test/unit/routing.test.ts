@@ -16,6 +16,8 @@ test('the defaults analyse every ultrasound instance, and config/default.json sa
   const shipped = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'config', 'default.json'), 'utf8'));
   expect(parseConfig(shipped).routing).toEqual({ analyze: ANALYZE_EVERYTHING });
   expect(checkAnalyzeRules({ BodyPartExamined: 'THYROID', StudyDescription: 'Neck', StationName: 'X' }, ANALYZE_EVERYTHING)).toBeNull();
+  // the shipped file is the schema's defaults written out, nothing more and nothing else
+  expect(parseConfig(shipped)).toEqual(parseConfig({}));
 });
 
 test('bodyParts: case and padding do not matter; an absent body part passes unless requireBodyPart', () => {

@@ -177,3 +177,31 @@ test('results go to every destination, and back to the calling scanner only when
   expect(sendTargetsFor(config, 'US_QUIET', '10.9.9.9')).toHaveLength(1);
   expect(sendTargetsFor({ ...config, destinations: [] }, 'US_QUIET', '10.9.9.9')).toEqual([]);
 });
+
+test('at shutdown, an association that does not finish within the grace time is aborted; its files stay pending for after the restart', async () => {
+  seed(store, 2, ['pacs']);
+  let aborted = 0;
+  let release: (() => void) | null = null;
+  // a PACS that accepted the association and then stopped answering
+  const hung: Destination = {
+    name: 'pacs',
+    send: (files) =>
+      new Promise<FileSendResult[]>((resolve) => {
+        release = () => resolve(files.map((f) => ({ sopInstanceUid: f.sopInstanceUid, delivered: false, status: null, error: 'send.aborted: shutting down' })));
+      }),
+    echo: async () => ({ ok: true, ms: 0 }),
+    abort: () => {
+      aborted++;
+      release?.();
+    },
+  };
+  sender = new Sender({ store, destinationFor: () => hung, initialDelayMs: 10, maxDelayMs: 10, logger: silentLogger() });
+  sender.start();
+  await eventually(() => release !== null, 5000, 'the association started');
+  const t0 = Date.now();
+  await sender.close(200);
+  expect(Date.now() - t0).toBeLessThan(2000);
+  expect(aborted).toBe(1);
+  expect(store.listSends().map((s) => s.status)).toEqual(['pending', 'pending']);
+  sender = undefined;
+});

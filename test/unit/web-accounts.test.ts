@@ -127,5 +127,9 @@ test('http.trustProxy true is refused (any client could forge its address); a ho
   expect(() => parseConfig({ http: { trustProxy: true } })).toThrow(/http\.trustProxy: true would trust any X-Forwarded-For/);
   expect(parseConfig({ http: { trustProxy: 1 } }).http.trustProxy).toBe(1);
   expect(parseConfig({ http: { trustProxy: 'loopback' } }).http.trustProxy).toBe('loopback');
+  expect(parseConfig({ http: { trustProxy: '10.1.2.5, 10.2.0.0/16, loopback, ::1' } }).http.trustProxy).toBe('10.1.2.5, 10.2.0.0/16, loopback, ::1');
+  // a string express cannot use fails at start naming the key, not as a stack trace later
+  expect(() => parseConfig({ http: { trustProxy: 'foo bar' } })).toThrow(/http\.trustProxy: give the proxies' addresses/);
+  expect(() => parseConfig({ http: { trustProxy: '10.0.0.0/40' } })).toThrow(/http\.trustProxy/);
   expect(parseConfig({}).http.trustProxy).toBe(false);
 });
