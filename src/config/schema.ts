@@ -6,6 +6,9 @@ import { isIP } from 'node:net';
 import { validate as isValidCron } from 'node-cron';
 import { z } from 'zod';
 
+/** timers longer than this are a mistake (and past 24.8 days Node fires them at once) */
+const DAY_SECONDS = 86_400;
+
 const PROXY_ADDRESS_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
 const PROXY_ADDRESSES_MESSAGE = 'give the proxies\' addresses, comma separated: IP addresses, subnets (10.1.0.0/16) or loopback, linklocal, uniquelocal';
 
@@ -128,7 +131,7 @@ export const configSchema = z
         /** largest instance accepted; larger ones are refused with A700 */
         maxInstanceBytes: z.number().int().positive().default(2 * 1024 * 1024 * 1024),
         /** seconds an idle association may stay open */
-        associationTimeoutSeconds: z.number().int().positive().default(60),
+        associationTimeoutSeconds: z.number().int().positive().max(DAY_SECONDS).default(60),
         /** connections open at once, plain and TLS together; more are closed as they arrive */
         maxAssociations: z.number().int().positive().max(10_000).default(64),
       })
@@ -172,7 +175,7 @@ export const configSchema = z
       .prefault({}),
     dataDir: z.string().min(1).default('./data'),
     study: z
-      .object({ quietSeconds: z.number().positive().default(30) })
+      .object({ quietSeconds: z.number().positive().max(DAY_SECONDS).default(30) })
       .strict()
       .prefault({}),
     inference: z
@@ -203,9 +206,9 @@ export const configSchema = z
     send: z
       .object({
         /** first retry delay; doubles per attempt up to maxDelaySeconds */
-        initialDelaySeconds: z.number().positive().default(5),
-        maxDelaySeconds: z.number().positive().default(600),
-        timeoutSeconds: z.number().positive().default(30),
+        initialDelaySeconds: z.number().positive().max(DAY_SECONDS).default(5),
+        maxDelaySeconds: z.number().positive().max(DAY_SECONDS).default(600),
+        timeoutSeconds: z.number().positive().max(DAY_SECONDS).default(30),
         /**
          * the slowest link rate (KiB/s) a send must still get through: each object may take
          * timeoutSeconds plus its size at this rate before the association is given up
@@ -213,6 +216,7 @@ export const configSchema = z
         minRateKiBps: z.number().positive().default(128),
       })
       .strict()
+      .refine((s) => s.initialDelaySeconds <= s.maxDelaySeconds, { message: 'initialDelaySeconds must not exceed maxDelaySeconds', path: ['initialDelaySeconds'] })
       .prefault({}),
     housekeeping: z
       .object({

@@ -170,4 +170,8 @@ test('housekeeping schedules are validated: a bad cron expression names its key'
   expect(() => parseConfig({ housekeeping: { retentionDays: -1 } })).toThrow(/housekeeping\.retentionDays/);
   expect(parseConfig({}).housekeeping).toEqual({ retentionDays: 30, retentionSchedule: '30 3 * * *', retrySweepSchedule: '*/10 * * * *', summarySchedule: '0 7 * * *' });
   expect(parseConfig({}).http).toMatchObject({ trustProxy: false, secureCookie: 'auto', sessionIdleMinutes: 60, loginRateLimit: { max: 10, windowSeconds: 900 } });
+  // timers: at most a day (past 24.8 days Node would fire them at once), first retry within the last
+  expect(() => parseConfig({ study: { quietSeconds: 3e6 } })).toThrow(/study\.quietSeconds/);
+  expect(() => parseConfig({ dicom: { associationTimeoutSeconds: 3e6 } })).toThrow(/dicom\.associationTimeoutSeconds/);
+  expect(() => parseConfig({ send: { initialDelaySeconds: 900, maxDelaySeconds: 600 } })).toThrow(/send\.initialDelaySeconds: initialDelaySeconds must not exceed maxDelaySeconds/);
 });
