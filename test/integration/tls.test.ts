@@ -226,6 +226,8 @@ d('DICOM TLS', () => {
     const tlsOpts = ['--tls-cert', sonogate.cert, '--tls-key', sonogate.key, '--tls-ca', ca.cert];
     const ok = await runTool(process.execPath, [CLI, 'send', file, '--to', `PACS@${LOOPBACK}:${pacs.port}`, ...tlsOpts]);
     expect(ok.stdout).toMatch(/^sent .*status 0x0000/m);
+    // one line per file and nothing else (no association dumps of the DICOM library)
+    expect(ok.stdout.trim().split('\n')).toHaveLength(1);
     expect(ok.code).toBe(0);
     expect((await pacs.waitForFiles(1))[0].sopInstanceUid).toBe('2.25.100040.1.40');
     // plain TCP to the same port gets nowhere
