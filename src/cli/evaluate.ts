@@ -40,9 +40,20 @@ export async function runEvaluate(args: EvaluateArgs, config: Config): Promise<n
   const model = loadModelSpec(config.inference.model);
   const pool = await InferencePool.start({ specPath: model.specPath, providers: config.inference.providers }, 1);
   try {
-    const { perImage, ...metrics } = await evaluateImages(args.data, rows, pool, analyzeOptions(config, model), progressBar, perturb);
+    const options = analyzeOptions(config, model);
+    const { perImage, ...metrics } = await evaluateImages(args.data, rows, pool, options, progressBar, perturb);
     if (args.details) fs.writeFileSync(args.details, perImage.map((p) => JSON.stringify(p)).join('\n') + '\n');
-    const result = { model: `${model.spec.name} ${model.spec.version}`, provider: pool.provider, subset: args.subset, perturb: args.perturb ?? null, threshold: model.spec.outputs.mask.threshold, suppress_when_normal_above: model.spec.outputs.mask.suppressWhenNormalAbove ?? null, ...metrics };
+    const result = {
+      model: `${model.spec.name} ${model.spec.version}`,
+      provider: pool.provider,
+      subset: args.subset,
+      perturb: args.perturb ?? null,
+      threshold: model.spec.outputs.mask.threshold,
+      suppress_when_normal_above: model.spec.outputs.mask.suppressWhenNormalAbove ?? null,
+      // the gateway's own outline rules from the config (not in model.json): they change the scores
+      postprocessing: { minLesionAreaPixels: options.minLesionAreaPixels, minRelativeLesionArea: options.minRelativeLesionArea, suppressLesionsWhenNormal: options.suppressLesionsWhenNormal },
+      ...metrics,
+    };
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     if (args.updateModelJson) {
       const spec = JSON.parse(fs.readFileSync(model.specPath, 'utf8'));

@@ -123,9 +123,14 @@ export function summarize(per: PerImage[], px: { tp: number; fp: number; fn: num
     iou: mean(lesion.map((p) => p.iou!)),
     pixel_f1: (2 * px.tp) / (2 * px.tp + px.fp + px.fn),
     mean_iou_keras: (iouLesionPx + iouBackgroundPx) / 2,
+    // over every image, normal ones among the negatives (score: P(malignant)); the same on lesion
+    // images only (benign against malignant) follows, for a scorer that reads it that way
     auc_malignant: auc(isMal, pMal),
     auc_malignant_ci95: bootstrapCi(per.length, (idx) => auc(idx.map((i) => isMal[i]), idx.map((i) => pMal[i])), 1000, 2),
+    auc_malignant_vs_benign: auc(lesion.map((p) => p.truth === 'malignant'), lesion.map((p) => p.probabilities.malignant)),
+    // a normal image called malignant is a false positive here; lesion images only just after
     f1_malignant: mal.f1,
+    f1_malignant_lesion_images: binaryStats(lesion.map((p) => p.truth === 'malignant'), lesion.map((p) => p.predicted === 'malignant')).f1,
     f1_benign: ben.f1,
     sensitivity_malignant: mal.sensitivity,
     specificity_malignant: mal.specificity,

@@ -92,3 +92,29 @@ describe('evaluation metrics', () => {
     expect(at(small, 12, 6)).toBe(100);
   });
 });
+
+describe('which images each class metric counts', () => {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { summarize } = require('../../src/evaluate/evaluate');
+  const image = (truth: string, pMal: number, predicted: string) => ({
+    file: `${truth}-${pMal}`,
+    truth,
+    predicted,
+    probabilities: { normal: truth === 'normal' ? 1 - pMal : 0, benign: truth === 'normal' ? 0 : 1 - pMal, malignant: pMal },
+    dice: truth === 'normal' ? null : 0.8,
+    iou: truth === 'normal' ? null : 0.7,
+    lesionPixels: 10,
+    ms: 1,
+  });
+  test('AUC and F1 over every image (a normal image called malignant is a false positive), and over lesion images only', () => {
+    const per = [image('malignant', 0.9, 'malignant'), image('malignant', 0.4, 'benign'), image('benign', 0.3, 'benign'), image('benign', 0.5, 'malignant'), image('normal', 0.95, 'malignant'), image('normal', 0.1, 'normal')];
+    const m = summarize(per, { tp: 1, fp: 0, fn: 0, tn: 1 });
+    // malignant 0.9 and 0.4 against benign 0.3, 0.5 and normal 0.95, 0.1: 5 of 8 pairs ordered right
+    expect(m.auc_malignant).toBeCloseTo(5 / 8);
+    // against benign only: 0.9 > both, 0.4 > 0.3 only: 3 of 4
+    expect(m.auc_malignant_vs_benign).toBeCloseTo(3 / 4);
+    // tp 1, fp 2 (a benign and a normal image), fn 1 / without the normal image: fp 1
+    expect(m.f1_malignant).toBeCloseTo(2 / 5);
+    expect(m.f1_malignant_lesion_images).toBeCloseTo(2 / 4);
+  });
+});
