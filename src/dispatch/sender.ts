@@ -173,19 +173,24 @@ export class Sender {
     const { store, logger } = this.opts;
     const now = Date.now();
     const failedByStudy = new Map<string, { files: number; error: string; attempt: number }>();
+    const delivered = new Map<string, number>();
     let sent = 0;
+    // a row that changed meanwhile (re-run, re-sent, or its study deleted) is not updated: no event
+    // or log line for it either, so a deleted study leaves nothing behind
     batch.forEach((row, i) => {
       const r = results[i];
       if (r?.delivered) {
-        if (store.markSendSent(row.id, row.generation, r.status ?? 0, now)) sent++;
+        if (store.markSendSent(row.id, row.generation, r.status ?? 0, now)) {
+          sent++;
+          delivered.set(row.studyUid, (delivered.get(row.studyUid) ?? 0) + 1);
+        }
       } else if (r?.permanent || (r?.status != null && isRefusal(r.status) && row.attempts + 1 >= REFUSED_ATTEMPTS)) {
         const error = r.permanent ? (r.error ?? 'send.failed') : `${r.error ?? 'send.status_failure'}; refused ${REFUSED_ATTEMPTS} times, not retried (retry from the Failures page)`;
-        store.markSendFailed(row.id, row.generation, error, now);
-        store.addEvent('send.failed', row.studyUid, { destination, sopInstanceUid: row.outputSopUid, error }, now);
+        if (store.markSendFailed(row.id, row.generation, error, now)) store.addEvent('send.failed', row.studyUid, { destination, sopInstanceUid: row.outputSopUid, error }, now);
       } else {
         const attempt = row.attempts + 1;
         const error = r?.error ?? 'send.no_result';
-        store.markSendRetry(row.id, row.generation, error, r?.status ?? null, now + backoffMs(attempt, this.opts.initialDelayMs, this.opts.maxDelayMs), now);
+        if (!store.markSendRetry(row.id, row.generation, error, r?.status ?? null, now + backoffMs(attempt, this.opts.initialDelayMs, this.opts.maxDelayMs), now)) return;
         const f = failedByStudy.get(row.studyUid) ?? { files: 0, error, attempt };
         f.files++;
         failedByStudy.set(row.studyUid, f);
@@ -197,8 +202,6 @@ export class Sender {
       // first failure, then 2nd, 4th, 8th...: visible on the dashboard without flooding the events table
       if (isPowerOfTwo(f.attempt)) store.addEvent('send.retry', studyUid, { destination, ...f }, now);
     }
-    const delivered = new Map<string, number>();
-    batch.forEach((row, i) => results[i]?.delivered && delivered.set(row.studyUid, (delivered.get(row.studyUid) ?? 0) + 1));
     for (const [studyUid, files] of delivered) store.addEvent('send.sent', studyUid, { destination, files }, now);
   }
 }

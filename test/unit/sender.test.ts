@@ -205,3 +205,21 @@ test('at shutdown, an association that does not finish within the grace time is 
   expect(store.listSends().map((s) => s.status)).toEqual(['pending', 'pending']);
   sender = undefined;
 });
+
+test('a study deleted while its results are on the wire leaves no events behind when the answers come back', async () => {
+  seed(store, 2, ['pacs']);
+  const pacs = new ScriptedDestination('pacs', ok);
+  const send = pacs.send.bind(pacs);
+  pacs.send = async (files) => {
+    // the admin deletes the study (studyActions.delete removes its rows) during the association
+    store.db.prepare('DELETE FROM sends WHERE study_uid = ?').run(STUDY);
+    store.db.prepare('DELETE FROM events WHERE study_uid = ?').run(STUDY);
+    return send(files);
+  };
+  sender = new Sender({ store, destinationFor: () => pacs, initialDelayMs: 10, maxDelayMs: 10, logger: silentLogger() });
+  sender.start();
+  await eventually(() => pacs.calls.length === 1, 5000, 'the association ran');
+  await sender.close();
+  sender = undefined;
+  expect(store.listEvents({ studyUid: STUDY })).toEqual([]);
+});
