@@ -265,6 +265,8 @@ d('dashboard in a browser', () => {
     await page.click('tr[data-key="routing.analyze.bodyParts"] button.revert');
     await page.waitForSelector('tr[data-key="routing.analyze.bodyParts"] .badge[data-source="file"]');
     expect(await page.inputValue('#routing-bodyParts')).toBe('');
+    // reverting one value redraws the form, but the unsaved edit of another field is put back
+    expect(await page.inputValue('#routing-studyDescription')).toBe('breast(');
   });
 
   test('the administrator adds a viewer on the Users page and changes their role; a removal asks first', async () => {
@@ -284,6 +286,32 @@ d('dashboard in a browser', () => {
     page.once('dialog', (d) => void d.accept());
     await page.click('tr[data-user="radiologist"] button.danger');
     await page.waitForSelector('tr[data-user="radiologist"]', { state: 'detached' });
+  });
+
+  test('when the session ends on the server, the open page shows the sign-in instead of the patient list; a failed C-ECHO is shown as a failure', async () => {
+    await page.goto(`${base}/#/studies`);
+    await page.waitForSelector('main[data-page="studies"]');
+    await page.waitForSelector('#live.on');
+    // ended elsewhere (a password reset, a removal, the idle timeout): here, a sign-out over the API
+    await page.evaluate(async () => {
+      const s = await (await fetch('/api/session')).json();
+      await fetch('/api/logout', { method: 'POST', headers: { 'X-CSRF-Token': s.csrfToken } });
+    });
+    await page.waitForSelector('form#login', { timeout: 15_000 });
+    expect(await page.textContent('#login-error')).toContain('session ended');
+    expect(await page.isVisible('#nav')).toBe(false);
+    await page.fill('#username-input', 'pacsadmin');
+    await page.fill('#password-input', ADMIN_PW);
+    await page.click('form#login button[type=submit]');
+    await page.waitForSelector('main[data-page]');
+    await page.waitForSelector('#live.on');
+    // the C-ECHO test against a PACS that is not listening reads as a failure, not in green
+    await page.goto(`${base}/#/destinations`);
+    await page.waitForSelector('main[data-page="destinations"] .echo-button');
+    await pacs.stop();
+    await page.click('.echo-button');
+    await page.waitForSelector('.flash.bad');
+    expect(await page.textContent('.flash.bad')).toMatch(/C-ECHO to pacs failed/);
   });
 
   test('no worker process of the gateway inherits the admin password or the session secret', () => {

@@ -111,7 +111,9 @@
   async function act(method, url, body, done) {
     try {
       const r = await api(method, url, body);
-      if (done) flash(done(r), 'ok');
+      // done(r) gives the message, or { text, bad: true } for an answer that reports a failure
+      const said = done ? done(r) : null;
+      if (said) flash(typeof said === 'string' ? said : said.text, typeof said === 'string' || !said.bad ? 'ok' : 'bad');
       await render();
       return r;
     } catch (e) {
@@ -173,7 +175,16 @@
       clearTimeout(state.refreshTimer);
       state.refreshTimer = setTimeout(() => render(true), 250);
     });
-    es.onerror = () => live.classList.remove('on');
+    es.onerror = async () => {
+      live.classList.remove('on');
+      // an EventSource refused with 401 never reconnects: if the session ended, say so
+      try {
+        const r = await fetch('/api/session', { credentials: 'same-origin', headers: { Accept: 'application/json', 'X-Sonogate-Background': '1' } });
+        if (r.status === 401 && state.user) showLogin('Your session ended. Sign in again.');
+      } catch {
+        /* the gateway is restarting: the stream reconnects by itself */
+      }
+    };
   }
 
   document.getElementById('logout').addEventListener('click', async () => {
@@ -182,6 +193,8 @@
     } catch {
       /* signed out anyway */
     }
+    // the next person to sign in starts on the overview, not on this user's last page
+    history.replaceState(null, '', location.pathname);
     showLogin('Signed out.');
   });
 
@@ -227,7 +240,7 @@
     ];
   }
 
-  function studiesTable(items) {
+  function studiesTable(items, filtered = false) {
     return table(
       ['Received', 'Patient', 'Patient ID', 'Description', 'Status', 'Label', 'Malignancy', 'Images', 'Results'],
       items.map((s) =>
@@ -245,7 +258,7 @@
           h('td', { class: 'sends' }, sendsSummary(s.sends)),
         ),
       ),
-      'No studies yet. Send one with dcmsend.',
+      filtered ? 'No study matches these filters.' : 'No studies yet. Send one with dcmsend.',
     );
   }
 
@@ -286,7 +299,7 @@
     return [
       h('h1', {}, 'Studies'),
       form,
-      studiesTable(r.items),
+      studiesTable(r.items, ['from', 'to', 'status', 'label'].some((k) => params.get(k)) || Number(params.get('offset')) > 0),
       h(
         'p',
         { class: 'pager' },
@@ -529,7 +542,7 @@
             h(
               'td',
               {},
-              d.configured ? h('button', { type: 'button', class: 'small echo-button', onclick: () => act('POST', `/api/destinations/${encodeURIComponent(d.name)}/echo`, {}, (x) => (x.ok ? `C-ECHO to ${d.name}: OK` : `C-ECHO to ${d.name} failed: ${x.error}`)) }, 'Test (C-ECHO)') : null,
+              d.configured ? h('button', { type: 'button', class: 'small echo-button', onclick: () => act('POST', `/api/destinations/${encodeURIComponent(d.name)}/echo`, {}, (x) => (x.ok ? `C-ECHO to ${d.name}: OK` : { text: `C-ECHO to ${d.name} failed: ${x.error}`, bad: true })) }, 'Test (C-ECHO)') : null,
               ' ',
               r.canAct && d.retrying + d.failed > 0 ? h('button', { type: 'button', class: 'small', onclick: () => act('POST', '/api/sends/retry', { destination: d.name }, (x) => `${x.sends} sends queued again.`) }, 'Retry failed') : null,
             ),
@@ -675,7 +688,29 @@
         ? [
             h('span', { class: 'badge dashboard', dataset: { source: 'dashboard' } }, 'dashboard'),
             h('div', { class: 'small muted' }, `changed by ${f.changedBy || '–'}, ${fmtTime(f.changedAt)}; file: ${fileText}`),
-            edit ? h('button', { type: 'button', class: 'small danger revert', dataset: { key }, onclick: () => act('POST', '/api/routing/revert', { keys: [key] }, () => `${key} follows the config file again.`) }, 'Revert to config file') : null,
+            edit
+              ? h('button', {
+                  type: 'button',
+                  class: 'small danger revert',
+                  dataset: { key },
+                  // the page is drawn again afterwards: unsaved edits of the other fields are put back
+                  onclick: async () => {
+                    const fieldKey = (el) => el.closest('tr')?.dataset.key || (el.name ? `destinations.${el.name}.enabled` : '');
+                    const kept = form.dataset.dirty
+                      ? [...form.querySelectorAll('input')].filter((el) => fieldKey(el) !== key).map((el) => [fieldKey(el), el.type === 'checkbox' ? el.checked : el.value])
+                      : [];
+                    await act('POST', '/api/routing/revert', { keys: [key] }, () => `${key} follows the config file again.`);
+                    const again = document.getElementById('routing-form');
+                    if (!again || !kept.length) return;
+                    for (const [k, v] of kept) {
+                      const el = [...again.querySelectorAll('input')].find((x) => fieldKey(x) === k);
+                      if (el && el.type === 'checkbox') el.checked = v;
+                      else if (el) el.value = v;
+                    }
+                    again.dataset.dirty = '1';
+                  },
+                }, 'Revert to config file')
+              : null,
           ]
         : h('span', { class: 'badge file', dataset: { source: 'file' } }, 'config file');
 
@@ -696,13 +731,14 @@
       ['Destination', 'Address', 'Results sent there', 'Source'],
       r.destinations.map((d) => {
         const key = `destinations.${d.name}.enabled`;
-        const box = h('input', { type: 'checkbox', class: 'destination-enabled', name: d.name, checked: d.enabled.value, disabled: !edit, dataset: { destination: d.name } });
+        const onOff = h('span', {}, d.enabled.value ? ' on' : ' off');
+        const box = h('input', { type: 'checkbox', class: 'destination-enabled', name: d.name, checked: d.enabled.value, disabled: !edit, dataset: { destination: d.name }, onchange: (e) => (onOff.textContent = e.target.checked ? ' on (not saved)' : ' off (not saved)') });
         return h(
           'tr',
           { dataset: { destination: d.name } },
           h('td', {}, d.name),
           h('td', {}, `${d.aeTitle}@${d.host}:${d.port}`),
-          h('td', {}, edit ? h('label', {}, box, d.enabled.value ? ' on' : ' off') : h('span', { class: d.enabled.value ? 'ok' : 'warn' }, d.enabled.value ? 'on' : 'off')),
+          h('td', {}, edit ? h('label', {}, box, onOff) : h('span', { class: d.enabled.value ? 'ok' : 'warn' }, d.enabled.value ? 'on' : 'off')),
           h('td', {}, source(key, d.enabled, 'on')),
         );
       }),
@@ -845,16 +881,28 @@
     const scroll = window.scrollY;
     // inputs being typed in, and unsaved changes of a form (the Routing page), survive a live refresh:
     // checked before it starts and again when its data is in, since typing may begin in between
-    const editing = () => (main.contains(document.activeElement) && document.activeElement.matches('input, select')) || !!main.querySelector('form[data-dirty]');
+    const typing = 'input:not([type=range]):not([type=checkbox]):not([type=radio]):not([type=button]):not([type=submit]), select, textarea';
+    const editing = () => (main.contains(document.activeElement) && document.activeElement.matches(typing)) || !!main.querySelector('form[data-dirty]');
     if (quiet && editing()) return;
     // the latest render that goes ahead wins; one that skipped itself (above) must not cancel one in flight
     const ticket = ++rendering;
     try {
       state.background = !!quiet;
+      // who is signed in, read again with every page: another admin may have changed this user's role
+      const session = api('GET', '/api/session').catch(() => null);
       const pending = page(new URLSearchParams(query || ''), rest.join('/'));
       state.background = false;
       const content = await pending;
-      if (ticket !== rendering || (quiet && editing())) return;
+      const me = await session;
+      if (ticket !== rendering || !state.user) return;
+      if (me && me.user && (me.user.role !== state.user.role || me.user.username !== state.user.username)) {
+        // the page was built for the old role (its buttons): show the role and build it again
+        state.user = me.user;
+        document.getElementById('username').textContent = `${me.user.username} (${me.user.role})`;
+        setTimeout(() => render(), 0);
+        return;
+      }
+      if (quiet && editing()) return;
       main.replaceChildren(...[content].flat(Infinity).filter(Boolean));
       if (quiet) window.scrollTo(0, scroll);
       main.dataset.page = name;
