@@ -129,7 +129,9 @@ export function apiRouter(deps: ApiDeps): Router {
     const label = typeof q.label === 'string' && ([...LABELS, 'none'] as string[]).includes(q.label) ? q.label : undefined;
     const limit = intParam(q.limit, 50, 1, 200);
     const offset = intParam(q.offset, 0, 0, 1e9);
-    const list = queries.listStudies({ status, label, from: q.from as string | undefined, to: q.to as string | undefined, limit, offset });
+    // the browser's offset from UTC, so that From / To are the days the page shows (±14 h)
+    const tz = typeof q.tz === 'string' && /^-?\d{1,3}$/.test(q.tz) && Math.abs(Number(q.tz)) <= 14 * 60 ? Number(q.tz) : undefined;
+    const list = queries.listStudies({ status, label, from: q.from as string | undefined, to: q.to as string | undefined, utcOffsetMinutes: tz, limit, offset });
     auditList(req, res, 'study.list', list.items.length);
     res.json({ ...list, limit, offset });
   });

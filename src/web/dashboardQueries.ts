@@ -17,12 +17,19 @@ export function startOfDay(now: number): number {
   return d.getTime();
 }
 
-/** Local midnight of a YYYY-MM-DD date, or null when it is not one. */
-export function parseDay(s: unknown): number | null {
+/**
+ * Midnight of a YYYY-MM-DD date (and `days` later), or null when it is not one: in the gateway's
+ * local time, or, given `utcOffsetMinutes`, in the zone that far from UTC (the browser's).
+ */
+export function parseDay(s: unknown, utcOffsetMinutes?: number, days = 0): number | null {
   if (typeof s !== 'string' || !/^\d{4}-\d{2}-\d{2}$/.test(s)) return null;
   const [y, m, d] = s.split('-').map(Number);
-  const t = new Date(y, m - 1, d).getTime();
-  return Number.isFinite(t) && new Date(t).getDate() === d ? t : null;
+  if (utcOffsetMinutes !== undefined) {
+    const utc = Date.UTC(y, m - 1, d);
+    return new Date(utc).getUTCDate() === d ? utc + days * 86_400_000 - utcOffsetMinutes * 60_000 : null;
+  }
+  const t = new Date(y, m - 1, d + days).getTime(); // the next local midnight, whatever the day's length (DST)
+  return Number.isFinite(t) && new Date(y, m - 1, d).getDate() === d ? t : null;
 }
 
 function median(xs: number[]): number | null {
@@ -51,6 +58,11 @@ export interface StudyFilter {
   from?: string;
   /** received on or before this local day */
   to?: string;
+  /**
+   * minutes to add to UTC for the caller's local time (the browser's zone: -getTimezoneOffset()):
+   * `from` and `to` are days there; without it, days in the gateway's own zone
+   */
+  utcOffsetMinutes?: number;
   limit?: number;
   offset?: number;
 }
@@ -124,17 +136,15 @@ export class DashboardQueries {
         args.push(f.label);
       }
     }
-    const from = parseDay(f.from);
+    const from = parseDay(f.from, f.utcOffsetMinutes);
     if (from !== null) {
       where.push('s.first_received_at >= ?');
       args.push(from);
     }
-    const to = parseDay(f.to);
+    const to = parseDay(f.to, f.utcOffsetMinutes, 1);
     if (to !== null) {
       where.push('s.first_received_at < ?');
-      const next = new Date(to);
-      next.setDate(next.getDate() + 1); // the next local midnight, whatever the day's length (DST)
-      args.push(next.getTime());
+      args.push(to);
     }
     const w = where.length ? `WHERE ${where.join(' AND ')}` : '';
     const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM studies s ${w}`).get(...args) as { n: number }).n;

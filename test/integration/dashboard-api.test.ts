@@ -145,6 +145,12 @@ d('dashboard API', () => {
     const today = await c.get(`/api/studies?label=benign&from=${day(0)}&to=${day(0)}&limit=1`);
     expect([today.body.total, today.body.items.length, today.body.items[0].studyUid]).toEqual([1, 1, STUDY]);
     expect((await c.get(`/api/studies?to=${day(-1)}`)).body.total).toBe(0);
+    // From / To in the browser's time zone (tz: minutes east of UTC), whatever the gateway's:
+    // the day it is now at UTC+14 holds the study there, and is not today at UTC-12
+    const dayAt = (minutes: number) => new Date(Date.now() + minutes * 60_000).toISOString().slice(0, 10);
+    expect((await c.get(`/api/studies?from=${dayAt(840)}&to=${dayAt(840)}&tz=840`)).body.total).toBe(1);
+    expect((await c.get(`/api/studies?from=${dayAt(-720)}&to=${dayAt(-720)}&tz=-720`)).body.total).toBe(1);
+    expect((await c.get(`/api/studies?from=${dayAt(840)}&to=${dayAt(840)}&tz=-720`)).body.total).toBe(0);
     expect((await c.get('/api/studies?label=malignant')).body.total).toBe(0);
     expect((await c.get('/api/studies?offset=1')).body.items).toEqual([]);
   });

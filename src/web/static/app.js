@@ -265,6 +265,8 @@
   async function studiesPage(params) {
     const q = new URLSearchParams();
     for (const k of ['status', 'label', 'from', 'to', 'offset']) if (params.get(k)) q.set(k, params.get(k));
+    // From / To are days in this browser's time zone, as the times on the page are
+    if (params.get('from') || params.get('to')) q.set('tz', String(-new Date().getTimezoneOffset()));
     q.set('limit', '25');
     const r = await api('GET', `/api/studies?${q}`);
     const select = (name, options) =>
