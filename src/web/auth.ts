@@ -76,38 +76,39 @@ function sameToken(a: string, b: string): boolean {
 export function createAuth(opts: AuthOptions) {
   const { accounts, audit } = opts;
 
-  const loginLimiter = rateLimit({
-    windowMs: opts.loginRateLimit.windowSeconds * 1000,
-    limit: opts.loginRateLimit.max,
-    // only failed attempts count: people who type their password right are never locked out
-    skipSuccessfulRequests: true,
-    standardHeaders: 'draft-7',
-    legacyHeaders: false,
-    handler: (req, res) => {
-      // once per address and window: a client hammering the sign-in cannot grow the audit log
-      const info = (req as Request & { rateLimit?: RateLimitInfo }).rateLimit;
-      if (!info || info.used === info.limit + 1) auditRequest(audit, req, res, 'login', 'denied', { detail: { why: 'rate limited' } });
-      res.status(429).json({ error: 'too_many_attempts', message: 'too many failed sign-ins from this address; try again later' });
-    },
-  });
+  /**
+   * A limit on failed attempts (only failures count: people who type their password right are
+   * never locked out). A refusal is audited once per key and window, so a client hammering the
+   * endpoint cannot grow the audit log.
+   */
+  const failureLimiter = (action: string, message: string, about: (res: Response) => { target?: string | null }, keyGenerator?: (req: Request, res: Response) => string) =>
+    rateLimit({
+      windowMs: opts.loginRateLimit.windowSeconds * 1000,
+      limit: opts.loginRateLimit.max,
+      skipSuccessfulRequests: true,
+      standardHeaders: 'draft-7',
+      legacyHeaders: false,
+      ...(keyGenerator ? { keyGenerator } : {}),
+      handler: (req, res) => {
+        const info = (req as Request & { rateLimit?: RateLimitInfo }).rateLimit;
+        if (!info || info.used === info.limit + 1) auditRequest(audit, req, res, action, 'denied', { ...about(res), detail: { why: 'rate limited' } });
+        res.status(429).json({ error: 'too_many_attempts', message });
+      },
+    });
+
+  // failed sign-ins, per client address
+  const loginLimiter = failureLimiter('login', 'too many failed sign-ins from this address; try again later', () => ({}));
 
   /**
    * The same limit on proving one's current password (changing one's own password): a stolen
    * session must not be able to guess it. Counted per user, wherever the requests come from.
    */
-  const currentPasswordLimiter = rateLimit({
-    windowMs: opts.loginRateLimit.windowSeconds * 1000,
-    limit: opts.loginRateLimit.max,
-    skipSuccessfulRequests: true,
-    standardHeaders: 'draft-7',
-    legacyHeaders: false,
-    keyGenerator: (_req, res) => `user:${currentUser(res)?.id ?? 'none'}`,
-    handler: (req, res) => {
-      const info = (req as Request & { rateLimit?: RateLimitInfo }).rateLimit;
-      if (!info || info.used === info.limit + 1) auditRequest(audit, req, res, 'user.own_password', 'denied', { target: currentUser(res)?.username, detail: { why: 'rate limited' } });
-      res.status(429).json({ error: 'too_many_attempts', message: 'too many wrong current passwords; try again later' });
-    },
-  });
+  const currentPasswordLimiter = failureLimiter(
+    'user.own_password',
+    'too many wrong current passwords; try again later',
+    (res) => ({ target: currentUser(res)?.username }),
+    (_req, res) => `user:${currentUser(res)?.id ?? 'none'}`,
+  );
 
   const login: RequestHandler[] = [
     loginLimiter,

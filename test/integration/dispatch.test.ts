@@ -65,53 +65,59 @@ test('C-ECHO reports success, and a dead port as a network error', async () => {
   expect(dead).toMatchObject({ ok: false, error: expect.stringMatching(/^send\.network_error: .*ECONNREFUSED/) });
 });
 
-test('a C-ECHO to a PACS that accepts the connection and never answers times out and lets the connection go', async () => {
-  // the peer never reads, so it never sees our FIN and never closes its side
+/**
+ * A PACS that accepts connections and then stops answering. It never reads, so it never sees our
+ * FIN and never closes its side either.
+ */
+async function hungPeer() {
   const held: net.Socket[] = [];
-  const hung = net.createServer((s) => {
+  const server = net.createServer((s) => {
     s.pause();
     held.push(s);
     s.on('error', () => undefined);
   });
-  await new Promise<void>((r) => hung.listen(0, '127.0.0.1', () => r()));
-  const port = (hung.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    held,
+    close: async () => {
+      held.forEach((s) => s.destroy());
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+test('a C-ECHO to a PACS that accepts the connection and never answers times out and lets the connection go', async () => {
+  const hung = await hungPeer();
   // our sockets to it still open (process handles: what a leak would keep)
   const ours = () =>
-    (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().filter((h) => h instanceof net.Socket && h.remotePort === port && !h.destroyed).length;
+    (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().filter((h) => h instanceof net.Socket && h.remotePort === hung.port && !h.destroyed).length;
   try {
-    const dest = new DicomStoreDestination({ name: 'p', aeTitle: 'PACS', host: '127.0.0.1', port }, 'SONOGATE', 300);
+    const dest = new DicomStoreDestination({ name: 'p', aeTitle: 'PACS', host: '127.0.0.1', port: hung.port }, 'SONOGATE', 300);
     for (let i = 0; i < 3; i++) expect(await dest.echo()).toMatchObject({ ok: false, error: expect.stringMatching(/^send\.(timeout|network_error)/) });
-    expect(held).toHaveLength(3);
+    expect(hung.held).toHaveLength(3);
     await new Promise((r) => setTimeout(r, 200));
     // every press of "Test" let its socket go
     expect(ours()).toBe(0);
   } finally {
-    held.forEach((s) => s.destroy());
-    await new Promise<void>((r) => hung.close(() => r()));
+    await hung.close();
   }
 });
 
 test('abort() ends a send to a PACS that stopped answering at once (shutdown), reporting the files not delivered', async () => {
-  const held: net.Socket[] = [];
-  const hung = net.createServer((s) => {
-    s.pause();
-    held.push(s);
-    s.on('error', () => undefined);
-  });
-  await new Promise<void>((r) => hung.listen(0, '127.0.0.1', () => r()));
+  const hung = await hungPeer();
   try {
-    const dest = new DicomStoreDestination({ name: 'p', aeTitle: 'PACS', host: '127.0.0.1', port: (hung.address() as net.AddressInfo).port }, 'SONOGATE', 60_000);
+    const dest = new DicomStoreDestination({ name: 'p', aeTitle: 'PACS', host: '127.0.0.1', port: hung.port }, 'SONOGATE', 60_000);
     const file = writeTemp(dir, 'abort.dcm', writePart10(phantomDataset({ seed: 41 })));
     const t0 = Date.now();
     const sending = dest.send([{ path: file, sopClassUid: '1.2.840.10008.5.1.4.1.1.6.1', sopInstanceUid: '2.25.10041.1.41' }]);
-    for (let i = 0; i < 100 && !held.length; i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 100 && !hung.held.length; i++) await new Promise((r) => setTimeout(r, 20));
     dest.abort();
     const [r] = await sending;
     expect(Date.now() - t0).toBeLessThan(5000);
     expect(r).toMatchObject({ delivered: false, error: expect.stringMatching(/^send\.aborted/) });
   } finally {
-    held.forEach((s) => s.destroy());
-    await new Promise<void>((r) => hung.close(() => r()));
+    await hung.close();
   }
 });
 

@@ -62,6 +62,17 @@ function filesUnder(dir: string): string[] {
 
 const phantom = () => phantomFile({ seed: 7 });
 
+/** The real file operations, each write 15 ms late: a disk slower than the network. */
+function slowDisk(): FileOps {
+  return {
+    ...nodeFileOps,
+    async openForWrite(file) {
+      const h = await nodeFileOps.openForWrite(file);
+      return { ...h, write: async (d) => (await new Promise((r) => setTimeout(r, 15)), h.write(d)) };
+    },
+  };
+}
+
 test('a received instance is written, synced and moved into study/series before it is recorded and answered', async () => {
   const ops = spyFileOps();
   const { dataDir, receiver, stored, log } = setup({ fileOps: ops });
@@ -202,13 +213,7 @@ test('a transfer that ends with the association leaves nothing behind', async ()
 });
 
 test('a data set received whole is filed even if the association ends while its disk writes are still queued', async () => {
-  const slow: FileOps = {
-    ...nodeFileOps,
-    async openForWrite(file) {
-      const h = await nodeFileOps.openForWrite(file);
-      return { ...h, write: async (d) => (await new Promise((r) => setTimeout(r, 15)), h.write(d)) };
-    },
-  };
+  const slow = slowDisk();
   const { receiver, stored } = setup({ fileOps: slow });
   await receiver.prepare();
   const incoming = receiver.begin({ sopClassUid: US, sopInstanceUid: '2.25.10007.1.7', transferSyntaxUid: EXPLICIT_LE, callingAe: 'A', callingHost: 'h' });
@@ -223,13 +228,7 @@ test('a data set received whole is filed even if the association ends while its 
 });
 
 test('a disk slower than the network pauses the sender instead of buffering the data set in memory', async () => {
-  const slow: FileOps = {
-    ...nodeFileOps,
-    async openForWrite(file) {
-      const h = await nodeFileOps.openForWrite(file);
-      return { ...h, write: async (d) => (await new Promise((r) => setTimeout(r, 15)), h.write(d)) };
-    },
-  };
+  const slow = slowDisk();
   const { receiver } = setup({ fileOps: slow, bufferBytes: 16 * 1024 });
   await receiver.prepare();
   const flow = { paused: false, pauses: 0, resumes: 0, maxBuffered: 0 };
