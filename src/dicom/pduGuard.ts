@@ -3,8 +3,8 @@
  * 32-bit length in each PDU header and keeps concatenating chunks until that many bytes are in, so
  * one unauthenticated client claiming a 4 GiB PDU could fill the gateway's memory (and stall its
  * event loop) before any AE title is checked. A P-DATA-TF longer than the maximum we advertised,
- * or any other PDU over 1 MiB (an A-ASSOCIATE-RQ proposing every storage class in every transfer
- * syntax is some 60 KiB), ends the connection instead.
+ * or any other PDU over 1 MiB (an A-ASSOCIATE-RQ holds at most 128 presentation contexts, each a
+ * few hundred bytes), ends the connection instead.
  */
 
 /** The largest P-DATA-TF variable field we accept, and advertise in the A-ASSOCIATE-AC (PS3.8 D.1). */

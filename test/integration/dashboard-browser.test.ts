@@ -113,6 +113,15 @@ d('dashboard in a browser', () => {
       studyUid,
     );
 
+  /** Fills in the sign-in form as the first admin; resolves once a page and the live feed are up. */
+  const signIn = async () => {
+    await page.fill('#username-input', 'pacsadmin');
+    await page.fill('#password-input', ADMIN_PW);
+    await page.click('form#login button[type=submit]');
+    await page.waitForSelector('main[data-page]');
+    await page.waitForSelector('#live.on');
+  };
+
   const shot = (name: string) => page.screenshot({ path: path.join(OUT, `dashboard-${name}.png`), fullPage: true });
 
   test('an administrator signs in and watches a cine sent with dcmsend go from received to sent, with its overlay and a preview of each frame', async () => {
@@ -120,11 +129,8 @@ d('dashboard in a browser', () => {
     await page.waitForSelector('form#login');
     expect(await page.isVisible('#nav')).toBe(false);
     await shot('login');
-    await page.fill('#username-input', 'pacsadmin');
-    await page.fill('#password-input', ADMIN_PW);
-    await page.click('form#login button[type=submit]');
+    await signIn();
     await page.waitForSelector('main[data-page="overview"]');
-    await page.waitForSelector('#live.on');
 
     await page.goto(`${base}/#/studies`);
     await page.waitForSelector('main[data-page="studies"]');
@@ -300,11 +306,7 @@ d('dashboard in a browser', () => {
     await page.waitForSelector('form#login', { timeout: 15_000 });
     expect(await page.textContent('#login-error')).toContain('session ended');
     expect(await page.isVisible('#nav')).toBe(false);
-    await page.fill('#username-input', 'pacsadmin');
-    await page.fill('#password-input', ADMIN_PW);
-    await page.click('form#login button[type=submit]');
-    await page.waitForSelector('main[data-page]');
-    await page.waitForSelector('#live.on');
+    await signIn();
     // the C-ECHO test against a PACS that is not listening reads as a failure, not in green
     await page.goto(`${base}/#/destinations`);
     await page.waitForSelector('main[data-page="destinations"] .echo-button');
