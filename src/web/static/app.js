@@ -100,7 +100,8 @@
     if (state.background && method === 'GET') headers['X-Sonogate-Background'] = '1';
     const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin' });
     if (res.status === 401 && url !== '/api/login') {
-      showLogin();
+      // signed in until now: the session ended on the server (timeout, sign-out elsewhere, reset)
+      showLogin(state.user ? 'Your session ended. Sign in again.' : undefined);
       throw new Unauthenticated('sign in first');
     }
     const data = res.status === 204 ? null : await res.json().catch(() => null);
