@@ -193,6 +193,16 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE instances ADD COLUMN purged_at INTEGER;
     `,
   },
+  {
+    version: 3,
+    description: 'studies.arrivals and jobs.arrivals_at_start: re-open detection that does not trust the wall clock',
+    sql: `
+      -- counts recorded instances; a job notes the count when it starts, and a higher count at its
+      -- end means instances arrived meanwhile (a clock stepped backwards cannot hide them)
+      ALTER TABLE studies ADD COLUMN arrivals INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE jobs ADD COLUMN arrivals_at_start INTEGER;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -205,8 +205,8 @@ export class Store {
         this.db
           .prepare(
             `INSERT INTO studies (study_uid, status, patient_name, patient_id, accession_number, study_date, study_description,
-               calling_ae, calling_host, first_received_at, last_received_at, updated_at)
-             VALUES (?, 'receiving', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+               calling_ae, calling_host, first_received_at, last_received_at, updated_at, arrivals)
+             VALUES (?, 'receiving', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
           )
           .run(i.studyUid, patient.patientName, patient.patientId, patient.accessionNumber, patient.studyDate, patient.studyDescription, i.callingAe, i.callingHost, now, now, now);
         transition = 'opened';
@@ -215,7 +215,7 @@ export class Store {
         const next: StudyStatus = study.status === 'processing' ? 'processing' : 'receiving';
         this.db
           .prepare(
-            `UPDATE studies SET status = ?, last_received_at = ?, calling_ae = ?, calling_host = ?, updated_at = ?,
+            `UPDATE studies SET status = ?, last_received_at = ?, calling_ae = ?, calling_host = ?, updated_at = ?, arrivals = arrivals + 1,
                patient_name = COALESCE(?, patient_name), patient_id = COALESCE(?, patient_id),
                accession_number = COALESCE(?, accession_number), study_date = COALESCE(?, study_date),
                study_description = COALESCE(?, study_description)
@@ -371,9 +371,9 @@ export class Store {
         | { id: number; studyUid: string }
         | undefined;
       if (!job) return null;
-      const study = this.db.prepare('SELECT run_count AS runCount, calling_ae AS callingAe, calling_host AS callingHost FROM studies WHERE study_uid = ?').get(job.studyUid) as
-        | { runCount: number; callingAe: string | null; callingHost: string | null }
-        | undefined;
+      const study = this.db
+        .prepare('SELECT run_count AS runCount, calling_ae AS callingAe, calling_host AS callingHost, arrivals FROM studies WHERE study_uid = ?')
+        .get(job.studyUid) as { runCount: number; callingAe: string | null; callingHost: string | null; arrivals: number } | undefined;
       if (!study) {
         this.db.prepare("UPDATE jobs SET status = 'failed', error_reason = 'internal', error_message = 'study row missing', finished_at = ? WHERE id = ?").run(now, job.id);
         return null;
@@ -381,8 +381,10 @@ export class Store {
       const run = study.runCount + 1;
       const outDir = outDirFor(job.studyUid, run);
       this.db
-        .prepare("UPDATE jobs SET status = 'running', attempts = attempts + 1, run = ?, out_dir = ?, started_at = ?, error_reason = NULL, error_message = NULL WHERE id = ?")
-        .run(run, outDir, now, job.id);
+        .prepare(
+          "UPDATE jobs SET status = 'running', attempts = attempts + 1, run = ?, out_dir = ?, started_at = ?, arrivals_at_start = ?, error_reason = NULL, error_message = NULL WHERE id = ?",
+        )
+        .run(run, outDir, now, study.arrivals, job.id);
       this.db.prepare("UPDATE studies SET status = 'processing', run_count = ?, updated_at = ? WHERE study_uid = ?").run(run, now, job.studyUid);
       this.addEvent('job.started', job.studyUid, { jobId: job.id, run }, now);
       return { jobId: job.id, studyUid: job.studyUid, run, startedAt: now, outDir, callingAe: study.callingAe, callingHost: study.callingHost };
@@ -407,11 +409,21 @@ export class Store {
   }
 
   /** A running job is still running (not requeued by a close or crash recovery meanwhile). */
-  private isRunning(jobId: number): { studyUid: string; startedAt: number } | null {
-    const j = this.db.prepare("SELECT study_uid AS studyUid, started_at AS startedAt FROM jobs WHERE id = ? AND status = 'running'").get(jobId) as
-      | { studyUid: string; startedAt: number }
-      | undefined;
+  private isRunning(jobId: number): { studyUid: string; startedAt: number; arrivalsAtStart: number | null } | null {
+    const j = this.db
+      .prepare("SELECT study_uid AS studyUid, started_at AS startedAt, arrivals_at_start AS arrivalsAtStart FROM jobs WHERE id = ? AND status = 'running'")
+      .get(jobId) as { studyUid: string; startedAt: number; arrivalsAtStart: number | null } | undefined;
     return j ?? null;
+  }
+
+  /**
+   * Did instances arrive after this job started? Compared by the study's arrival count, not by
+   * times: a clock stepped backwards during a job must not hide an instance from analysis. (A job
+   * started before the count existed — only possible across an upgrade — falls back to times.)
+   */
+  private arrivedSince(job: { studyUid: string; startedAt: number; arrivalsAtStart: number | null }): boolean {
+    const s = this.db.prepare('SELECT arrivals, last_received_at AS last FROM studies WHERE study_uid = ?').get(job.studyUid) as { arrivals: number; last: number };
+    return job.arrivalsAtStart === null ? s.last >= job.startedAt : s.arrivals > job.arrivalsAtStart;
   }
 
   /**
@@ -477,12 +489,11 @@ export class Store {
       }[]).filter((o) => !produced.has(o.sop) && o.source !== null && analysedSources.has(o.source));
       for (const o of stale) this.db.prepare("DELETE FROM sends WHERE output_sop_uid = ? AND status != 'sent'").run(o.sop);
       if (stale.length) this.addEvent('outputs.withdrawn', job.studyUid, { jobId, outputs: stale.map((o) => o.sop) }, now);
-      const study = this.db.prepare('SELECT last_received_at AS last, label, malignancy_probability AS p FROM studies WHERE study_uid = ?').get(job.studyUid) as {
-        last: number;
+      const study = this.db.prepare('SELECT label, malignancy_probability AS p FROM studies WHERE study_uid = ?').get(job.studyUid) as {
         label: Label | null;
         p: number | null;
       };
-      const reopened = study.last >= job.startedAt;
+      const reopened = this.arrivedSince(job);
       // with an instance failed this time, its earlier results still stand: the study keeps the
       // more severe of its earlier label and this run's
       let { label, malignancyProbability } = result;
@@ -508,8 +519,7 @@ export class Store {
       const job = this.isRunning(jobId);
       if (!job) return null;
       this.db.prepare("UPDATE jobs SET status = 'failed', finished_at = ?, error_reason = ?, error_message = ? WHERE id = ?").run(now, reason, message, jobId);
-      const last = (this.db.prepare('SELECT last_received_at AS last FROM studies WHERE study_uid = ?').get(job.studyUid) as { last: number }).last;
-      const reopened = last >= job.startedAt;
+      const reopened = this.arrivedSince(job);
       this.db
         .prepare('UPDATE studies SET status = ?, error_reason = ?, error_message = ?, updated_at = ? WHERE study_uid = ?')
         .run(reopened ? 'receiving' : 'failed', reason, message, now, job.studyUid);

@@ -1,5 +1,6 @@
 /** The durable state machine: studies, instances, jobs, outputs and sends in SQLite. */
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { SCHEMA_VERSION, Store } from '../../src/store';
 import type { ReceivedInstance, SendTarget } from '../../src/store';
 import type { StudyJobOutput } from '../../src/types/pipeline';
@@ -160,6 +161,43 @@ test('an instance arriving while the study is processed re-opens it when the run
   expect(store.completeJob(job.jobId, output(['1.1']), TARGETS, 12_200)).toEqual({ reopened: true });
   expect(store.getStudy(STUDY)!.status).toBe('receiving');
   expect(store.queueStudyIfQuiet(STUDY, QUIET, 12_200)).toEqual({ queued: true });
+});
+
+test('an instance arriving during a run re-opens the study even when the clock was stepped back meanwhile', () => {
+  const job = receiveAndClaim(['1.1'], 1000); // started at 11_001
+  // NTP stepped the clock back by 8 s: the new instance's time is before the job's start
+  expect(store.recordInstance(instance('1.2'), 3_000).transition).toBe('processing');
+  expect(store.completeJob(job.jobId, output(['1.1']), TARGETS, 3_500)).toEqual({ reopened: true });
+  expect(store.getStudy(STUDY)!.status).toBe('receiving');
+
+  // the same for a run that fails
+  expect(store.queueStudyIfQuiet(STUDY, QUIET, 20_000)).toEqual({ queued: true });
+  const again = store.claimNextJob(outDir, 20_001)!;
+  store.recordInstance(instance('1.3'), 15_000);
+  expect(store.failJob(again.jobId, 'inference.failed', 'boom', 15_500)).toEqual({ reopened: true });
+  expect(store.getStudy(STUDY)!.status).toBe('receiving');
+
+  // and a resend of an instance during a run counts as an arrival, too
+  expect(store.queueStudyIfQuiet(STUDY, QUIET, 30_000)).toEqual({ queued: true });
+  const third = store.claimNextJob(outDir, 30_001)!;
+  expect(store.completeJob(third.jobId, output(['1.1', '1.2', '1.3']), TARGETS, 30_500)).toEqual({ reopened: false });
+});
+
+test('a database from before the arrival count is upgraded; a job it left running falls back to times', () => {
+  const job = receiveAndClaim(['1.1'], 1000);
+  store.close();
+  // turn it back into a schema-2 database, as the previous release left it
+  const raw = new Database(path.join(dir, 'sonogate.db'));
+  raw.exec('ALTER TABLE studies DROP COLUMN arrivals; ALTER TABLE jobs DROP COLUMN arrivals_at_start; DELETE FROM schema_migrations WHERE version = 3');
+  raw.close();
+
+  store = Store.open(dir);
+  expect(store.schemaVersion()).toBe(SCHEMA_VERSION);
+  expect((store.db.prepare('SELECT arrivals FROM studies').get() as { arrivals: number }).arrivals).toBe(0);
+  store.recordInstance(instance('1.2'), 11_500);
+  store.recordInstance(instance('1.2'), 11_600); // a resend counts as an arrival too
+  expect((store.db.prepare('SELECT arrivals FROM studies').get() as { arrivals: number }).arrivals).toBe(2);
+  expect(store.completeJob(job.jobId, output(['1.1']), TARGETS, 12_000)).toEqual({ reopened: true });
 });
 
 test('a failed run marks job and study failed with the reason; a later instance re-opens the study', () => {
