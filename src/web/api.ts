@@ -14,7 +14,7 @@ import type { EchoResult } from '../dispatch/destination';
 import type { Accounts } from './accounts';
 import type { AuditLog } from './audit';
 import { auditRequest, createAuth, currentUser } from './auth';
-import { DashboardQueries, LABELS, STUDY_STATUSES } from './dashboardQueries';
+import { DashboardQueries, LABELS, STUDY_STATUSES, parseUtcOffset } from './dashboardQueries';
 import { DEFAULT_MAX_FRAMES } from '../dicom/limits';
 import { PngCache } from './images';
 import type { PreviewRenderer } from './previewRenderer';
@@ -109,7 +109,8 @@ export function apiRouter(deps: ApiDeps): Router {
   };
 
   r.get('/overview', (req, res) => {
-    const overview = queries.overview();
+    // "today" is the browser's day when the page sends its offset from UTC (tz, minutes)
+    const overview = queries.overview(Date.now(), parseUtcOffset(req.query.tz));
     auditList(req, res, 'study.list', overview.recent.length);
     res.json({
       ...overview,
@@ -130,8 +131,7 @@ export function apiRouter(deps: ApiDeps): Router {
     const limit = intParam(q.limit, 50, 1, 200);
     const offset = intParam(q.offset, 0, 0, 1e9);
     // the browser's offset from UTC, so that From / To are the days the page shows (±14 h)
-    const tz = typeof q.tz === 'string' && /^-?\d{1,3}$/.test(q.tz) && Math.abs(Number(q.tz)) <= 14 * 60 ? Number(q.tz) : undefined;
-    const list = queries.listStudies({ status, label, from: q.from as string | undefined, to: q.to as string | undefined, utcOffsetMinutes: tz, limit, offset });
+    const list = queries.listStudies({ status, label, from: q.from as string | undefined, to: q.to as string | undefined, utcOffsetMinutes: parseUtcOffset(q.tz), limit, offset });
     auditList(req, res, 'study.list', list.items.length);
     res.json({ ...list, limit, offset });
   });

@@ -10,11 +10,23 @@ import type { Store } from '../store/store';
 export const STUDY_STATUSES: readonly StudyStatus[] = ['receiving', 'queued', 'processing', 'processed', 'failed'];
 export const LABELS = ['normal', 'benign', 'malignant'] as const;
 
-/** Local midnight of the day `now` falls in (the dashboard's "today"). */
-export function startOfDay(now: number): number {
+/**
+ * Midnight of the day `now` falls in (the dashboard's "today"): in the gateway's local time, or,
+ * given `utcOffsetMinutes`, in the zone that far from UTC (the browser's).
+ */
+export function startOfDay(now: number, utcOffsetMinutes?: number): number {
+  if (utcOffsetMinutes !== undefined) {
+    const shift = utcOffsetMinutes * 60_000;
+    return Math.floor((now + shift) / 86_400_000) * 86_400_000 - shift;
+  }
   const d = new Date(now);
   d.setHours(0, 0, 0, 0);
   return d.getTime();
+}
+
+/** A browser's offset from UTC in minutes (east positive, within ±14 h) from a query value, or undefined. */
+export function parseUtcOffset(v: unknown): number | undefined {
+  return typeof v === 'string' && /^-?\d{1,3}$/.test(v) && Math.abs(Number(v)) <= 14 * 60 ? Number(v) : undefined;
 }
 
 /**
@@ -194,8 +206,8 @@ export class DashboardQueries {
     };
   }
 
-  overview(now = Date.now()) {
-    const day = startOfDay(now);
+  overview(now = Date.now(), utcOffsetMinutes?: number) {
+    const day = startOfDay(now, utcOffsetMinutes);
     const one = <T>(sql: string, ...args: unknown[]) => this.db.prepare(sql).get(...args) as T;
     const n = (sql: string, ...args: unknown[]) => one<{ n: number }>(sql, ...args).n;
     const finishedToday = this.db

@@ -151,6 +151,12 @@ d('dashboard API', () => {
     expect((await c.get(`/api/studies?from=${dayAt(840)}&to=${dayAt(840)}&tz=840`)).body.total).toBe(1);
     expect((await c.get(`/api/studies?from=${dayAt(-720)}&to=${dayAt(-720)}&tz=-720`)).body.total).toBe(1);
     expect((await c.get(`/api/studies?from=${dayAt(840)}&to=${dayAt(840)}&tz=-720`)).body.total).toBe(0);
+    // the overview's "today" is the browser's day too: it starts at that zone's midnight and holds the study
+    for (const tz of [840, -720]) {
+      const o = (await c.get(`/api/overview?tz=${tz}`)).body;
+      expect(o.today.since).toBe(Date.parse(`${dayAt(tz)}T00:00:00Z`) - tz * 60_000);
+      expect(o.today.studiesReceived).toBeGreaterThanOrEqual(1);
+    }
     expect((await c.get('/api/studies?label=malignant')).body.total).toBe(0);
     expect((await c.get('/api/studies?offset=1')).body.items).toEqual([]);
   });

@@ -202,7 +202,7 @@
   // ------------------------------------------------------------------ pages
 
   async function overviewPage() {
-    const o = await api('GET', '/api/overview');
+    const o = await api('GET', '/api/overview?tz=' + -new Date().getTimezoneOffset());
     const t = o.today;
     const q = o.queue;
     const stat = (label, value, cls, id) => h('div', { class: `stat ${cls || ''}`, id }, h('div', { class: 'value' }, String(value)), h('div', { class: 'label' }, label));
