@@ -69,6 +69,7 @@ export function apiRouter(deps: ApiDeps): Router {
   const auth = createAuth({ accounts, audit, loginRateLimit: config.http.loginRateLimit, idleMs: config.http.sessionIdleMinutes * 60_000 });
   const pngs = new PngCache((file, width, frame) => previews.render(file, width, frame));
   const echoes = new Map<string, EchoResult & { at: number; by: string }>();
+  const echoing = new Map<string, Promise<EchoResult>>();
   const r = express.Router();
 
   r.use((_req, res, next) => {
@@ -233,7 +234,14 @@ export function apiRouter(deps: ApiDeps): Router {
       res.status(404).json({ error: 'not_found', message: 'not a configured destination' });
       return;
     }
-    const result = await d.echo();
+    // one C-ECHO per destination at a time: a request made while one is under way gets its
+    // answer, so no number of clicks (from viewers, too) opens more associations to the PACS
+    let pending = echoing.get(name);
+    if (!pending) {
+      pending = d.echo().finally(() => echoing.delete(name));
+      echoing.set(name, pending);
+    }
+    const result = await pending;
     echoes.set(name, { ...result, at: Date.now(), by: user(res) });
     auditRequest(audit, req, res, 'destination.echo', result.ok ? 'ok' : 'failed', { target: name, detail: result });
     res.json(result);

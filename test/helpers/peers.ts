@@ -184,3 +184,25 @@ export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 20_
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/**
+ * A PACS that accepts connections and then stops answering. It never reads, so it never sees our
+ * FIN and never closes its side either. `held` lists the connections it took.
+ */
+export async function startHungPeer(): Promise<{ port: number; held: net.Socket[]; close(): Promise<void> }> {
+  const held: net.Socket[] = [];
+  const server = net.createServer((s) => {
+    s.pause();
+    held.push(s);
+    s.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, LOOPBACK, () => r()));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    held,
+    close: async () => {
+      held.forEach((s) => s.destroy());
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}

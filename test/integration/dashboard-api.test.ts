@@ -13,7 +13,7 @@ import { Accounts } from '../../src/web/accounts';
 import { startWebServer, WebServer } from '../../src/web/server';
 import { DashboardClient } from '../helpers/dashboardClient';
 import { copyProcessor, silentLogger, tempDir, testConfig, writeTemp } from '../helpers/gatewayHarness';
-import { eventually, freePort, startStoreScp, StoreScpPeer, storescu } from '../helpers/peers';
+import { eventually, freePort, startHungPeer, startStoreScp, StoreScpPeer, storescu } from '../helpers/peers';
 import { phantomFile } from '../helpers/phantom';
 
 const PATIENT = 'Dashboard^Alice';
@@ -28,6 +28,7 @@ const d = haveDcmtk ? describe : describe.skip;
 d('dashboard API', () => {
   let dir: string;
   let pacs: StoreScpPeer;
+  let silent: Awaited<ReturnType<typeof startHungPeer>>;
   let gateway: Gateway;
   let web: WebServer;
   let base: string;
@@ -35,6 +36,7 @@ d('dashboard API', () => {
   beforeAll(async () => {
     dir = tempDir('web-api');
     pacs = await startStoreScp({ dir: path.join(dir, 'pacs') });
+    silent = await startHungPeer();
     const config = testConfig({
       dataDir: path.join(dir, 'data'),
       port: await freePort(),
@@ -42,7 +44,10 @@ d('dashboard API', () => {
         { name: 'pacs', aeTitle: pacs.aeTitle, host: '127.0.0.1', port: pacs.port },
         // nobody listens there: its sends keep failing
         { name: 'down', aeTitle: 'NOBODY', host: '127.0.0.1', port: await freePort() },
+        // a peer that takes connections and never answers (C-ECHO test only: no results go there)
+        { name: 'silent', aeTitle: 'SILENT', host: '127.0.0.1', port: silent.port },
       ],
+      dicom: { allowedCallers: [{ aeTitle: 'US_SCANNER', destinations: ['pacs', 'down'] }] },
       http: { host: '127.0.0.1', port: 0, loginRateLimit: { max: 4, windowSeconds: 600 } },
     });
     gateway = await startGateway(config, copyProcessor(), silentLogger());
@@ -68,6 +73,7 @@ d('dashboard API', () => {
     await web?.close();
     await gateway?.close();
     await pacs?.stop();
+    await silent?.close();
   });
 
   test('health and readiness probes answer without a session and without patient data', async () => {
@@ -159,6 +165,18 @@ d('dashboard API', () => {
     }
     expect((await c.get('/api/studies?label=malignant')).body.total).toBe(0);
     expect((await c.get('/api/studies?offset=1')).body.items).toEqual([]);
+  });
+
+  test('C-ECHO tests of one destination run one at a time: clicks made meanwhile share its answer', async () => {
+    const c = new DashboardClient(base);
+    await c.login('viewer', VIEWER_PW);
+    const answers = await Promise.all(Array.from({ length: 8 }, () => c.post('/api/destinations/silent/echo', {})));
+    expect(answers.map((a) => a.status)).toEqual(Array(8).fill(200));
+    expect(answers.every((a) => a.body.ok === false && /^send\.(timeout|network_error)/.test(a.body.error))).toBe(true);
+    expect(silent.held.length).toBe(1); // one association for eight clicks
+    // the next click, after the answer, tests again
+    await c.post('/api/destinations/silent/echo', {});
+    expect(silent.held.length).toBe(2);
   });
 
   test('a viewer doing an admin action gets 403, and the refusal is in the audit log', async () => {

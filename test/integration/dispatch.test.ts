@@ -6,7 +6,7 @@ import { part10DatasetOffset, writePart10 } from '../../src/dicom/part10';
 import { DicomStoreDestination } from '../../src/dispatch/dicomStore';
 import { Gateway, startGateway } from '../../src/gateway';
 import { copyProcessor, silentLogger, tempDir, testConfig, writeTemp } from '../helpers/gatewayHarness';
-import { StoreScpPeer, freePort, startStoreScp } from '../helpers/peers';
+import { StoreScpPeer, freePort, startHungPeer, startStoreScp } from '../helpers/peers';
 import { phantomDataset } from '../helpers/phantom';
 
 const SC = '1.2.840.10008.5.1.4.1.1.7';
@@ -65,30 +65,8 @@ test('C-ECHO reports success, and a dead port as a network error', async () => {
   expect(dead).toMatchObject({ ok: false, error: expect.stringMatching(/^send\.network_error: .*ECONNREFUSED/) });
 });
 
-/**
- * A PACS that accepts connections and then stops answering. It never reads, so it never sees our
- * FIN and never closes its side either.
- */
-async function hungPeer() {
-  const held: net.Socket[] = [];
-  const server = net.createServer((s) => {
-    s.pause();
-    held.push(s);
-    s.on('error', () => undefined);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    held,
-    close: async () => {
-      held.forEach((s) => s.destroy());
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
-}
-
 test('a C-ECHO to a PACS that accepts the connection and never answers times out and lets the connection go', async () => {
-  const hung = await hungPeer();
+  const hung = await startHungPeer();
   // our sockets to it still open (process handles: what a leak would keep)
   const ours = () =>
     (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().filter((h) => h instanceof net.Socket && h.remotePort === hung.port && !h.destroyed).length;
@@ -105,7 +83,7 @@ test('a C-ECHO to a PACS that accepts the connection and never answers times out
 });
 
 test('abort() ends a send to a PACS that stopped answering at once (shutdown), reporting the files not delivered', async () => {
-  const hung = await hungPeer();
+  const hung = await startHungPeer();
   try {
     const dest = new DicomStoreDestination({ name: 'p', aeTitle: 'PACS', host: '127.0.0.1', port: hung.port }, 'SONOGATE', 60_000);
     const file = writeTemp(dir, 'abort.dcm', writePart10(phantomDataset({ seed: 41 })));
