@@ -195,6 +195,23 @@ const ENCODINGS: Encoding[] = [
     if (original && !LOSSY.includes(encoding.ts)) expect(difference(ours.frames, original).max).toBe(0);
   });
 
+  test('native YBR_FULL_422 with an odd number of columns: pixel pairs run on across rows, as DCMTK and pydicom read them', async () => {
+    // 7 x 4: each odd row ends in the middle of a Y1 Y2 Cb Cr group; a decoder that paired pixels
+    // within rows would get the last pixel of such a row (and everything after it) wrong
+    const rows = 4;
+    const columns = 7;
+    let x = 11;
+    const packed = Uint8Array.from({ length: rows * columns * 2 }, () => (x = (x * 1103515245 + 12345) & 0x7fffffff) >> 23);
+    const ds = { ...phantomDataset({ frames: 1, rows, columns, seed: 1 }), SamplesPerPixel: 3, PhotometricInterpretation: 'YBR_FULL_422', PlanarConfiguration: 0, PixelData: [packed.buffer] };
+    const output = join(dir, 'ybr422-odd.dcm');
+    writeFileSync(output, writePart10(ds));
+    const ours = await decodeFile(output);
+    expect([ours.columns, ours.rows]).toEqual([columns, rows]);
+    // DCMTK's YBR formula truncates (see the vendor-file test): within one level of it, and of pydicom
+    expect(difference(ours.frames, referenceGray(output, ['--decoder', 'dcmtk']).frames).max).toBeLessThanOrEqual(1);
+    expect(difference(ours.frames, referenceGray(output, ['--decoder', 'pydicom']).frames).max).toBeLessThanOrEqual(1);
+  });
+
   test('JPEG 2000 lossless (dcmjs-codecs encoder) matches pydicom + OpenJPEG', async () => {
     await NativeCodecs.initializeAsync();
     const bytes = readFileSync(sources.colour.path);
