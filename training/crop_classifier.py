@@ -1,11 +1,13 @@
 #!/usr/bin/python3
-"""Feasibility check for a second classifier that sees only the lesion (rule 16 in model/MODEL_CARD.md;
+"""Feasibility check for a second classifier that sees only the lesion (rules 16 and 28 in model/MODEL_CARD.md;
 val only, test is never read, nothing is exported):
 
   /usr/bin/python3 training/crop_classifier.py --details <val details from sonogate evaluate> \
       training/runs/shipped/member0.pt training/runs/shipped/member1.pt@128 training/runs/shipped/member2.pt@128
+  (rule 28: --encoder mobilenetv2 --picture-size 256 --crop 128 --seed 28, and 1.8.0's four networks,
+   the above and training/runs/gpu24/p3.pt)
 
-A small CNN is trained for a fixed number of epochs (no checkpoint choice) on crops of the train
+A small CNN (or, with --encoder mobilenetv2, Keras' ImageNet MobileNetV2) is trained for a fixed number of epochs (no checkpoint choice) on crops of the train
 lesion images, benign against malignant: the ground-truth mask's bounding box, squared, with a
 margin, cut from the picture at --picture-size and resized to --crop, with flips, box jitter,
 rotation, gain, gamma and speckle. On the val lesion images it is scored on crops from the given
@@ -18,6 +20,7 @@ import json
 import math
 import os
 import sys
+import time
 
 import numpy as np
 import torch
@@ -28,6 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from data import load_arrays  # noqa: E402
 from metrics import auc  # noqa: E402
+from mobilenet import MobileNetV2Encoder, load_imagenet  # noqa: E402
 from train import ROOT, load_members  # noqa: E402
 
 
@@ -96,6 +100,20 @@ class CropNet(nn.Module):
         return self.head(self.features(x).mean(dim=(2, 3)))[:, 0]
 
 
+class MobileCropNet(nn.Module):
+    """MobileNetV2 (training/mobilenet.py; grey crop fed as R = G = B, halved after standardise() as in
+    MobileAttentionUNet), global average pooling of its 1280 features, dropout and one linear logit."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = MobileNetV2Encoder(1)
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(1280, 1))
+
+    def forward(self, x):
+        _, _, last = self.encoder(0.5 * x)
+        return self.head(last.mean(dim=(2, 3)))[:, 0]
+
+
 def predicted_masks(paths, images256, threshold):
     net = load_members(paths)
     out = []
@@ -121,6 +139,10 @@ def main():
     p.add_argument("--seed", type=int, default=22)
     p.add_argument("--threshold", type=float, default=0.3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--encoder", choices=("small", "mobilenetv2"), default="small",
+                   help="small: rule 16's CNN from random weights; mobilenetv2: Keras' ImageNet MobileNetV2 (rule 28)")
+    p.add_argument("--encoder-lr-scale", type=float, default=0.3, help="the pretrained encoder's learning rate, relative to the head's")
+    p.add_argument("--pretrained", default=os.path.join(ROOT, "training", "cache", "mobilenet_v2_imagenet"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -135,16 +157,24 @@ def main():
 
     xt, mt, yt, _, _ = lesion_set("train")
     bt = [box_of(m, args.margin) for m in mt]
-    net = CropNet()
+    if args.encoder == "mobilenetv2":
+        net = MobileCropNet()
+        print(json.dumps({"imagenet_tensors": load_imagenet(net.encoder, args.pretrained)}), flush=True)
+        groups = [{"params": net.encoder.parameters(), "lr": args.lr * args.encoder_lr_scale},
+                  {"params": net.head.parameters(), "lr": args.lr}]
+    else:
+        net = CropNet()
+        groups = [{"params": net.parameters(), "lr": args.lr}]
     print(json.dumps({"train_lesion_images": len(yt), "malignant": int(yt.sum()),
                       "parameters": sum(q.numel() for q in net.parameters())}), flush=True)
     g = torch.Generator().manual_seed(args.seed)
     pos = float(yt.mean())
     loss_weight = torch.tensor([0.5 / (1 - pos), 0.5 / pos])  # class-balanced
-    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=1e-4)
     steps = args.epochs * math.ceil(len(yt) / args.batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=steps, pct_start=0.05)
     y_all = torch.from_numpy(yt)
+    started = time.time()
     for epoch in range(args.epochs):
         net.train()
         order = torch.randperm(len(yt), generator=g)
@@ -164,7 +194,7 @@ def main():
             opt.step()
             sched.step()
             total += float(loss) * len(idx)
-        print(json.dumps({"epoch": epoch + 1, "loss": round(total / len(yt), 4)}), flush=True)
+        print(json.dumps({"epoch": epoch + 1, "loss": round(total / len(yt), 4), "seconds": round(time.time() - started)}), flush=True)
 
     # val: boxes from the networks' outline (ground truth where it is empty) and from the ground truth
     xv, mv, yv, fv, keep = lesion_set("val")
@@ -190,6 +220,7 @@ def main():
         c = logits(boxes)
         out["auc_crop_" + name] = auc(yv > 0, c)
         out["auc_fused_" + name] = auc(yv > 0, c + ship_logit)
+        out["accuracy_crop_" + name] = float(((c > 0) == (yv > 0)).mean())
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}), flush=True)
 
 
