@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ConfigError, loadConfig } from './config/load';
 import { Config } from './config/schema';
+import { quietDicomLibraries } from './dicom/libraryLogs';
 import { createLogger } from './log';
 import { ModelError } from './inference/modelSpec';
 import { AccountError } from './web/passwords';
@@ -28,6 +29,9 @@ function configFrom(opts: { config?: string }): Config {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // analyze, evaluate and send read DICOM here (serve sets its own from log.level): the libraries'
+  // console messages would be mixed into what these commands print
+  quietDicomLibraries();
   const program = new Command();
   program
     .name('sonogate')

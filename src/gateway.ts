@@ -9,6 +9,7 @@
  */
 import path from 'node:path';
 import dimse from 'dcmjs-dimse';
+import { quietDicomLibraries } from './dicom/libraryLogs';
 import { ConfigError } from './config/load';
 import type { Config } from './config/schema';
 import { loadTlsConfig } from './config/tlsFiles';
@@ -62,18 +63,14 @@ export interface Gateway {
   crash(): Promise<void>;
 }
 
-function quietDimseLog(level: string): void {
-  // dcmjs-dimse logs every PDU at info through loglevel; ours are structured and UID-only
-  dimse.log.setLevel(level === 'debug' || level === 'trace' ? 'warn' : 'silent');
-}
-
 export async function startGateway(config: Config, processor: StudyProcessor, logger: Logger, options: GatewayOptions = {}): Promise<Gateway> {
   const dataDir = path.resolve(config.dataDir);
   const log = logger.child({ component: 'gateway' });
   // PEM files are read and checked before anything opens: a bad one is a ConfigError naming its key
   const tlsFiles = loadTlsConfig(config);
   for (const m of [tlsFiles.listener, ...tlsFiles.destinations.values()]) for (const w of m?.warnings ?? []) log.warn(w);
-  quietDimseLog(config.log.level);
+  // the DICOM libraries' own console messages are not JSON (ours are structured and UID-only)
+  quietDicomLibraries(config.log.level === 'debug' || config.log.level === 'trace');
   dimse.Implementation.setImplementationClassUid(IMPLEMENTATION_CLASS_UID);
   dimse.Implementation.setImplementationVersion(IMPLEMENTATION_VERSION_NAME);
 

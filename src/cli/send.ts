@@ -3,10 +3,10 @@
  * client for demos, tests and re-sending by hand; with the three TLS files it speaks DICOM TLS
  * and verifies the peer's certificate against the CA (there is no switch to skip that check).
  */
-import dimse from 'dcmjs-dimse';
 import type { TlsFilesConfig } from '../config/schema';
 import { loadTlsFiles } from '../config/tlsFiles';
 import { readHeader } from '../dicom/header';
+import { quietDicomLibraries } from '../dicom/libraryLogs';
 import { OutgoingFile } from '../dispatch/destination';
 import { DicomStoreDestination } from '../dispatch/dicomStore';
 import { collectFiles } from './analyze';
@@ -18,8 +18,8 @@ export async function runSend(
   timeoutSeconds: number,
   tlsFiles: TlsFilesConfig | null = null,
 ): Promise<number> {
-  // dcmjs-dimse's own association dumps would be mixed into our one line per file on stdout
-  dimse.log.setLevel('silent');
+  // the DICOM libraries' own messages (association dumps, private tags) would be mixed into our one line per file
+  quietDicomLibraries();
   // checked before anything is read or sent: a bad key names the option (ConfigError, exit 2)
   const names = { cert: '--tls-cert', key: '--tls-key', ca: '--tls-ca' } as const;
   const tlsMaterial = tlsFiles ? loadTlsFiles('--tls', tlsFiles, new Date(), (f) => names[f]) : null;

@@ -2,6 +2,7 @@
  * Worker process: owns one onnxruntime session and answers requests from the pool (workerPool.ts)
  * over the IPC channel. It exits when the gateway goes away (src/workerProcess.ts).
  */
+import { quietDicomLibraries } from '../dicom/libraryLogs';
 import type { FramePredictor } from '../pipeline/analyzeInstance';
 import { processInstanceFile } from '../pipeline/processStudy';
 import { loadModelSpec, ModelError } from './modelSpec';
@@ -32,6 +33,7 @@ function reportingProgress(predictor: Predictor, progress: () => void): FramePre
 }
 
 async function main(): Promise<void> {
+  quietDicomLibraries(); // their console messages are not the gateway's JSON log
   const reply: (m: WorkerReply) => void = parentChannel();
   const init = JSON.parse(process.env[WORKER_INIT_ENV] ?? 'null') as WorkerInit;
   let predictor: Predictor;

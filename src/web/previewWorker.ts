@@ -3,6 +3,7 @@
  * DICOM file's frame and encodes the PNG away from the event loop that the DICOM listener
  * and the API share.
  */
+import { quietDicomLibraries } from '../dicom/libraryLogs';
 import { parentChannel } from '../workerProcess';
 import { NotRenderable, renderPng } from './images';
 
@@ -16,6 +17,7 @@ export interface PreviewRequest {
 
 export type PreviewReply = { id: number; png: Uint8Array } | { id: number; error: string; notRenderable: boolean };
 
+quietDicomLibraries();
 const reply: (m: PreviewReply) => void = parentChannel();
 process.on('message', (req: PreviewRequest) => {
   renderPng(req.file, req.maxWidth, req.frame).then(

@@ -135,6 +135,24 @@ d('scanner → sonogate serve → PACS', () => {
     expect(Buffer.from(segA.PixelData[0]).equals(Buffer.from(segP.PixelData[0]))).toBe(true);
   }, 60_000);
 
+  test('the log stays JSON lines and `sonogate send` prints one line per file, also for Implicit VR data sets', async () => {
+    // dcmjs warns on the console for every Implicit VR data set ("Invalid vr type ox - using OW")
+    const implicit = path.join(work, 'in', 'implicit.dcm');
+    const base = path.join(work, 'in', 'implicit-src.dcm');
+    fs.writeFileSync(base, phantomFile({ seed: 15, studyInstanceUid: '2.25.7006' }));
+    expect((await runTool('dcmconv', ['+ti', base, implicit])).code).toBe(0);
+    const before = serve!.log().length;
+    const sent = await runTool(process.execPath, [CLI, 'send', implicit, '--to', `SONOGATE@127.0.0.1:${dicomPort}`, '--calling-ae', 'US_SCANNER']);
+    expect(sent.code).toBe(0);
+    expect(sent.stdout.trim().split('\n')).toHaveLength(1);
+    expect(sent.stderr).toBe('');
+    expect((await storescu([implicit], { port: dicomPort, extraArgs: ['-xi'] })).code).toBe(0); // as a scanner proposing Implicit VR only
+    await eventually(async () => byStudy(await pacs.received(), '2.25.7006').length >= 3, 60_000, 'results of the Implicit VR study');
+    const lines = serve!.log().slice(before).split('\n').filter((l) => l.trim());
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.filter((l) => !l.startsWith('{'))).toEqual([]);
+  }, 90_000);
+
   test('an undecodable ultrasound file is kept and marked failed with its reason; the gateway keeps serving', async () => {
     const ds = readPart10(fs.readFileSync(inputs.mono)).dataset;
     const broken = { ...ds, SOPInstanceUID: '2.25.7005.1', StudyInstanceUID: '2.25.7005', Rows: 4000, Columns: 4000 }; // pixel data far too short
