@@ -166,7 +166,7 @@ export class DicomStoreDestination implements Destination {
         problem ??= `send.association_rejected: result ${r.result}, source ${r.source}, reason ${r.reason}`;
       });
       client.on('networkError', (e: Error) => {
-        problem ??= `send.network_error: ${e.message}`;
+        problem ??= this.networkError(e);
       });
       client.on('closed', finish);
       try {
@@ -177,7 +177,7 @@ export class DicomStoreDestination implements Destination {
         // while the kernel drains a large object: once connected, allow what a PDU may take
         client.on('connected', () => socketOf(client)?.setTimeout?.(options.pduTimeout));
       } catch (e) {
-        problem = `send.network_error: ${(e as Error).message}`;
+        problem = this.networkError(e as Error);
         finish();
       }
     });
@@ -190,6 +190,15 @@ export class DicomStoreDestination implements Destination {
       }
     }
     return results;
+  }
+
+  /**
+   * A network error naming the peer as configured. dcmjs-dimse prefixes its messages with
+   * "<called AE> -> ", which is empty before an association exists (a refused connection).
+   */
+  private networkError(e: Error): string {
+    const { aeTitle, host, port } = this.target;
+    return `send.network_error: ${aeTitle}@${host}:${port}: ${e.message.replace(/^[^>]{0,20}->\s*/, '')}`;
   }
 
   /** Ends every association in progress now (shutdown); their files are reported not delivered. */
@@ -211,7 +220,7 @@ export class DicomStoreDestination implements Destination {
         result = `send.association_rejected: result ${r.result}, source ${r.source}, reason ${r.reason}`;
       });
       client.on('networkError', (e: Error) => {
-        if (result?.startsWith('send.no_answer')) result = `send.network_error: ${e.message}`;
+        if (result?.startsWith('send.no_answer')) result = this.networkError(e);
       });
       const guard = setTimeout(() => {
         // a hung peer keeps the half-closed socket open for ever: each press of "Test" would leak one
