@@ -9,6 +9,7 @@ import { ConfigError, loadConfig } from './config/load';
 import { Config } from './config/schema';
 import { quietDicomLibraries } from './dicom/libraryLogs';
 import { createLogger } from './log';
+import { BackupError } from './cli/backup';
 import { ModelError } from './inference/modelSpec';
 import { AccountError } from './web/passwords';
 
@@ -115,6 +116,16 @@ async function main(argv: string[]): Promise<number> {
       code = await runSend(paths, { aeTitle: m[1], host: m[2], port: Number(m[3]) }, opts.callingAe, Number(opts.timeout), tls);
     });
 
+  program
+    .command('backup')
+    .description("copy the gateway's database (studies, sends, users, audit log) while it runs; prints one JSON line")
+    .requiredOption('-o, --out <file>', 'the copy to write (must not exist)')
+    .option('-c, --config <file>', 'configuration file (its dataDir holds the database)')
+    .action(async (opts) => {
+      const { runBackup } = await import('./cli/backup');
+      process.stdout.write(`${JSON.stringify(await runBackup(configFrom(opts), opts.out))}\n`);
+    });
+
   const users = program.command('users').description('dashboard accounts (password from stdin, or a prompt that does not echo)');
   users
     .command('add')
@@ -171,7 +182,7 @@ async function main(argv: string[]): Promise<number> {
     if (e instanceof CommanderError) {
       return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     }
-    if (e instanceof ConfigError || e instanceof UsageError || e instanceof ModelError || e instanceof AccountError) {
+    if (e instanceof ConfigError || e instanceof UsageError || e instanceof ModelError || e instanceof AccountError || e instanceof BackupError) {
       process.stderr.write(`sonogate: ${e.message}\n`);
       return EXIT_USAGE;
     }

@@ -2,6 +2,8 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import Database from 'better-sqlite3';
+import { SCHEMA_VERSION, Store } from '../../src/store';
 import { tempDir } from '../helpers/gatewayHarness';
 import { freePort } from '../helpers/peers';
 import { phantomFile } from '../helpers/phantom';
@@ -82,6 +84,34 @@ const run = (args: string[], env: Record<string, string> = {}) => spawnSync(proc
     const d = run(['serve', '--config', onFile]);
     expect(d.status).toBe(2);
     expect(d.stderr).toMatch(/dataDir: cannot use/);
+  });
+
+  test('backup copies the database while the gateway holds it open; the copy is checked, private, and never overwrites', async () => {
+    const dataDir = path.join(dir, 'backup-data');
+    const store = Store.open(dataDir); // stands in for the running gateway: it holds the database open
+    try {
+      store.recordInstance({ sopInstanceUid: '2.25.1.1', sopClassUid: '1.2.840.10008.5.1.4.1.1.6.1', transferSyntaxUid: '1.2.840.10008.1.2.1', studyUid: '2.25.1', seriesUid: '2.25.1.2', path: '/x.dcm', bytes: 1, callingAe: 'US', callingHost: '127.0.0.1', patientName: 'Doe^Jane' });
+      const cfg = path.join(dir, 'backup.json');
+      fs.writeFileSync(cfg, JSON.stringify({ dataDir }));
+      const out = path.join(dir, 'backup.db');
+      const r = spawnSync('/bin/sh', ['-c', `umask 000 && "${process.execPath}" "${CLI}" backup --out "${out}" --config "${cfg}"`], { encoding: 'utf8' });
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ file: out, studies: 1, instances: 1, users: 0, schemaVersion: SCHEMA_VERSION });
+      expect(fs.statSync(out).mode & 0o077).toBe(0);
+      const copy = new Database(out, { readonly: true });
+      try {
+        expect(copy.prepare('SELECT patient_name AS name FROM studies').all()).toEqual([{ name: 'Doe^Jane' }]);
+      } finally {
+        copy.close();
+      }
+      const again = run(['backup', '--out', out, '--config', cfg]);
+      expect([again.status, again.stderr]).toEqual([2, expect.stringMatching(/exists already/)]);
+      const none = run(['backup', '--out', path.join(dir, 'none.db')], { SONOGATE_DATA_DIR: path.join(dir, 'no-data') });
+      expect([none.status, none.stderr]).toEqual([2, expect.stringMatching(/no database at/)]);
+    } finally {
+      store.close();
+    }
   });
 
   test('analyze writes its results (patient data) readable by the owner and group only, whatever the umask', () => {
