@@ -16,6 +16,7 @@ import { listenError } from '../config/listenError';
 import type { CallerConfig } from '../config/schema';
 import type { Logger } from '../log';
 import { MAX_PDU_LENGTH, PduLengthGuard } from './pduGuard';
+import { TLS_CIPHERS } from './tlsPolicy';
 import { IncomingInstance, InstanceReceiver, StoreStatus } from './receive';
 import { SopClass, chooseTransferSyntax, chooseVerificationTransferSyntax, isUltrasoundSopClass } from './sopClasses';
 
@@ -278,6 +279,7 @@ function createTlsServer(opts: ListenerTls, handshakeTimeoutMs: number, onSocket
       requestCert: true,
       rejectUnauthorized: false, // checked below, with a log line
       minVersion: opts.minVersion,
+      ciphers: TLS_CIPHERS,
       handshakeTimeout: handshakeTimeoutMs,
     },
     (socket) => {
@@ -296,6 +298,9 @@ function createTlsServer(opts: ListenerTls, handshakeTimeoutMs: number, onSocket
   // handshake failures: no certificate, one not signed by our CA, plain DICOM on the TLS port, old TLS versions
   server.on('tlsClientError', (e, socket) => {
     logger.warn({ remote: normaliseHost(socket?.remoteAddress), err: e.message }, 'DICOM TLS handshake failed');
+    // with a listener for this event Node leaves the socket open: a peer that never finishes the
+    // handshake would hold its connection (and a file descriptor) for as long as it likes
+    socket?.destroy();
   });
   return server;
 }
@@ -336,6 +341,9 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
     if (opts.tls) {
       const secure = createTlsServer(opts.tls, timeoutMs, accept, opts.logger);
       secure.on('error', (e) => opts.logger.error({ err: e.message }, 'DICOM TLS listener error'));
+      // connections still in their handshake are not associations yet, but they hold a socket:
+      // the TLS port takes no more than dicom.maxAssociations at once, handshakes included
+      if (opts.maxAssociations) secure.maxConnections = opts.maxAssociations;
       servers.push(secure);
       tlsPort = await bind(secure, opts.host, opts.tls.port).catch((e) => Promise.reject(listenError(e, 'dicom.host / dicom.tls.port', opts.host, opts.tls!.port)));
     }

@@ -10,6 +10,7 @@
 import fsp from 'node:fs/promises';
 import dimse from 'dcmjs-dimse';
 import { part10DatasetOffset } from '../dicom/part10';
+import { TLS_CIPHERS } from '../dicom/tlsPolicy';
 import { Destination, EchoResult, FileSendResult, OutgoingFile, isDelivered } from './destination';
 
 const { Client, Dataset } = dimse;
@@ -102,7 +103,7 @@ export class DicomStoreDestination implements Destination {
       associationTimeout: this.timeoutMs,
       pduTimeout: this.allowanceMs(largestBytes),
       // never rejectUnauthorized: false — a PACS we cannot verify gets nothing
-      ...(t ? { securityOptions: { cert: t.cert, key: t.key, ca: t.ca, rejectUnauthorized: true, minVersion: 'TLSv1.2' } } : {}),
+      ...(t ? { securityOptions: { cert: t.cert, key: t.key, ca: t.ca, rejectUnauthorized: true, minVersion: 'TLSv1.2', ciphers: TLS_CIPHERS } } : {}),
     };
   }
 

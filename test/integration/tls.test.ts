@@ -11,6 +11,8 @@ import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { ConfigError } from '../../src/config/load';
+import { loadTlsFiles } from '../../src/config/tlsFiles';
+import { DicomStoreDestination } from '../../src/dispatch/dicomStore';
 import { Gateway, startGateway } from '../../src/gateway';
 import { Logger, createLogger } from '../../src/log';
 import { CertFiles, TestCa, dcmtkTlsArgs, makeCa, makeSelfSigned } from '../helpers/certs';
@@ -174,6 +176,65 @@ d('DICOM TLS', () => {
       });
     expect(await handshake('TLSv1.2')).toMatch(/^error/);
     expect(await handshake('TLSv1.3')).toBe('ok TLSv1.3');
+  });
+
+  test('a connection that never finishes its handshake is closed at the association timeout; handshakes count against maxAssociations', async () => {
+    const g = await start({ dicom: { associationTimeoutSeconds: 1, maxAssociations: 3 } });
+    const sockets = await Promise.all(
+      Array.from({ length: 5 }, () => new Promise<net.Socket>((resolve) => {
+        const s = net.connect(g.dicomTlsPort!, LOOPBACK, () => resolve(s)); // and then says nothing
+        s.on('error', () => undefined);
+      })),
+    );
+    const closedAt = sockets.map(() => 0);
+    const t0 = Date.now();
+    sockets.forEach((s, i) => s.on('close', () => (closedAt[i] = Date.now() - t0)));
+    try {
+      // two over the limit are dropped at once; the other three at the timeout, by the gateway
+      await eventually(() => closedAt.filter((t) => t > 0).length >= 2, 2000, 'connections over maxAssociations dropped');
+      await eventually(() => closedAt.every((t) => t > 0), 5000, 'unfinished handshakes closed');
+      expect(closedAt.filter((t) => t >= 800)).toHaveLength(3);
+    } finally {
+      sockets.forEach((s) => s.destroy());
+    }
+    // a scanner gets in again afterwards
+    expect((await storescu([image(34)], { port: g.dicomTlsPort!, extraArgs: tlsArgs(scanner) })).code).toBe(0);
+  });
+
+  test('TLS 1.2 cipher suites without forward secrecy or authenticated encryption are refused, in and out', async () => {
+    const g = await start();
+    const handshake = (ciphers: string) =>
+      new Promise<string>((resolve) => {
+        const s = tls.connect({
+          host: LOOPBACK, port: g.dicomTlsPort!, maxVersion: 'TLSv1.2', ciphers, ca: fs.readFileSync(ca.cert),
+          cert: fs.readFileSync(scanner.cert), key: fs.readFileSync(scanner.key), servername: 'localhost',
+        });
+        s.on('secureConnect', () => {
+          resolve(`ok ${s.getCipher().name}`);
+          s.destroy();
+        });
+        s.on('error', (e) => resolve(`error ${e.message}`));
+      });
+    for (const weak of ['AES128-SHA', 'AES256-GCM-SHA384', 'ECDHE-RSA-AES128-SHA']) expect(await handshake(weak)).toMatch(/^error/);
+    expect(await handshake('ECDHE-RSA-AES128-GCM-SHA256')).toBe('ok ECDHE-RSA-AES128-GCM-SHA256');
+
+    // out: a "PACS" that offers only a static-RSA CBC suite never sees a finished handshake
+    const pacsCert = ca.issue('weak-pacs', 'PACS');
+    let handshakes = 0;
+    const weakPacs = tls.createServer({ cert: fs.readFileSync(pacsCert.cert), key: fs.readFileSync(pacsCert.key), maxVersion: 'TLSv1.2', ciphers: 'AES128-SHA' }, (s) => {
+      handshakes++;
+      s.destroy();
+    });
+    weakPacs.on('tlsClientError', () => undefined);
+    await new Promise<void>((r) => weakPacs.listen(0, LOOPBACK, () => r()));
+    try {
+      const port = (weakPacs.address() as net.AddressInfo).port;
+      const dest = new DicomStoreDestination({ name: 'weak', aeTitle: 'PACS', host: LOOPBACK, port, tls: loadTlsFiles('t', { cert: sonogate.cert, key: sonogate.key, ca: ca.cert }, new Date(), (f) => f) }, 'SONOGATE', 3000);
+      expect((await dest.echo()).ok).toBe(false);
+      expect(handshakes).toBe(0);
+    } finally {
+      await new Promise<void>((r) => weakPacs.close(() => r()));
+    }
   });
 
   describe('results to a PACS over TLS', () => {
