@@ -129,7 +129,7 @@ export async function startGateway(config: Config, processor: StudyProcessor, lo
       processor: (input) => processor({ ...input, analyze: routing.current().analyze }),
       dataDir,
       concurrency: options.jobConcurrency ?? 1,
-      targetsFor: (job) => sendTargetsFor(config, job.callingAe, job.callingHost, routing.current()),
+      targetsFor: (job) => sendTargetsFor(config, job, routing.current()),
       onFinished: (job, outcome) => {
         if (outcome.outputs > 0) theSender.kick();
         if (outcome.reopened) theAssembler.watch(job.studyUid);

@@ -36,6 +36,8 @@ export interface IncomingMeta {
   transferSyntaxUid: string;
   callingAe: string;
   callingHost: string;
+  /** subject CN of the caller's client certificate, verified against dicom.tls.ca; null without one */
+  callingCN?: string | null;
 }
 
 export interface ReceiveOutcome {
@@ -171,6 +173,7 @@ export class InstanceReceiver {
         bytes,
         callingAe: meta.callingAe,
         callingHost: meta.callingHost,
+        callingCN: meta.callingCN ?? null,
         patientName: text(ds.PatientName),
         patientId: text(ds.PatientID),
         accessionNumber: text(ds.AccessionNumber),

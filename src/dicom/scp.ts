@@ -209,6 +209,7 @@ class SonogateScp extends Scp {
       transferSyntaxUid: context.getAcceptedTransferSyntaxUid() ?? '',
       callingAe: this.callingAe,
       callingHost: this.callingHost,
+      callingCN: this.peerCN,
     }, { pause: () => this.socket.pause(), resume: () => this.socket.resume() }, refusal);
     this.active.add(incoming);
     this.byRequest.set(request, incoming);

@@ -120,6 +120,11 @@ export interface ReceivedInstance {
   bytes: number;
   callingAe: string;
   callingHost: string;
+  /**
+   * subject CN of the caller's verified client certificate; null (or absent) without one. Routing
+   * matches allowedCallers entries that pin a CN by it, as the listener did when it let them in.
+   */
+  callingCN?: string | null;
   patientName?: string | null;
   patientId?: string | null;
   accessionNumber?: string | null;

@@ -203,6 +203,15 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE jobs ADD COLUMN arrivals_at_start INTEGER;
     `,
   },
+  {
+    version: 4,
+    description: "studies.calling_cn: the caller's verified certificate CN, so results are routed by the allowedCallers entry that let it in",
+    sql: `
+      -- '' when the caller had no verified certificate (plain TCP); NULL on studies received before
+      -- this column existed (routing then matches as it did: by AE title and host)
+      ALTER TABLE studies ADD COLUMN calling_cn TEXT;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -77,6 +77,8 @@ export interface ClaimedJob {
   /** the study's calling AE / host, for return-to-sender routing */
   callingAe: string | null;
   callingHost: string | null;
+  /** the caller's verified certificate CN; null without one; undefined when not recorded (older rows) */
+  callingCN?: string | null;
 }
 
 export interface JobFinish {
@@ -205,23 +207,23 @@ export class Store {
         this.db
           .prepare(
             `INSERT INTO studies (study_uid, status, patient_name, patient_id, accession_number, study_date, study_description,
-               calling_ae, calling_host, first_received_at, last_received_at, updated_at, arrivals)
-             VALUES (?, 'receiving', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
+               calling_ae, calling_host, calling_cn, first_received_at, last_received_at, updated_at, arrivals)
+             VALUES (?, 'receiving', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
           )
-          .run(i.studyUid, patient.patientName, patient.patientId, patient.accessionNumber, patient.studyDate, patient.studyDescription, i.callingAe, i.callingHost, now, now, now);
+          .run(i.studyUid, patient.patientName, patient.patientId, patient.accessionNumber, patient.studyDate, patient.studyDescription, i.callingAe, i.callingHost, i.callingCN ?? '', now, now, now);
         transition = 'opened';
         this.addEvent('study.opened', i.studyUid, { callingAe: i.callingAe }, now);
       } else {
         const next: StudyStatus = study.status === 'processing' ? 'processing' : 'receiving';
         this.db
           .prepare(
-            `UPDATE studies SET status = ?, last_received_at = ?, calling_ae = ?, calling_host = ?, updated_at = ?, arrivals = arrivals + 1,
+            `UPDATE studies SET status = ?, last_received_at = ?, calling_ae = ?, calling_host = ?, calling_cn = ?, updated_at = ?, arrivals = arrivals + 1,
                patient_name = COALESCE(?, patient_name), patient_id = COALESCE(?, patient_id),
                accession_number = COALESCE(?, accession_number), study_date = COALESCE(?, study_date),
                study_description = COALESCE(?, study_description)
              WHERE study_uid = ?`,
           )
-          .run(next, now, i.callingAe, i.callingHost, now, patient.patientName, patient.patientId, patient.accessionNumber, patient.studyDate, patient.studyDescription, i.studyUid);
+          .run(next, now, i.callingAe, i.callingHost, i.callingCN ?? '', now, patient.patientName, patient.patientId, patient.accessionNumber, patient.studyDate, patient.studyDescription, i.studyUid);
         switch (study.status) {
           case 'receiving':
             transition = 'extended';
@@ -372,8 +374,8 @@ export class Store {
         | undefined;
       if (!job) return null;
       const study = this.db
-        .prepare('SELECT run_count AS runCount, calling_ae AS callingAe, calling_host AS callingHost, arrivals FROM studies WHERE study_uid = ?')
-        .get(job.studyUid) as { runCount: number; callingAe: string | null; callingHost: string | null; arrivals: number } | undefined;
+        .prepare('SELECT run_count AS runCount, calling_ae AS callingAe, calling_host AS callingHost, calling_cn AS callingCN, arrivals FROM studies WHERE study_uid = ?')
+        .get(job.studyUid) as { runCount: number; callingAe: string | null; callingHost: string | null; callingCN: string | null; arrivals: number } | undefined;
       if (!study) {
         this.db.prepare("UPDATE jobs SET status = 'failed', error_reason = 'internal', error_message = 'study row missing', finished_at = ? WHERE id = ?").run(now, job.id);
         return null;
@@ -387,7 +389,9 @@ export class Store {
         .run(run, outDir, now, study.arrivals, job.id);
       this.db.prepare("UPDATE studies SET status = 'processing', run_count = ?, updated_at = ? WHERE study_uid = ?").run(run, now, job.studyUid);
       this.addEvent('job.started', job.studyUid, { jobId: job.id, run }, now);
-      return { jobId: job.id, studyUid: job.studyUid, run, startedAt: now, outDir, callingAe: study.callingAe, callingHost: study.callingHost };
+      // stored '' = no verified certificate; NULL = received before the column existed (unknown)
+      const callingCN = study.callingCN === null ? undefined : study.callingCN || null;
+      return { jobId: job.id, studyUid: job.studyUid, run, startedAt: now, outDir, callingAe: study.callingAe, callingHost: study.callingHost, callingCN };
     })();
   }
 

@@ -27,11 +27,21 @@ export function returnTransport(destination: string): 'plain' | 'tls' | null {
   return null;
 }
 
-/** The allowedCallers entry of a study's caller (the first that matches AE title and host). */
-function callerEntry(config: Config, callingAe: string | null, callingHost: string | null): CallerConfig | undefined {
+/**
+ * The allowedCallers entry of a study's caller: the first that matches AE title, host and, where
+ * the entry pins one, the client certificate's CN — the listener's rule (decideAssociation), so
+ * two devices sharing an AE title but not a certificate get their own entry's destinations.
+ * `callingCN` undefined (a study recorded before the CN was kept) compares AE title and host only.
+ */
+function callerEntry(config: Config, callingAe: string | null, callingHost: string | null, callingCN?: string | null): CallerConfig | undefined {
   if (!callingAe) return undefined;
   // hosts compare as the listener compares them ("::ffff:10.1.2.3" is 10.1.2.3)
-  return config.dicom.allowedCallers.find((c) => c.aeTitle.trim() === callingAe.trim() && (!c.host || !callingHost || normaliseHost(c.host) === normaliseHost(callingHost)));
+  return config.dicom.allowedCallers.find(
+    (c) =>
+      c.aeTitle.trim() === callingAe.trim() &&
+      (!c.host || !callingHost || normaliseHost(c.host) === normaliseHost(callingHost)) &&
+      (callingCN === undefined || !c.certificateCN || c.certificateCN === callingCN),
+  );
 }
 
 /**
@@ -39,17 +49,22 @@ function callerEntry(config: Config, callingAe: string | null, callingHost: stri
  * the dashboard get nothing. Return-to-sender targets are not configured destinations and are
  * not switched by it.
  */
-export function sendTargetsFor(config: Config, callingAe: string | null, callingHost: string | null, routing?: Pick<EffectiveRouting, 'enabledDestinations'>): SendTarget[] {
-  const caller = callerEntry(config, callingAe, callingHost);
+export function sendTargetsFor(
+  config: Config,
+  caller: { callingAe: string | null; callingHost: string | null; callingCN?: string | null },
+  routing?: Pick<EffectiveRouting, 'enabledDestinations'>,
+): SendTarget[] {
+  const { callingAe, callingHost } = caller;
+  const entry = callerEntry(config, callingAe, callingHost, caller.callingCN);
   // names are checked against `destinations` when the config is validated
-  const chosen = (caller?.destinations ? config.destinations.filter((d) => caller.destinations!.includes(d.name)) : config.destinations).filter(
+  const chosen = (entry?.destinations ? config.destinations.filter((d) => entry.destinations!.includes(d.name)) : config.destinations).filter(
     (d) => !routing || routing.enabledDestinations.has(d.name),
   );
   const targets: SendTarget[] = chosen.map((d) => ({ destination: d.name, aeTitle: d.aeTitle, host: d.host, port: d.port }));
-  const back = caller?.returnToSender;
-  const host = back?.host ?? caller?.host ?? callingHost;
-  if (caller && back && host) {
-    const aeTitle = back.aeTitle ?? caller.aeTitle;
+  const back = entry?.returnToSender;
+  const host = back?.host ?? entry?.host ?? callingHost;
+  if (entry && back && host) {
+    const aeTitle = back.aeTitle ?? entry.aeTitle;
     targets.push({ destination: returnDestinationName(aeTitle, host, back.port, back.tls), aeTitle, host, port: back.port });
   }
   return targets;

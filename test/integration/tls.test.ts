@@ -145,6 +145,32 @@ d('DICOM TLS', () => {
     expect(plain.output).toMatch(/Calling AE Title Not Recognized/i);
   });
 
+  test('two devices with one AE title, told apart by certificate CN: each one\'s results go to its own entry\'s destinations', async () => {
+    const siteA = await startStoreScp({ dir: path.join(dir, 'site-a'), aeTitle: 'SITE_A' });
+    const siteB = await startStoreScp({ dir: path.join(dir, 'site-b'), aeTitle: 'SITE_B' });
+    peers.push(siteA, siteB);
+    const g = await start({
+      destinations: [
+        { name: 'siteA', aeTitle: 'SITE_A', host: LOOPBACK, port: siteA.port },
+        { name: 'siteB', aeTitle: 'SITE_B', host: LOOPBACK, port: siteB.port },
+      ],
+      dicom: {
+        allowedCallers: [
+          { aeTitle: 'US_SCANNER', certificateCN: 'US_SCANNER', destinations: ['siteA'] },
+          { aeTitle: 'US_SCANNER', certificateCN: 'OTHER_DEVICE', destinations: ['siteB'] },
+        ],
+      },
+    });
+    expect((await storescu([image(35)], { port: g.dicomTlsPort!, extraArgs: tlsArgs(otherDevice) })).code).toBe(0);
+    const atB = await siteB.waitForFiles(1, 20_000);
+    expect(atB).toHaveLength(1);
+    expect(await siteA.received()).toHaveLength(0);
+    expect((await storescu([image(36)], { port: g.dicomTlsPort!, extraArgs: tlsArgs(scanner) })).code).toBe(0);
+    await siteA.waitForFiles(1, 20_000);
+    await new Promise((r) => setTimeout(r, 1000)); // nothing more arrives at B
+    expect(await siteB.received()).toHaveLength(1);
+  });
+
   test('plain: false closes the plain port; TLS is the only way in', async () => {
     const plainPort = await freePort();
     const g = await start({ port: plainPort, tls: { plain: false } });

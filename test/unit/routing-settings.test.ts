@@ -63,7 +63,7 @@ test('update: validated, kept in the database across a restart, shown with its s
   store = Store.open(dir);
   const again = new RoutingSettings(config, store.db);
   expect(again.current().analyze).toEqual({ bodyParts: ['THYROID'], requireBodyPart: false, studyDescription: null, stations: [] });
-  expect(sendTargetsFor(config, null, null, again.current()).map((t) => t.destination)).toEqual(['pacs']);
+  expect(sendTargetsFor(config, { callingAe: null, callingHost: null }, again.current()).map((t) => t.destination)).toEqual(['pacs']);
   const v = again.view();
   expect(v.analyze.bodyParts).toEqual({ value: ['THYROID'], file: ['BREAST'], source: 'dashboard', changedBy: 'alice', changedAt: 1000 });
   expect(v.analyze.stations).toEqual({ value: [], file: [], source: 'file', changedBy: null, changedAt: null });
@@ -106,5 +106,5 @@ test('update refuses what the config file would refuse, naming the key; nothing 
 
 test('without overrides the send targets are those of the config file (per caller as before)', () => {
   const settings = new RoutingSettings(config, store.db);
-  expect(sendTargetsFor(config, 'ANY', '1.2.3.4', settings.current())).toEqual(sendTargetsFor(config, 'ANY', '1.2.3.4'));
+  expect(sendTargetsFor(config, { callingAe: 'ANY', callingHost: '1.2.3.4' }, settings.current())).toEqual(sendTargetsFor(config, { callingAe: 'ANY', callingHost: '1.2.3.4' }));
 });

@@ -91,12 +91,12 @@ test("a caller's results go to its listed destinations only, plus itself when re
       ],
     },
   });
-  expect(sendTargetsFor(config, 'US_A', '10.1.2.3')).toEqual([
+  expect(sendTargetsFor(config, { callingAe: 'US_A', callingHost: '10.1.2.3' })).toEqual([
     { destination: 'pacs', aeTitle: 'PACS', host: '10.0.0.5', port: 104 },
     { destination: 'return:US_A@10.1.2.3:4000', aeTitle: 'US_A', host: '10.1.2.3', port: 4000 },
   ]);
-  expect(sendTargetsFor(config, 'US_B', '10.1.2.4')).toEqual([]);
-  expect(sendTargetsFor(config, 'US_C', '10.1.2.5').map((t) => t.destination)).toEqual(['pacs', 'research']);
+  expect(sendTargetsFor(config, { callingAe: 'US_B', callingHost: '10.1.2.4' })).toEqual([]);
+  expect(sendTargetsFor(config, { callingAe: 'US_C', callingHost: '10.1.2.5' }).map((t) => t.destination)).toEqual(['pacs', 'research']);
   // returnToSender.tls: the target's name says so, and it never collides with the plain one
   const overTls = parseConfig({
     dicom: {
@@ -104,11 +104,34 @@ test("a caller's results go to its listed destinations only, plus itself when re
       allowedCallers: [{ aeTitle: 'US_T', host: '10.1.2.9', returnToSender: { port: 4001, tls: true } }],
     },
   });
-  const back = sendTargetsFor(overTls, 'US_T', '10.1.2.9');
+  const back = sendTargetsFor(overTls, { callingAe: 'US_T', callingHost: '10.1.2.9' });
   expect(back).toEqual([{ destination: 'return-tls:US_T@10.1.2.9:4001', aeTitle: 'US_T', host: '10.1.2.9', port: 4001 }]);
   expect(returnTransport(back[0].destination)).toBe('tls');
   expect(returnTransport('return:US_A@10.1.2.3:4000')).toBe('plain');
   expect(returnTransport('pacs')).toBeNull();
   // a caller that is not listed (allowedCallers empty accepts anyone) gets every destination
-  expect(sendTargetsFor({ ...config, dicom: { ...config.dicom, allowedCallers: [] } }, 'ANY', '1.1.1.1')).toHaveLength(2);
+  expect(sendTargetsFor({ ...config, dicom: { ...config.dicom, allowedCallers: [] } }, { callingAe: 'ANY', callingHost: '1.1.1.1' })).toHaveLength(2);
+});
+
+test('two devices sharing an AE title, told apart by their certificates, get their own entries\' destinations', () => {
+  const config = parseConfig({
+    destinations: [
+      { name: 'siteA', aeTitle: 'PACS_A', host: '10.0.0.5', port: 104 },
+      { name: 'siteB', aeTitle: 'PACS_B', host: '10.0.0.6', port: 104 },
+    ],
+    dicom: {
+      tls: { cert: 'c', key: 'k', ca: 'a' },
+      allowedCallers: [
+        { aeTitle: 'US_SCANNER', certificateCN: 'US_SCANNER', destinations: ['siteA'] },
+        { aeTitle: 'US_SCANNER', certificateCN: 'OTHER_DEVICE', destinations: ['siteB'] },
+        { aeTitle: 'US_SCANNER', destinations: [] }, // plain TCP: nothing goes anywhere
+      ],
+    },
+  });
+  const to = (callingCN: string | null | undefined) => sendTargetsFor(config, { callingAe: 'US_SCANNER', callingHost: '10.1.2.3', callingCN }).map((t) => t.destination);
+  expect(to('US_SCANNER')).toEqual(['siteA']);
+  expect(to('OTHER_DEVICE')).toEqual(['siteB']);
+  expect(to(null)).toEqual([]);
+  // a study recorded before the CN was kept: AE title and host only, as before (the first entry)
+  expect(to(undefined)).toEqual(['siteA']);
 });

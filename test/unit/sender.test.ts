@@ -169,13 +169,13 @@ test('results go to every destination, and back to the calling scanner only when
       ],
     },
   });
-  expect(sendTargetsFor(config, 'US_SCANNER', '10.1.2.3')).toEqual([
+  expect(sendTargetsFor(config, { callingAe: 'US_SCANNER', callingHost: '10.1.2.3' })).toEqual([
     { destination: 'pacs', aeTitle: 'PACS', host: '10.0.0.5', port: 104 },
     { destination: 'return:US_SCANNER@10.1.2.3:4000', aeTitle: 'US_SCANNER', host: '10.1.2.3', port: 4000 },
   ]);
-  expect(sendTargetsFor(config, 'US_OTHER', '10.9.9.9')[1]).toEqual({ destination: 'return:US_STORE@10.9.9.9:4001', aeTitle: 'US_STORE', host: '10.9.9.9', port: 4001 });
-  expect(sendTargetsFor(config, 'US_QUIET', '10.9.9.9')).toHaveLength(1);
-  expect(sendTargetsFor({ ...config, destinations: [] }, 'US_QUIET', '10.9.9.9')).toEqual([]);
+  expect(sendTargetsFor(config, { callingAe: 'US_OTHER', callingHost: '10.9.9.9' })[1]).toEqual({ destination: 'return:US_STORE@10.9.9.9:4001', aeTitle: 'US_STORE', host: '10.9.9.9', port: 4001 });
+  expect(sendTargetsFor(config, { callingAe: 'US_QUIET', callingHost: '10.9.9.9' })).toHaveLength(1);
+  expect(sendTargetsFor({ ...config, destinations: [] }, { callingAe: 'US_QUIET', callingHost: '10.9.9.9' })).toEqual([]);
 });
 
 test('at shutdown, an association that does not finish within the grace time is aborted; its files stay pending for after the restart', async () => {
