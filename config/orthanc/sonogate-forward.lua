@@ -11,7 +11,9 @@
 --     results are SEG, SR and OT (secondary capture) series;
 --   * series made by Sonogate (Manufacturer "Sonogate") are never forwarded;
 --   * only ultrasound SOP classes are forwarded (a US series may hold screenshots or reports,
---     which Sonogate would refuse, and a refused instance fails the whole C-STORE job);
+--     which Sonogate would refuse, and a refused instance fails the whole C-STORE job), and only
+--     in transfer syntaxes Sonogate reads (an MPEG-4 clip cannot go, nor be transcoded by Orthanc:
+--     it would fail the job each time, and the study's other images be analysed again each time);
 --   * each instance is forwarded once: after a successful C-STORE the instance gets the
 --     metadata SonogateForwarded (persisted in Orthanc's index, so it survives restarts).
 -- A new ultrasound image arriving later in the same series (or study) is not yet marked, so the
@@ -49,6 +51,17 @@ SONOGATE_FORWARD = {
     '1.2.840.10008.5.1.4.1.1.6.1', '1.2.840.10008.5.1.4.1.1.6',
     '1.2.840.10008.5.1.4.1.1.3.1',
   },
+  -- transfer syntaxes Sonogate reads (src/dicom/transferSyntaxes.ts); an instance stored in another
+  -- one is left here, with a log line
+  TransferSyntaxes = {
+    '1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.1.99', '1.2.840.10008.1.2.2',
+    '1.2.840.10008.1.2.4.50', '1.2.840.10008.1.2.4.51', '1.2.840.10008.1.2.4.57', '1.2.840.10008.1.2.4.70',
+    '1.2.840.10008.1.2.4.80', '1.2.840.10008.1.2.4.81', '1.2.840.10008.1.2.4.90', '1.2.840.10008.1.2.4.91',
+    '1.2.840.10008.1.2.5',
+  },
+  -- a study whose C-STORE keeps failing while other studies go through (an instance Sonogate
+  -- refuses) is retried this many times, then left until it changes or is sent by hand
+  MaxRetries = 3,
   -- Manufacturer written into every result object: such series are never forwarded
   ResultManufacturer = 'Sonogate',
   -- user metadata that marks a forwarded instance (declare it under "UserMetadata")
@@ -147,7 +160,12 @@ local function pendingInstances(studyId)
           local metadata = instanceMetadata(instanceId)
           if metadata[SONOGATE_FORWARD.Metadata] == nil
             and contains(SONOGATE_FORWARD.SopClasses, sopClassOf(instanceId, metadata), false) then
-            table.insert(pending, instanceId)
+            local syntax = trim(metadata['TransferSyntax'])
+            if syntax ~= '' and not contains(SONOGATE_FORWARD.TransferSyntaxes, syntax, false) then
+              log('instance ' .. instanceId .. ' not forwarded: transfer syntax ' .. syntax .. ' is not one Sonogate reads')
+            else
+              table.insert(pending, instanceId)
+            end
           end
         end
       end
@@ -167,9 +185,10 @@ local function markForwarded(instanceIds)
   end
 end
 
--- Studies whose C-STORE failed (Sonogate down or unreachable): tried again at the next stable
--- event of any study, once a forward has succeeded. Kept in memory only: after a restart of
--- Orthanc such a study goes when it next becomes stable, or when sent by hand (docs/pacs-setup.md).
+-- Studies whose C-STORE failed (Sonogate down or unreachable), with how often one failed while
+-- Sonogate was answering: tried again at the next stable event of any study, once a forward has
+-- succeeded. Kept in memory only: after a restart of Orthanc such a study goes when it next becomes
+-- stable, or when sent by hand (docs/pacs-setup.md).
 local retryStudies = {}
 
 -- Forwards what the study has not yet sent; false when the C-STORE failed.
@@ -186,7 +205,7 @@ local function forwardStudy(studyId)
   local answer = RestApiPost('/modalities/' .. SONOGATE_FORWARD.Modality .. '/store',
     DumpJson({ Resources = pending, Synchronous = true }, true))
   if answer == nil then
-    retryStudies[studyId] = true
+    retryStudies[studyId] = retryStudies[studyId] or 0
     log('study ' .. studyId .. ': C-STORE to "' .. SONOGATE_FORWARD.Modality .. '" failed; will try again')
     return false
   end
@@ -200,10 +219,22 @@ function OnStableStudy(studyId, tags, metadata)
   if not forwardStudy(studyId) then
     return
   end
-  -- Sonogate answers again: send what failed before
+  -- Sonogate answers again: send what failed before, every such study (one that fails now, while
+  -- Sonogate answers, counts a retry; after MaxRetries it is given up, so it cannot hold up others)
   local earlier = {}
-  for id in pairs(retryStudies) do table.insert(earlier, id) end
+  for id in pairs(retryStudies) do
+    if id ~= studyId then table.insert(earlier, id) end
+  end
   for _, id in ipairs(earlier) do
-    if not forwardStudy(id) then return end
+    if not forwardStudy(id) then
+      -- Sonogate gone again meanwhile? then it is not this study's fault: stop, count nothing
+      if RestApiPost('/modalities/' .. SONOGATE_FORWARD.Modality .. '/echo', '{}') == nil then return end
+      retryStudies[id] = retryStudies[id] + 1
+      if retryStudies[id] >= SONOGATE_FORWARD.MaxRetries then
+        retryStudies[id] = nil
+        log('study ' .. id .. ': C-STORE failed ' .. SONOGATE_FORWARD.MaxRetries .. ' times while other studies went through; '
+          .. 'no longer retried (send it by hand once the cause is found)')
+      end
+    end
   end
 end

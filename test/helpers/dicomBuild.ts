@@ -4,7 +4,7 @@
  */
 import fs from 'node:fs';
 import { deflateRawSync } from 'zlib';
-import { writePart10 } from '../../src/dicom/part10';
+import { part10DatasetOffset, writePart10 } from '../../src/dicom/part10';
 import { Dataset } from '../../src/types/domain';
 import { phantomDataset } from './phantom';
 
@@ -93,4 +93,57 @@ export function claimedFrameFile(file: string, rows: number, columns: number): v
   header.writeUInt32LE(size, at + 8);
   fs.writeFileSync(file, header);
   fs.truncateSync(file, header.length + size);
+}
+
+/**
+ * A Part 10 file in any encapsulated transfer syntax (also ones no library here encodes, such as
+ * MPEG-4), by hand: the meta group, the data set without Pixel Data as writePart10 encodes it
+ * (Explicit VR Little Endian, which every encapsulated syntax uses), then Pixel Data as an empty
+ * Basic Offset Table and one item per fragment.
+ */
+export function encapsulatedFile(dataset: Dataset, transferSyntaxUid: string, fragments: Uint8Array[]): Buffer {
+  const even = (s: string) => Buffer.from(s.length % 2 ? `${s}\0` : s, 'latin1');
+  const short = (group: number, element: number, vr: string, value: Buffer) => {
+    const h = Buffer.alloc(8);
+    h.writeUInt16LE(group, 0);
+    h.writeUInt16LE(element, 2);
+    h.write(vr, 4, 'latin1');
+    h.writeUInt16LE(value.length, 6);
+    return Buffer.concat([h, value]);
+  };
+  const long = (group: number, element: number, vr: string, length: number) => {
+    const h = Buffer.alloc(12);
+    h.writeUInt16LE(group, 0);
+    h.writeUInt16LE(element, 2);
+    h.write(vr, 4, 'latin1');
+    h.writeUInt32LE(length, 8);
+    return h;
+  };
+  const item = (tag: number, value: Uint8Array) => {
+    const h = Buffer.alloc(8);
+    h.writeUInt16LE(0xfffe, 0);
+    h.writeUInt16LE(tag, 2);
+    h.writeUInt32LE(value.length, 4);
+    return Buffer.concat([h, Buffer.from(value)]);
+  };
+  const metaBody = Buffer.concat([
+    long(0x0002, 0x0001, 'OB', 2),
+    Buffer.from([0, 1]),
+    short(0x0002, 0x0002, 'UI', even(String(dataset.SOPClassUID))),
+    short(0x0002, 0x0003, 'UI', even(String(dataset.SOPInstanceUID))),
+    short(0x0002, 0x0010, 'UI', even(transferSyntaxUid)),
+    short(0x0002, 0x0012, 'UI', even('1.2.826.0.1.3680043.10.854')),
+  ]);
+  const groupLength = Buffer.alloc(4);
+  groupLength.writeUInt32LE(metaBody.length, 0);
+  const { PixelData: _pixels, ...rest } = dataset;
+  const plain = writePart10(rest);
+  const body = plain.subarray(part10DatasetOffset(plain));
+  const pixelData = Buffer.concat([
+    long(0x7fe0, 0x0010, 'OB', 0xffffffff),
+    item(0xe000, new Uint8Array(0)),
+    ...fragments.map((f) => item(0xe000, f.length % 2 ? Uint8Array.from([...f, 0]) : f)),
+    item(0xe0dd, new Uint8Array(0)),
+  ]);
+  return Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), short(0x0002, 0x0000, 'UL', groupLength), metaBody, body, pixelData]);
 }

@@ -11,6 +11,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { readHeader } from '../../src/dicom/header';
 import { writePart10 } from '../../src/dicom/part10';
+import { encapsulatedFile } from '../helpers/dicomBuild';
 import { checkFile, sharedDir } from '../helpers/dicomTools';
 import { tempDir } from '../helpers/gatewayHarness';
 import { OrthancPeer, OrthancResource, haveOrthanc, startOrthanc } from '../helpers/orthanc';
@@ -23,6 +24,7 @@ const MODEL = path.join(ROOT, 'test', 'fixtures', 'dark-lesion-model', 'model.js
 const LUA = path.join(ROOT, 'config', 'orthanc', 'sonogate-forward.lua');
 const SNIPPET = path.join(ROOT, 'config', 'orthanc', 'orthanc-sonogate.json');
 const JPEG_BASELINE = '1.2.840.10008.1.2.4.50';
+const MPEG4 = '1.2.840.10008.1.2.4.102'; // MPEG-4 AVC/H.264 High Profile, which Sonogate does not read
 /** Orthanc's StableAge in these tests (seconds) */
 const STABLE_AGE = 1;
 
@@ -255,6 +257,35 @@ d('scanner → Orthanc → (Lua auto-route) → sonogate serve → Orthanc', () 
       expect(query('SELECT count(*) AS n FROM instances WHERE study_uid = ?', f.study)).toEqual([{ n: 0 }]);
     }
     expect((await forwardJobs()).length).toBe(jobsBefore);
+  }, 120_000);
+
+  test('an MPEG-4 clip in an ultrasound study stays in Orthanc; the study\'s image is forwarded once and analysed once', async () => {
+    const study = '2.25.8401';
+    const image = path.join(work, 'in', 'with-clip-image.dcm');
+    fs.writeFileSync(image, phantomFile({ seed: 24, studyInstanceUid: study }));
+    const clip = path.join(work, 'in', 'with-clip-mpeg4.dcm');
+    const clipDs = { ...phantomDataset({ seed: 25, studyInstanceUid: study }), SOPClassUID: '1.2.840.10008.5.1.4.1.1.3.1', SOPInstanceUID: `${study}.9.1`, SeriesInstanceUID: `${study}.9`, NumberOfFrames: 2 };
+    fs.writeFileSync(clip, encapsulatedFile(clipDs, MPEG4, [new Uint8Array(256).fill(7)])); // not a real video: nobody decodes it
+    await scannerStores([image, clip]);
+    const id = await studyId(study);
+    await eventually(async () => (await seriesByModality(id)).SR?.Instances?.length, 60_000, `results of the study with a clip\n${orthanc.log()}`);
+    await settled(id);
+    await new Promise((r) => setTimeout(r, 3 * STABLE_AGE * 1000));
+    await settled(id);
+
+    const instances = await orthanc.get<OrthancResource[]>(`/studies/${id}/instances`);
+    const byUid = async (uid: string) => {
+      for (const i of instances) if ((await orthanc.get<OrthancResource>(`/instances/${i.ID}`)).MainDicomTags.SOPInstanceUID === uid) return i.ID;
+      throw new Error(`no instance ${uid}`);
+    };
+    const clipId = await byUid(clipDs.SOPInstanceUID);
+    expect(await orthanc.get<Record<string, string>>(`/instances/${clipId}/metadata?expand`)).not.toHaveProperty('SonogateForwarded');
+    // one forward, of the image alone, that succeeded; one analysis
+    const imageId = await byUid(`${study}.1.24`);
+    expect((await forwardJobs()).filter((j) => j.includes(imageId) || j.includes(clipId))).toEqual([[imageId]]);
+    expect(query('SELECT count(*) AS n FROM jobs WHERE study_uid = ?', study)).toEqual([{ n: 1 }]);
+    expect(query('SELECT count(*) AS n FROM instances WHERE study_uid = ?', study)).toEqual([{ n: 1 }]);
+    expect(orthanc.log()).toContain(`instance ${clipId} not forwarded: transfer syntax ${MPEG4}`);
   }, 120_000);
 
   const vendorFile = (() => {

@@ -1,7 +1,7 @@
 /** Association decisions and transfer-syntax choice (pure parts of the listener). */
 import fs from 'node:fs';
 import path from 'node:path';
-import { ACCEPTED_SOP_CLASSES, chooseTransferSyntax, isUltrasoundSopClass } from '../../src/dicom/sopClasses';
+import { ACCEPTED_SOP_CLASSES, ACCEPTED_TRANSFER_SYNTAXES, chooseTransferSyntax, isUltrasoundSopClass } from '../../src/dicom/sopClasses';
 import { decideAssociation, normaliseHost } from '../../src/dicom/scp';
 
 const IMPLICIT = '1.2.840.10008.1.2';
@@ -52,4 +52,7 @@ test('the shipped Orthanc script forwards only SOP classes the listener accepts 
   const listed = [...block.matchAll(/'([0-9.]+)'/g)].map((m) => m[1]);
   expect(listed.length).toBeGreaterThan(0);
   expect(listed.filter((uid) => !ACCEPTED_SOP_CLASSES.includes(uid))).toEqual([]);
+  // and only in transfer syntaxes it reads: exactly the listener's list
+  const syntaxes = [...(/TransferSyntaxes = \{([^}]*)\}/.exec(lua)![1]).matchAll(/'([0-9.]+)'/g)].map((m) => m[1]);
+  expect([...syntaxes].sort()).toEqual([...ACCEPTED_TRANSFER_SYNTAXES].sort());
 });
