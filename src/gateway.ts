@@ -69,6 +69,9 @@ export async function startGateway(config: Config, processor: StudyProcessor, lo
   // PEM files are read and checked before anything opens: a bad one is a ConfigError naming its key
   const tlsFiles = loadTlsConfig(config);
   for (const m of [tlsFiles.listener, ...tlsFiles.destinations.values()]) for (const w of m?.warnings ?? []) log.warn(w);
+  // whose certificate, and until when: an expiry should be seen coming
+  if (tlsFiles.listener) log.info({ key: 'dicom.tls', subjectCN: tlsFiles.listener.subjectCN, validTo: tlsFiles.listener.validTo }, 'DICOM TLS certificate');
+  for (const [name, m] of tlsFiles.destinations) log.info({ destination: name, subjectCN: m.subjectCN, validTo: m.validTo }, 'DICOM TLS certificate for a destination');
   // the DICOM libraries' own console messages are not JSON (ours are structured and UID-only)
   quietDicomLibraries(config.log.level === 'debug' || config.log.level === 'trace');
   dimse.Implementation.setImplementationClassUid(IMPLEMENTATION_CLASS_UID);

@@ -90,6 +90,9 @@ export function loadTlsFiles(prefix: string, files: TlsFilesConfig, now = new Da
   const warnings: string[] = [];
   if (new Date(leaf.validTo) < now) warnings.push(`${keyOf('cert')}: the certificate expired on ${new Date(leaf.validTo).toISOString()}; peers will refuse it`);
   if (new Date(leaf.validFrom) > now) warnings.push(`${keyOf('cert')}: the certificate is not valid before ${new Date(leaf.validFrom).toISOString()}`);
+  // the key is the gateway's identity: anyone who can read it can pose as Sonogate
+  const mode = fs.statSync(files.key).mode & 0o777;
+  if (mode & 0o077) warnings.push(`${keyOf('key')}: ${path.resolve(files.key)} is readable by others than its owner (mode ${mode.toString(8)}); chmod 600 it`);
   return { cert, key, ca, subjectCN: subjectCN(leaf), validTo: new Date(leaf.validTo).toISOString(), warnings };
 }
 

@@ -398,6 +398,21 @@ d('DICOM TLS', () => {
       await expect(startGateway(config, copyProcessor(), silentLogger())).rejects.toThrow(/^destinations\.0\.tls\.ca: .*ca\.txt holds no PEM certificate/);
     });
 
+    test('a private key others can read is started with, but warned about; the certificate and its expiry are logged', async () => {
+      const loose = path.join(certs, 'sonogate-loose.key');
+      fs.copyFileSync(sonogate.key, loose);
+      fs.chmodSync(loose, 0o644);
+      logger = createLogger('info', { write: (line: string) => void logLines.push(line) });
+      await start({ tls: { key: loose } });
+      expect(logged()).toMatch(/dicom\.tls\.key: .*sonogate-loose\.key is readable by others than its owner \(mode 644\); chmod 600 it/);
+      const cert = logLines.map((l) => JSON.parse(l)).find((l) => l.msg === 'DICOM TLS certificate');
+      expect(cert).toMatchObject({ key: 'dicom.tls', subjectCN: 'SONOGATE', validTo: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
+      fs.chmodSync(loose, 0o600);
+      logLines.length = 0;
+      await start({ tls: { key: loose } });
+      expect(logged()).not.toMatch(/readable by others/);
+    });
+
     (fs.existsSync(CLI) ? test : test.skip)('sonogate serve exits 2 with the key in the message', async () => {
       const configFile = path.join(dir, 'config.json');
       const missing = path.join(certs, 'missing.key');
