@@ -253,6 +253,15 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['dicom', 'allowedCallers', i, 'returnToSender', 'tls'], message: "needs dicom.tls: its certificate, key and CA are the gateway's identity and trust on the way back" });
       }
     });
+    if (c.http.secureCookie === true && c.http.trustProxy === false) {
+      // the dashboard itself speaks plain HTTP: a Secure cookie is only ever set for a request known
+      // to have come over HTTPS, i.e. through a trusted TLS proxy; without one nobody could sign in
+      ctx.addIssue({
+        code: 'custom',
+        path: ['http', 'secureCookie'],
+        message: 'true needs http.trustProxy (the TLS reverse proxy in front, e.g. 1 or "loopback"): the dashboard serves plain HTTP, so without a trusted proxy no session cookie is ever set and nobody can sign in',
+      });
+    }
     if (c.dicom.tls?.plain && c.dicom.tls.port === c.dicom.port) {
       ctx.addIssue({ code: 'custom', path: ['dicom', 'tls', 'port'], message: `the TLS port must differ from dicom.port (${c.dicom.port}) while the plain port is open` });
     }

@@ -133,3 +133,9 @@ test('http.trustProxy true is refused (any client could forge its address); a ho
   expect(() => parseConfig({ http: { trustProxy: '10.0.0.0/40' } })).toThrow(/http\.trustProxy/);
   expect(parseConfig({}).http.trustProxy).toBe(false);
 });
+
+test('http.secureCookie true without a trusted proxy is refused: the dashboard speaks HTTP, so no cookie would ever be set', () => {
+  expect(() => parseConfig({ http: { secureCookie: true } })).toThrow(/http\.secureCookie: true needs http\.trustProxy/);
+  expect(parseConfig({ http: { secureCookie: true, trustProxy: 1 } }).http.secureCookie).toBe(true);
+  expect(parseConfig({ http: { secureCookie: false } }).http.secureCookie).toBe(false);
+});
