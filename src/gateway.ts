@@ -168,7 +168,7 @@ export async function startGateway(config: Config, processor: StudyProcessor, lo
       port: tlsConfig && !tlsConfig.plain ? null : config.dicom.port,
       tls:
         tlsConfig && tlsPem
-          ? { port: tlsConfig.port, cert: tlsPem.cert, key: tlsPem.key, ca: tlsPem.ca, requireClientCert: tlsConfig.requireClientCert, minVersion: tlsConfig.minVersion }
+          ? { port: tlsConfig.port, cert: tlsPem.cert, key: tlsPem.key, ca: tlsPem.ca, crl: tlsPem.crl, requireClientCert: tlsConfig.requireClientCert, minVersion: tlsConfig.minVersion }
           : null,
       allowedCallers: config.dicom.allowedCallers,
       associationTimeoutSeconds: config.dicom.associationTimeoutSeconds,

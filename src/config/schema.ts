@@ -50,6 +50,11 @@ export const listenerTlsSchema = tlsFiles
     /** false closes the plain (non-TLS) DICOM port */
     plain: z.boolean().default(true),
     minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+    /**
+     * PEM certificate revocation list(s) issued by the CA in `ca`: a client certificate listed there
+     * is refused at the handshake. Read at start; restart after the CA publishes a new one.
+     */
+    crl: z.string().min(1).optional(),
   })
   .strict();
 

@@ -18,6 +18,8 @@ export interface TlsMaterial {
   ca: Buffer;
   /** subject CN of our own certificate (logged at start) */
   subjectCN: string | null;
+  /** dicom.tls.crl's contents (the listener only) */
+  crl?: Buffer;
   /** the certificate's validity end (ISO), logged so an expiry is seen coming */
   validTo: string;
   /** problems that do not stop the start (an expired certificate: the peer decides) */
@@ -96,9 +98,22 @@ export function loadTlsFiles(prefix: string, files: TlsFilesConfig, now = new Da
   return { cert, key, ca, subjectCN: subjectCN(leaf), validTo: new Date(leaf.validTo).toISOString(), warnings };
 }
 
+/** dicom.tls.crl: PEM CRLs, checked to be usable (a CRL not signed by the CA is caught at the first handshake, by OpenSSL). */
+function loadCrl(file: string, material: TlsMaterial): Buffer {
+  const crl = readPem('dicom.tls.crl', file);
+  if (!/-----BEGIN X509 CRL-----/.test(crl.toString('latin1'))) throw new ConfigError(`dicom.tls.crl: ${path.resolve(file)} holds no PEM CRL (-----BEGIN X509 CRL-----)`);
+  try {
+    tls.createSecureContext({ cert: material.cert, key: material.key, ca: material.ca, crl });
+  } catch (e) {
+    throw new ConfigError(`dicom.tls.crl: ${path.resolve(file)} cannot be used: ${(e as Error).message}`);
+  }
+  return crl;
+}
+
 /** Every tls block of the configuration; throws ConfigError naming the first bad key. */
 export function loadTlsConfig(config: Config): LoadedTls {
   const listener = config.dicom.tls ? loadTlsFiles('dicom.tls', config.dicom.tls) : null;
+  if (listener && config.dicom.tls?.crl) listener.crl = loadCrl(config.dicom.tls.crl, listener);
   const destinations = new Map<string, TlsMaterial>();
   config.destinations.forEach((d, i) => {
     if (d.tls) destinations.set(d.name, loadTlsFiles(`destinations.${i}.tls`, d.tls));

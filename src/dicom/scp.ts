@@ -39,6 +39,8 @@ export interface ListenerTls {
   /** true: a client without a certificate signed by `ca` is disconnected right after the handshake (mutual TLS) */
   requireClientCert: boolean;
   minVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** revoked client certificates (PEM CRLs of `ca`) */
+  crl?: Buffer;
 }
 
 export interface ListenerOptions {
@@ -277,6 +279,7 @@ function createTlsServer(opts: ListenerTls, handshakeTimeoutMs: number, onSocket
       cert: opts.cert,
       key: opts.key,
       ca: opts.ca,
+      ...(opts.crl ? { crl: opts.crl } : {}),
       requestCert: true,
       rejectUnauthorized: false, // checked below, with a log line
       minVersion: opts.minVersion,

@@ -17,6 +17,8 @@ export interface TestCa extends CertFiles {
   dir: string;
   /** a leaf certificate signed by this CA, with the given subject CN */
   issue(name: string, cn?: string): CertFiles;
+  /** revokes these certificates and returns the path of the CA's new PEM CRL */
+  revoke(...certs: CertFiles[]): string;
 }
 
 function openssl(args: string[], cwd: string): void {
@@ -53,6 +55,19 @@ export function makeCa(dir: string, name = 'ca', cn = 'Sonogate Test CA'): TestC
       openssl(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', leafKey, '-out', csr, '-subj', `/CN=${leafCn}`], dir);
       openssl(['x509', '-req', '-in', csr, '-CA', cert, '-CAkey', key, '-CAcreateserial', '-out', leafCert, '-days', '2', '-extfile', ext], dir);
       return { cert: leafCert, key: leafKey };
+    },
+    revoke(...certs: CertFiles[]) {
+      // openssl ca keeps its state in an index file; a minimal configuration for it
+      const cnf = path.join(dir, 'ca.cnf');
+      if (!fs.existsSync(cnf)) {
+        fs.writeFileSync(cnf, '[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 2\n');
+        fs.writeFileSync(path.join(dir, 'index.txt'), '');
+        fs.writeFileSync(path.join(dir, 'crlnumber'), '01\n');
+      }
+      for (const c of certs) openssl(['ca', '-config', cnf, '-keyfile', key, '-cert', cert, '-revoke', c.cert], dir);
+      const crl = path.join(dir, 'crl.pem');
+      openssl(['ca', '-config', cnf, '-keyfile', key, '-cert', cert, '-gencrl', '-out', crl], dir);
+      return crl;
     },
   };
 }

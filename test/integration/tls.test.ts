@@ -135,6 +135,21 @@ d('DICOM TLS', () => {
     expect((await storescu([image(34)], { port: g.dicomTlsPort!, extraArgs: tlsArgs(scanner) })).code).toBe(0);
   });
 
+  test('dicom.tls.crl: a revoked client certificate is refused at the handshake; the others still get in', async () => {
+    const revoked = ca.issue('revoked-scanner', 'US_SCANNER');
+    const crl = ca.revoke(revoked);
+    const g = await start({ tls: { crl } });
+    const r = await storescu([image(37)], { port: g.dicomTlsPort!, extraArgs: tlsArgs(revoked) });
+    expect(r.code).not.toBe(0);
+    expect(g.store.listStudies()).toHaveLength(0);
+    await eventually(() => /CERT_REVOKED|certificate revoked/i.test(logged()), 2000, 'revocation logged');
+    expect((await storescu([image(38)], { port: g.dicomTlsPort!, extraArgs: tlsArgs(scanner) })).code).toBe(0);
+    // a file that is not a CRL names the key
+    const err = await start({ tls: { crl: ca.cert } }).catch((e) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.message).toMatch(/^dicom\.tls\.crl: .* holds no PEM CRL/);
+  });
+
   test('an allowedCallers entry can pin the client certificate CN; it never matches plain TCP', async () => {
     const g = await start({ dicom: { allowedCallers: [{ aeTitle: 'US_SCANNER', certificateCN: 'US_SCANNER' }] } });
     expect((await echoscu({ port: g.dicomTlsPort!, extraArgs: tlsArgs(scanner) })).code).toBe(0);
