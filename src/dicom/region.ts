@@ -21,6 +21,17 @@ function num(v: unknown): number | undefined {
   return typeof n === 'number' && Number.isFinite(n) ? n : undefined;
 }
 
+/**
+ * A region reaching past the image (beyond the last row or column; MaxX1 = Columns, one past, is a
+ * common off-by-one and tolerated) was written for another picture — typically the image was
+ * resized and the regions were not. Its place is clamped to the image; its scale cannot be trusted.
+ */
+function reachesPast(r: Dataset, columns: number, rows: number): boolean {
+  const maxX = num(r.RegionLocationMaxX1);
+  const maxY = num(r.RegionLocationMaxY1);
+  return (maxX !== undefined && maxX > columns) || (maxY !== undefined && maxY > rows);
+}
+
 function regionRect(r: Dataset, columns: number, rows: number): Rect | null {
   const minX = num(r.RegionLocationMinX0);
   const minY = num(r.RegionLocationMinY0);
@@ -66,7 +77,10 @@ export function analysisRegion(dataset: Dataset): AnalysisRegion {
     if (dataType !== undefined && dataType !== DATA_TYPE_TISSUE) continue;
     const rect = regionRect(r, columns, rows);
     if (!rect) continue;
-    if (!best || area(rect) > area(best.rect)) best = { rect, calibration: calibration(r), source: 'ultrasound-region' };
+    // sizes in mm only from a region that fits the image: one written for a larger picture would
+    // report a lesion several times too small (a 640x480 region on a 320x240 image: half the size)
+    const scale = reachesPast(r, columns, rows) ? null : calibration(r);
+    if (!best || area(rect) > area(best.rect)) best = { rect, calibration: scale, source: 'ultrasound-region' };
   }
   return best ?? whole;
 }

@@ -66,9 +66,13 @@ describe('analysis region', () => {
     expect(analysisRegion(image(region({ PhysicalDeltaY: -0.02 }))).calibration).toEqual(analysisRegion(image(region({}))).calibration);
   });
 
-  test('a region reaching past the image is clamped to it', () => {
+  test('a region reaching past the image is clamped to it, and its scale not trusted (it was written for another picture)', () => {
     const out = analysisRegion(image(region({ RegionLocationMinX0: 250, RegionLocationMaxX1: 800, RegionLocationMaxY1: 300 })));
     expect(out.rect).toEqual({ x0: 250, y0: 20, x1: 300, y1: 200 });
+    expect(out.calibration).toBeNull();
+    // MaxX1 = Columns (one past the last column) is a common off-by-one: still calibrated
+    expect(analysisRegion(image(region({ RegionLocationMaxX1: 300, RegionLocationMaxY1: 200 }))).calibration).not.toBeNull();
+    expect(analysisRegion(image(region({ RegionLocationMaxY1: 201 }))).calibration).toBeNull();
   });
 
   test('no usable region: the whole frame, uncalibrated', () => {
