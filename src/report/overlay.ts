@@ -140,7 +140,8 @@ export async function buildOverlay(source: Dataset, result: InstanceResult, mode
   return {
     ...ds,
     ImageType: ['DERIVED', 'SECONDARY'],
-    BodyPartExamined: source.BodyPartExamined ?? 'BREAST',
+    // the source's body part, or none: an image the scanner did not call breast is not made one here
+    ...(source.BodyPartExamined ? { BodyPartExamined: source.BodyPartExamined } : {}),
     // General Series: type 2C for a paired body part, so present, empty when the side is unknown
     Laterality: side(source) ?? '',
     // General Image module: type 2C, required without a Frame of Reference; empty is allowed

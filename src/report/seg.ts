@@ -70,7 +70,8 @@ export function buildSeg(source: Dataset, result: InstanceResult, model: ModelIn
   return {
     ...ds,
     ImageType: ['DERIVED', 'PRIMARY'],
-    BodyPartExamined: source.BodyPartExamined ?? 'BREAST',
+    // the source's body part, or none: an image the scanner did not call breast is not made one here
+    ...(source.BodyPartExamined ? { BodyPartExamined: source.BodyPartExamined } : {}),
     // General Image module: type 2C, required without a Frame of Reference; empty is allowed
     PatientOrientation: '',
     // Common Instance Reference module (PS3.3 C.12.2): same study, so no Study Instance UID here

@@ -47,6 +47,8 @@ test('a sparse source (no laterality, accession, referring physician, body part)
       expect([kind, ds.AccessionNumber]).toEqual([kind, '']);
     }
     expect(objects.overlay.Laterality).toBe('');
+    // a body part the source does not name is not made up
+    expect([objects.seg.BodyPartExamined, objects.overlay.BodyPartExamined]).toEqual([undefined, undefined]);
     expect(objects.seg.SegmentSequence[0].AnatomicRegionSequence[0].AnatomicRegionModifierSequence).toBeUndefined();
   } finally {
     rmSync(dir, { recursive: true, force: true });
