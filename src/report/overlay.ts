@@ -25,10 +25,13 @@ export function captionLines(result: InstanceResult, model: ModelInfo): string[]
   let call = `${label} ${pct(result.classProbabilities[result.label])}`;
   if (result.label !== 'malignant') call += ` · malignancy ${pct(result.malignancyProbability)}`;
   const lines = [NOT_FOR_DIAGNOSIS, call];
+  // a cine is called by its most suspicious frame, the one drawn here
+  if (result.masks.length > 1) lines.push(`Frame ${result.reportedFrameIndex + 1} of ${result.masks.length}, the most suspicious`);
   const lesions = reportedLesions(result);
   if (lesions.length === 0) lines.push(NO_LESION_FOUND);
   for (const l of lesions.slice(0, MAX_LESION_LINES)) lines.push(`Lesion ${l.index}: ${sizeText(l)}`);
-  if (lesions.length > MAX_LESION_LINES) lines.push(`+ ${lesions.length - MAX_LESION_LINES} more lesions (see SR)`);
+  const more = lesions.length - MAX_LESION_LINES;
+  if (more > 0) lines.push(`+ ${more} more ${more === 1 ? 'lesion' : 'lesions'} (see SR)`);
   lines.push(`${model.name} ${model.version}`);
   return lines;
 }

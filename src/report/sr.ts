@@ -109,7 +109,8 @@ function qualitativeEvaluations(result: InstanceResult, multiFrame: boolean): It
   const items: Item[] = [textItem('CONTAINS', Codes.comment, `${NOT_FOR_DIAGNOSIS}. Decision support, not a diagnosis.`)];
   if (reportedLesions(result).length === 0) items.push(textItem('CONTAINS', Codes.finding, NO_LESION_FOUND));
   const probs = Object.entries(result.classProbabilities).map(([label, p]) => `${label} ${pct(p)}`).join(', ');
-  const frame = multiFrame ? ` (frame ${result.reportedFrameIndex + 1})` : '';
+  // a cine is called by its most suspicious frame: say so, or the reader takes it for the whole clip's
+  const frame = multiFrame ? ` (frame ${result.reportedFrameIndex + 1} of ${result.masks.length}, the most suspicious; other frames score lower)` : '';
   items.push(textItem('CONTAINS', Codes.comment, `Model classification: ${result.label}${frame}; class probabilities: ${probs}`));
   return container('CONTAINS', Codes.qualitativeEvaluations, items);
 }

@@ -77,6 +77,11 @@ describe('Secondary Capture overlay', () => {
     expect(uncal[1]).toMatch(/^Benign \d+\.\d % · malignancy 12\.0 %$/);
     expect(uncal[2]).toBe('Lesion 1: 102 × 64 px, uncalibrated');
     expect(uncal.join('\n')).not.toMatch(/mm/);
+
+    // a cine: which frame is drawn and called, out of how many
+    const cine = lesionCase({ frames: 3, seed: 8 });
+    expect(captionLines(cine.result, model)[2]).toBe(`Frame ${cine.result.reportedFrameIndex + 1} of 3, the most suspicious`);
+    expect(captionLines(calibrated.result, model).join('\n')).not.toMatch(/^Frame /m);
   });
 
   test('no lesion: says so, and draws no contour', async () => {

@@ -120,6 +120,8 @@ describe('Comprehensive SR (TID 1500)', () => {
     const groups = named(read, 'Measurement Group');
     expect(groups.map((g) => one(g, 'Tracking Identifier').TextValue)).toEqual([`Lesion 1, frame ${f + 1}`]);
     expect(groups.map((g) => one(g, 'Source image for segmentation').ReferencedSOPSequence[0].ReferencedFrameNumber)).toEqual([f + 1]);
+    // the call is the most suspicious frame's, and the text says so (not the whole clip's)
+    expect(JSON.stringify(read.ContentSequence)).toContain(`(frame ${f + 1} of 3, the most suspicious; other frames score lower)`);
   });
 
   test('without a SEG: no segment reference and no other evidence, still valid', () => {
