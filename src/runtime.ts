@@ -25,6 +25,7 @@ export function analyzeOptions(config: Config, model: LoadedModel): AnalyzeOptio
     threshold: model.spec.outputs.mask.threshold,
     minLesionAreaPixels: config.inference.minLesionAreaPixels,
     minRelativeLesionArea: config.inference.minRelativeLesionArea,
+    maxBlackLesionFraction: config.inference.maxBlackLesionFraction < 1 ? config.inference.maxBlackLesionFraction : undefined,
     batchSize: config.inference.batchSize,
     suppressLesionsWhenNormal: config.inference.suppressLesionsWhenNormal,
     suppressWhenNormalAbove: model.spec.outputs.mask.suppressWhenNormalAbove,

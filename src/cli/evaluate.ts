@@ -51,7 +51,12 @@ export async function runEvaluate(args: EvaluateArgs, config: Config): Promise<n
       threshold: model.spec.outputs.mask.threshold,
       suppress_when_normal_above: model.spec.outputs.mask.suppressWhenNormalAbove ?? null,
       // the gateway's own outline rules from the config (not in model.json): they change the scores
-      postprocessing: { minLesionAreaPixels: options.minLesionAreaPixels, minRelativeLesionArea: options.minRelativeLesionArea, suppressLesionsWhenNormal: options.suppressLesionsWhenNormal },
+      postprocessing: {
+        minLesionAreaPixels: options.minLesionAreaPixels,
+        minRelativeLesionArea: options.minRelativeLesionArea,
+        maxBlackLesionFraction: options.maxBlackLesionFraction ?? 1,
+        suppressLesionsWhenNormal: options.suppressLesionsWhenNormal,
+      },
       ...metrics,
     };
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');

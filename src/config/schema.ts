@@ -195,6 +195,11 @@ export const configSchema = z
         minLesionAreaPixels: z.number().int().min(0).default(100),
         /** components smaller than this fraction of the frame's largest are dropped (0 keeps all) */
         minRelativeLesionArea: z.number().min(0).max(1).default(0),
+        /**
+         * an outline with more than this fraction of its pixels black in the picture lies outside the
+         * scan sector (on the background, or the burned-in text on it) and is dropped; 1 keeps all
+         */
+        maxBlackLesionFraction: z.number().min(0).max(1).default(0.5),
         /** report no lesion on a frame the classifier calls normal (fewer false lesions) */
         suppressLesionsWhenNormal: z.boolean().default(false),
       })

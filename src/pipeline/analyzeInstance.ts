@@ -23,6 +23,8 @@ export interface AnalyzeOptions {
   minLesionAreaPixels: number;
   /** lesions smaller than this fraction of the frame's largest are dropped */
   minRelativeLesionArea: number;
+  /** lesions mostly on black picture (outside the scan sector) are dropped above this fraction; undefined keeps all */
+  maxBlackLesionFraction?: number;
   batchSize: number;
   /** drop a frame's lesions when the classifier calls the frame normal (argmax; config) */
   suppressLesionsWhenNormal: boolean;
@@ -68,6 +70,8 @@ export async function analyzeDecoded(decoded: DecodedInstance, predictor: FrameP
         threshold: opts.threshold,
         minAreaPixels: opts.minLesionAreaPixels,
         minRelativeArea: opts.minRelativeLesionArea,
+        maxBlackFraction: opts.maxBlackLesionFraction,
+        gray: decoded.frames[f].data,
       });
       if (suppressedAsNormal({ normal: probs[idx('normal')], benign: probs[idx('benign')], malignant: probs[idx('malignant')] }, opts)) {
         masks.push(new Uint8Array(decoded.columns * decoded.rows));

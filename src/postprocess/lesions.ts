@@ -11,6 +11,49 @@ export interface LesionOptions {
   minAreaPixels: number;
   /** components smaller than this fraction of the frame's largest one are dropped (0 keeps all) */
   minRelativeArea?: number;
+  /**
+   * components with more than this fraction of their pixels on the black around the scan sector
+   * (backgroundMask) are dropped: they outline the background, or the scanner's burned-in text on
+   * it. Needs `gray` (the full frame); undefined keeps all.
+   */
+  maxBlackFraction?: number;
+  /** the frame's gray pixels (frameWidth × frameHeight), for maxBlackFraction */
+  gray?: Uint8Array;
+}
+
+/** at or below this a pixel may be the black around the scan sector */
+export const BLACK_LEVEL = 4;
+
+/**
+ * The black around the scan sector: pixels at or below BLACK_LEVEL joined to the frame's edge
+ * through such pixels. A cyst is black too, but enclosed by tissue, so it is not part of it.
+ */
+export function backgroundMask(gray: Uint8Array, width: number, height: number): Uint8Array {
+  const out = new Uint8Array(width * height);
+  const stack: number[] = [];
+  const seed = (i: number) => {
+    if (!out[i] && gray[i] <= BLACK_LEVEL) {
+      out[i] = 1;
+      stack.push(i);
+    }
+  };
+  for (let x = 0; x < width; x++) {
+    seed(x);
+    seed((height - 1) * width + x);
+  }
+  for (let y = 0; y < height; y++) {
+    seed(y * width);
+    seed(y * width + width - 1);
+  }
+  while (stack.length) {
+    const i = stack.pop()!;
+    const x = i % width;
+    if (x > 0) seed(i - 1);
+    if (x < width - 1) seed(i + 1);
+    if (i >= width) seed(i - width);
+    if (i < width * (height - 1)) seed(i + width);
+  }
+  return out;
 }
 
 interface Component {
@@ -156,13 +199,23 @@ export function extractLesions(
   const { width: w, height: h, probability } = pred;
   const binary = new Uint8Array(w * h);
   for (let i = 0; i < binary.length; i++) binary[i] = probability[i] > opts.threshold ? 1 : 0;
+  const { x0, y0 } = region.rect;
+  const background = opts.gray && opts.maxBlackFraction !== undefined ? backgroundMask(opts.gray, frameWidth, frameHeight) : null;
+  const outsideSector = (c: Component): boolean => {
+    if (!background) return false;
+    let out = 0;
+    for (const p of c.pixels) {
+      const x = p % w;
+      out += background[((p - x) / w + y0) * frameWidth + x + x0];
+    }
+    return out > opts.maxBlackFraction! * c.pixels.length;
+  };
   const sized = components(binary, probability, w, h)
-    .filter((c) => c.pixels.length >= Math.max(opts.minAreaPixels, 1))
+    .filter((c) => c.pixels.length >= Math.max(opts.minAreaPixels, 1) && !outsideSector(c))
     .sort((p, q) => q.pixels.length - p.pixels.length);
   const floor = sized.length ? sized[0].pixels.length * (opts.minRelativeArea ?? 0) : 0;
   const comps = sized.filter((c) => c.pixels.length >= floor);
   const mask = new Uint8Array(frameWidth * frameHeight);
-  const { x0, y0 } = region.rect;
   const cal = region.calibration;
   const ux = cal ? cal.mmPerPixelX : 1;
   const uy = cal ? cal.mmPerPixelY : 1;

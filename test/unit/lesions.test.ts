@@ -1,4 +1,4 @@
-import { extractLesions } from '../../src/postprocess/lesions';
+import { backgroundMask, extractLesions } from '../../src/postprocess/lesions';
 import { AnalysisRegion, FramePrediction } from '../../src/types/domain';
 
 function ellipseMap(w: number, h: number, shapes: { cx: number; cy: number; ax: number; ay: number }[]): FramePrediction {
@@ -86,5 +86,40 @@ describe('lesion measurement', () => {
     const { lesions, mask } = extractLesions(p, 0, whole(50, 50, null), 50, 50, { threshold: 0.5, minAreaPixels: 1 });
     expect(lesions).toHaveLength(0);
     expect(mask.some((v) => v)).toBe(false);
+  });
+});
+
+describe('outlines outside the scan sector', () => {
+  // a 200 x 120 frame: black all round (the background, with a white "burned-in" text block on it
+  // at the top left), a grey sector in the middle holding a black cyst (enclosed by tissue)
+  const w = 200;
+  const h = 120;
+  const gray = new Uint8Array(w * h);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const inSector = x >= 60 && x < 190 && y >= 20 && y < 115;
+      const cyst = ((x - 120) / 25) ** 2 + ((y - 65) / 18) ** 2 <= 1;
+      const letter = x >= 8 && x < 50 && y >= 8 && y < 30 && (x + y) % 5 === 0; // strokes of text
+      gray[y * w + x] = letter ? 255 : inSector && !cyst ? 90 + ((x * 7 + y * 13) % 40) : 0;
+    }
+  }
+  const map = ellipseMap(w, h, [
+    { cx: 29, cy: 19, ax: 20, ay: 10 }, // on the text block
+    { cx: 120, cy: 65, ax: 25, ay: 18 }, // the cyst
+  ]);
+  const run = (maxBlackFraction?: number) => extractLesions(map, 0, whole(w, h, null), w, h, { threshold: 0.5, minAreaPixels: 10, maxBlackFraction, gray }).lesions;
+
+  test('the background is the black joined to the edge; a cyst is black but enclosed, so it is not', () => {
+    const bg = backgroundMask(gray, w, h);
+    expect(bg[0]).toBe(1);
+    expect(bg[65 * w + 120]).toBe(0); // the cyst's centre
+    expect(bg[65 * w + 100]).toBe(0); // tissue
+  });
+
+  test('an outline mostly on the background (and its text) is dropped; the cyst is kept', () => {
+    expect(run().map((l) => l.bbox.x0 < 60)).toEqual(expect.arrayContaining([true, false])); // both without the rule
+    const kept = run(0.5);
+    expect(kept).toHaveLength(1);
+    expect(kept[0].bbox.x0).toBeGreaterThanOrEqual(90);
   });
 });
