@@ -32,6 +32,14 @@ export class Sender {
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
   private closed = false;
+  /**
+   * Deliveries the PACS confirmed but the database could not record (a full disk): kept here and
+   * written when it can take them, and never sent again meanwhile — a PACS must not get a copy per
+   * pass while the disk is full. (A restart before then sends them once more: at least once.)
+   */
+  private readonly unrecorded = new Map<number, { row: DueSend; status: number; at: number }>();
+  /** destinations whose last pass failed outside the PACS's answers (the database): not before this time, with backoff */
+  private readonly heldUntil = new Map<string, { until: number; failures: number }>();
 
   constructor(private readonly opts: SenderOptions) {}
 
@@ -93,6 +101,7 @@ export class Sender {
     // one clock reading for both queries: a row is either due now (sent, or waiting on its busy
     // destination, whose end kicks the next pass) or due later (the timer below)
     const now = Date.now();
+    this.flushUnrecorded();
     let due: DueSend[];
     let next: number | null;
     try {
@@ -104,8 +113,14 @@ export class Sender {
       return;
     }
     const groups = new Map<string, DueSend[]>();
+    let heldNext = Infinity;
     for (const row of due) {
-      if (this.busy.has(row.destination)) continue;
+      if (this.busy.has(row.destination) || this.unrecorded.has(row.id)) continue;
+      const held = this.heldUntil.get(row.destination);
+      if (held && held.until > now) {
+        heldNext = Math.min(heldNext, held.until);
+        continue;
+      }
       const g = groups.get(row.destination) ?? [];
       g.push(row);
       groups.set(row.destination, g);
@@ -114,7 +129,15 @@ export class Sender {
     for (const [name, rows] of groups) {
       this.busy.add(name);
       const p: Promise<void> = this.deliver(rows)
-        .catch((e) => logger.error({ destination: name, err: (e as Error).message }, 'send pass failed'))
+        .then(() => void this.heldUntil.delete(name))
+        .catch((e) => {
+          // not the PACS's answer (that is recorded per row): the database failed us. Going again at
+          // once would send the same files again and again; hold this destination back, with backoff
+          const failures = (this.heldUntil.get(name)?.failures ?? 0) + 1;
+          const wait = backoffMs(failures, this.opts.initialDelayMs, this.opts.maxDelayMs);
+          this.heldUntil.set(name, { until: Date.now() + wait, failures });
+          logger.error({ destination: name, err: (e as Error).message, retryInMs: wait }, 'send pass failed');
+        })
         .finally(() => {
           this.busy.delete(name);
           this.inFlight.delete(p);
@@ -123,6 +146,20 @@ export class Sender {
       this.inFlight.add(p);
     }
     if (next !== null) this.schedule(next - now);
+    if (heldNext < Infinity) this.schedule(heldNext - now);
+    if (this.unrecorded.size) this.schedule(this.opts.initialDelayMs);
+  }
+
+  /** Writes the confirmed deliveries the database could not take before; keeps those it still cannot. */
+  private flushUnrecorded(): void {
+    for (const [id, u] of this.unrecorded) {
+      try {
+        this.opts.store.markSendSent(id, u.row.generation, u.status, u.at);
+        this.unrecorded.delete(id);
+      } catch {
+        return; // still full: the next pass tries again
+      }
+    }
   }
 
   private async deliver(rows: DueSend[]): Promise<void> {
@@ -180,7 +217,15 @@ export class Sender {
     batch.forEach((row, i) => {
       const r = results[i];
       if (r?.delivered) {
-        if (store.markSendSent(row.id, row.generation, r.status ?? 0, now)) {
+        let marked: boolean;
+        try {
+          marked = store.markSendSent(row.id, row.generation, r.status ?? 0, now);
+        } catch (e) {
+          this.unrecorded.set(row.id, { row, status: r.status ?? 0, at: now });
+          if (this.unrecorded.size === 1) logger.error({ destination, err: (e as Error).message }, 'delivered, but the database cannot record it: kept in memory and not sent again');
+          return;
+        }
+        if (marked) {
           sent++;
           delivered.set(row.studyUid, (delivered.get(row.studyUid) ?? 0) + 1);
         }

@@ -532,14 +532,14 @@ export class Store {
     })();
   }
 
-  /** A running job goes back to the queue (graceful shutdown while it was still running). */
-  requeueJob(jobId: number, now = Date.now()): void {
+  /** A running job goes back to the queue (graceful shutdown while it was still running, a full disk). */
+  requeueJob(jobId: number, now = Date.now(), why = 'shutdown'): void {
     this.db.transaction(() => {
       const job = this.isRunning(jobId);
       if (!job) return;
       this.db.prepare("UPDATE jobs SET status = 'queued', started_at = NULL WHERE id = ?").run(jobId);
       this.db.prepare("UPDATE studies SET status = 'queued', updated_at = ? WHERE study_uid = ? AND status = 'processing'").run(now, job.studyUid);
-      this.addEvent('job.requeued', job.studyUid, { jobId, why: 'shutdown' }, now);
+      this.addEvent('job.requeued', job.studyUid, { jobId, why }, now);
     })();
   }
 

@@ -23,6 +23,13 @@ export interface RunnerOptions {
   /** a job finished (done or failed); reopened = instances arrived meanwhile */
   onFinished(job: ClaimedJob, outcome: { ok: boolean; reopened: boolean; outputs: number }): void;
   logger: Logger;
+  /** after a full disk (or a database that could not take a job's end), wait this long before trying again (default 60 s) */
+  storageRetryMs?: number;
+}
+
+/** A full disk or quota: not the study's fault, and gone once space is freed. */
+export function isStorageFull(message: string | undefined): boolean {
+  return /ENOSPC|EDQUOT|no space left on device|disk quota exceeded|database or disk is full/i.test(message ?? '');
 }
 
 /** dataDir/results/<study>/run-<n>: each run keeps its own folder, so a re-run never overwrites files still being sent. */
@@ -47,8 +54,34 @@ export class JobRunner {
   private readonly running = new Map<number, Promise<void>>();
   private closing = false;
   private halted = false;
+  /** no job is claimed before this time (a full disk: every job would fail the same way) */
+  private pausedUntil = 0;
+  private resumeTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: RunnerOptions) {}
+
+  private get retryMs(): number {
+    return this.opts.storageRetryMs ?? 60_000;
+  }
+
+  /** Claims nothing for a while, then kicks (again: `retry` first, e.g. putting a job back in the queue). */
+  private pause(retry?: () => void): void {
+    this.pausedUntil = Date.now() + this.retryMs;
+    if (this.resumeTimer) clearTimeout(this.resumeTimer);
+    this.resumeTimer = setTimeout(() => {
+      this.resumeTimer = null;
+      if (this.closing) return;
+      try {
+        retry?.();
+      } catch (e) {
+        this.opts.logger.error({ err: (e as Error).message }, 'storage still full; trying again later');
+        this.pause(retry);
+        return;
+      }
+      this.kick();
+    }, this.retryMs);
+    this.resumeTimer.unref?.();
+  }
 
   get active(): number {
     return this.running.size;
@@ -56,7 +89,7 @@ export class JobRunner {
 
   /** Starts queued jobs while there is capacity. */
   kick(): void {
-    while (!this.closing && this.running.size < this.opts.concurrency) {
+    while (!this.closing && this.running.size < this.opts.concurrency && Date.now() >= this.pausedUntil) {
       let job: ClaimedJob | null;
       try {
         job = this.opts.store.claimNextJob((study, run) => runDir(this.opts.dataDir, study, run));
@@ -110,6 +143,10 @@ export class JobRunner {
       const instances = store.jobInstances(job.studyUid);
       log.info({ instances: instances.length }, 'job started');
       result = await this.opts.processor({ studyInstanceUid: job.studyUid, instances, outDir: job.outDir });
+      // results that could not be written for want of space are not the instances' fault: the
+      // whole job waits for space instead of filing them as failed (they would never be retried)
+      const full = result.instances.find((i) => i.status === 'failed' && isStorageFull(i.message));
+      if (full) throw Object.assign(new Error(full.message ?? 'no space left'), { reason: 'storage.full' });
       const missing = result.outputs.filter((o) => !o.path || !fs.existsSync(o.path)).map((o) => o.sopInstanceUid);
       if (missing.length) throw Object.assign(new Error(`output files missing for ${missing.join(', ')}`), { reason: 'report.failed' });
       await syncOutputs(job.outDir, result.outputs.map((o) => o.path));
@@ -117,6 +154,11 @@ export class JobRunner {
       if (this.halted || store.isClosed) return;
       const reason = String((e as { reason?: unknown }).reason ?? 'internal');
       const message = (e as Error)?.message ?? String(e);
+      if (isStorageFull(message)) {
+        log.error({ err: message, retryInMs: this.retryMs }, 'disk full while analysing: the job goes back to the queue and waits for space');
+        this.requeueWhenPossible(job, log);
+        return;
+      }
       log.error({ reason, err: message }, 'job failed');
       this.recordFailure(job, reason, message, log);
       return;
@@ -130,8 +172,26 @@ export class JobRunner {
       await pruneEarlierRuns(job.outDir, store.outputPaths(job.studyUid), log);
       this.opts.onFinished(job, { ok: true, reopened: r.reopened, outputs: result.outputs.length });
     } catch (e) {
-      log.error({ err: (e as Error).message }, 'could not file the job result');
-      this.recordFailure(job, 'internal', `filing the result: ${(e as Error).message}`, log);
+      const message = (e as Error).message;
+      if (isStorageFull(message)) {
+        log.error({ err: message, retryInMs: this.retryMs }, 'could not file the job result: database full; the job goes back to the queue once there is space');
+        this.requeueWhenPossible(job, log);
+        return;
+      }
+      log.error({ err: message }, 'could not file the job result');
+      this.recordFailure(job, 'internal', `filing the result: ${message}`, log);
+    }
+  }
+
+  /** Puts a job back in the queue now, or, when the database cannot take even that, once it can; pauses claiming meanwhile. */
+  private requeueWhenPossible(job: ClaimedJob, log: Logger): void {
+    const requeue = () => this.opts.store.requeueJob(job.jobId, Date.now(), 'storage full');
+    try {
+      requeue();
+      this.pause();
+    } catch (e) {
+      log.error({ err: (e as Error).message }, 'could not put the job back in the queue; trying again later');
+      this.pause(requeue);
     }
   }
 
@@ -144,7 +204,8 @@ export class JobRunner {
       const r = this.opts.store.failJob(job.jobId, reason, message);
       this.opts.onFinished(job, { ok: false, reopened: r?.reopened ?? false, outputs: 0 });
     } catch (e) {
-      log.error({ err: (e as Error).message }, 'could not record the job failure; the next start runs the job again');
+      log.error({ err: (e as Error).message, retryInMs: this.retryMs }, 'could not record the job failure; the job goes back to the queue once the database can take it');
+      this.pause(() => this.opts.store.requeueJob(job.jobId, Date.now(), 'its end could not be recorded'));
     }
   }
 }

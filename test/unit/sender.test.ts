@@ -223,3 +223,47 @@ test('a study deleted while its results are on the wire leaves no events behind 
   sender = undefined;
   expect(store.listEvents({ studyUid: STUDY })).toEqual([]);
 });
+
+test('a full database: a delivery it cannot record is not sent again, and is recorded once it can; failing passes back off', async () => {
+  seed(store, 2, ['pacs']);
+  const pacs = new ScriptedDestination('pacs', ok);
+  // SQLite on a full disk: every write fails until space is freed
+  let full = true;
+  const fullError = () => Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+  const markSendSent = store.markSendSent.bind(store);
+  store.markSendSent = (...args: Parameters<Store['markSendSent']>) => {
+    if (full) throw fullError();
+    return markSendSent(...args);
+  };
+  sender = new Sender({ store, destinationFor: () => pacs, initialDelayMs: 20, maxDelayMs: 200, logger: silentLogger() });
+  sender.start();
+  await eventually(() => pacs.calls.length >= 1, 5000, 'first delivery');
+  await new Promise((r) => setTimeout(r, 500));
+  // delivered once; the rows could not be marked sent, yet they were not sent again
+  expect(pacs.calls.flat().map((f) => f.sopInstanceUid).sort()).toEqual(['9.9.0', '9.9.1']);
+  expect(store.listSends().map((s) => s.status)).toEqual(['pending', 'pending']);
+  full = false;
+  await eventually(() => store.listSends().every((s) => s.status === 'sent'), 5000, 'recorded once the database has room');
+  expect(pacs.calls).toHaveLength(1);
+
+  // a pass that fails on the database before any PACS answer (retries cannot be recorded either)
+  // is held back with backoff, not repeated at once
+  seed(store, 1, ['other']);
+  const other = new ScriptedDestination('other', down);
+  const markSendRetry = store.markSendRetry.bind(store);
+  let retryRefusals = 0;
+  store.markSendRetry = (...args: Parameters<Store['markSendRetry']>) => {
+    if (retryRefusals < 1000) {
+      retryRefusals++;
+      throw fullError();
+    }
+    return markSendRetry(...args);
+  };
+  await sender.close();
+  sender = new Sender({ store, destinationFor: (row) => (row.destination === 'other' ? other : pacs), initialDelayMs: 50, maxDelayMs: 400, logger: silentLogger() });
+  sender.start();
+  await new Promise((r) => setTimeout(r, 1000));
+  // without backoff this is hundreds of associations a second; with it 50, 100, 200, 400 ms apart
+  expect(other.calls.length).toBeGreaterThanOrEqual(2);
+  expect(other.calls.length).toBeLessThanOrEqual(6);
+});
