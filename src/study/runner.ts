@@ -57,6 +57,8 @@ export class JobRunner {
   /** no job is claimed before this time (a full disk: every job would fail the same way) */
   private pausedUntil = 0;
   private resumeTimer: NodeJS.Timeout | null = null;
+  /** jobs to put back in the queue once the database can take it */
+  private readonly retries: (() => void)[] = [];
 
   constructor(private readonly opts: RunnerOptions) {}
 
@@ -64,21 +66,28 @@ export class JobRunner {
     return this.opts.storageRetryMs ?? 60_000;
   }
 
-  /** Claims nothing for a while, then kicks (again: `retry` first, e.g. putting a job back in the queue). */
+  /**
+   * Claims nothing for a while, then kicks. `retry` (putting a job back in the queue) runs first;
+   * one that still fails is kept for the next round. Several jobs may be waiting so at once.
+   */
   private pause(retry?: () => void): void {
     this.pausedUntil = Date.now() + this.retryMs;
+    if (retry) this.retries.push(retry);
     if (this.resumeTimer) clearTimeout(this.resumeTimer);
     this.resumeTimer = setTimeout(() => {
       this.resumeTimer = null;
       if (this.closing) return;
-      try {
-        retry?.();
-      } catch (e) {
-        this.opts.logger.error({ err: (e as Error).message }, 'storage still full; trying again later');
-        this.pause(retry);
-        return;
+      const pending = this.retries.splice(0);
+      for (const r of pending) {
+        try {
+          r();
+        } catch (e) {
+          this.opts.logger.error({ err: (e as Error).message }, 'storage still full; trying again later');
+          this.retries.push(r);
+        }
       }
-      this.kick();
+      if (this.retries.length) this.pause();
+      else this.kick();
     }, this.retryMs);
     this.resumeTimer.unref?.();
   }
@@ -114,6 +123,7 @@ export class JobRunner {
    */
   async close(graceMs: number): Promise<void> {
     this.closing = true;
+    if (this.resumeTimer) clearTimeout(this.resumeTimer);
     const all = Promise.allSettled([...this.running.values()]);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([all, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
