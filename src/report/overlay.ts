@@ -11,6 +11,8 @@ import { BuildOptions, MANUFACTURER, NOT_FOR_DIAGNOSIS, NO_LESION_FOUND, commonA
 
 const CONTOUR = [255, 255, 0]; // yellow, as the SEG's recommended display colour
 const AXIS = '#00e5ff';
+/** lesion numbers: the contour's yellow */
+const LABEL = '#ffff00';
 const MAX_LESION_LINES = 3;
 const LINE_HEIGHT = 1.25;
 /** DejaVu Sans (bold) is at most about 0.62 em per character on average */
@@ -76,7 +78,9 @@ function grayToRgb(frame: GrayFrame): Uint8Array {
 export function wrap(text: string, maxChars: number): string[] {
   const out: string[] = [];
   let line = '';
-  for (const word of text.split(' ')) {
+  // a word longer than a line (a model name on a very narrow image) is broken, not cut off
+  const words = text.split(' ').flatMap((w) => (w.length > maxChars ? w.match(new RegExp(`.{1,${maxChars}}`, 'gu')) ?? [w] : [w]));
+  for (const word of words) {
     if (line && line.length + 1 + word.length > maxChars) {
       out.push(line);
       line = word;
@@ -96,6 +100,17 @@ function overlaySvg(width: number, height: number, band: number, fontSize: numbe
     const [e, f, g, h] = l.shortAxisLine;
     parts.push(`<line x1="${a}" y1="${b}" x2="${c}" y2="${d}" stroke="${AXIS}" stroke-width="${stroke}"/>`);
     parts.push(`<line x1="${e}" y1="${f}" x2="${g}" y2="${h}" stroke="${AXIS}" stroke-width="${stroke}" stroke-dasharray="${4 * stroke},${2 * stroke}"/>`);
+  }
+  // with several lesions, each contour gets its number (as in the caption and the SR), outside
+  // its top-left corner where there is room, in the contour's colour with a dark edge
+  if (lesions.length > 1) {
+    for (const l of lesions) {
+      const x = Math.max(0, Math.min(width - fontSize, l.bbox.x0 - fontSize * 0.8));
+      const y = l.bbox.y0 - fontSize * 0.2 >= fontSize ? l.bbox.y0 - fontSize * 0.2 : Math.min(height - 2, l.bbox.y0 + fontSize);
+      parts.push(
+        `<text x="${Math.round(x)}" y="${Math.round(y)}" font-family="DejaVu Sans, sans-serif" font-weight="bold" font-size="${fontSize}" fill="${LABEL}" stroke="#000000" stroke-width="${Math.max(1, Math.round(fontSize / 12))}" paint-order="stroke">${l.index}</text>`,
+      );
+    }
   }
   const pad = Math.round(fontSize * 0.5);
   rows.forEach(({ text, warning }, i) => {

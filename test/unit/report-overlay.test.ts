@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { join } from 'path';
 import sharp from 'sharp';
 import { readPart10 } from '../../src/dicom/part10';
-import { buildOverlay, captionLines, wrap } from '../../src/report/overlay';
+import { buildOverlay, captionLines, renderOverlay, wrap } from '../../src/report/overlay';
 import { checkFile, tempDir, writeDataset } from '../helpers/dicomTools';
 import { LesionCaseOptions, lesionCase } from '../helpers/lesionResult';
 
@@ -102,9 +102,42 @@ describe('Secondary Capture overlay', () => {
     expect(read.DerivationDescription).toContain('frame 2');
   });
 
+  test('several lesions on the frame: each contour carries its number, as the caption and the SR count them', async () => {
+    const c = lesionCase({ seed: 9 });
+    const one = c.result.lesions[0];
+    // a second lesion: the first one's mask shifted right by 150 px
+    const frame = c.result.source.frames[0];
+    const mask = c.result.masks[0];
+    const shifted = new Uint8Array(mask.length);
+    for (let y = 0; y < frame.height; y++) for (let x = 0; x + 150 < frame.width; x++) shifted[y * frame.width + x + 150] = mask[y * frame.width + x] | 0;
+    const moved = (v: number[]) => [v[0] + 150, v[1], v[2] + 150, v[3]];
+    const second = { ...one, index: 2, bbox: { ...one.bbox, x0: one.bbox.x0 + 150, x1: one.bbox.x1 + 150 }, longAxisLine: moved(one.longAxisLine), shortAxisLine: moved(one.shortAxisLine) };
+    const yellowNear = async (lesions: typeof c.result.lesions, masks: Uint8Array[]) => {
+      const { width, rgb } = await renderOverlay({ ...c.result, lesions, masks }, model);
+      // yellow text pixels above-left of each lesion's box (the contour itself is inside the box)
+      return lesions.map((l) => {
+        let n = 0;
+        for (let y = Math.max(0, l.bbox.y0 - 30); y < l.bbox.y0 - 2; y++)
+          for (let x = Math.max(0, l.bbox.x0 - 25); x < l.bbox.x0 - 2; x++) {
+            const i = (y * width + x) * 3;
+            if (rgb[i] > 200 && rgb[i + 1] > 200 && rgb[i + 2] < 80) n++;
+          }
+        return n;
+      });
+    };
+    expect(one.bbox.y0).toBeGreaterThan(40); // room for the number above it
+    const merged = mask.map((v, i) => v | shifted[i]);
+    const [n1, n2] = await yellowNear([one, second], [merged]);
+    expect(n1).toBeGreaterThan(5);
+    expect(n2).toBeGreaterThan(5);
+    expect(await yellowNear([one], [mask])).toEqual([0]); // a single lesion needs no number
+  });
+
   test('small image: caption lines wrap rather than shrink below 12 px', async () => {
     expect(wrap('AI result — not for diagnostic use', 25)).toEqual(['AI result — not for', 'diagnostic use']);
     expect(wrap('short', 25)).toEqual(['short']);
+    // a word longer than the line is broken, not cut off
+    expect(wrap('attention-unet-busi 1.8.0', 8)).toEqual(['attentio', 'n-unet-b', 'usi', '1.8.0']);
     const { read } = await overlayFor('small', { rows: 150, columns: 200, seed: 7 });
     // 12 px font, 1.25 line height: more than the 4 caption lines once wrapped
     expect(read.Rows - 150).toBeGreaterThan(Math.round(12 * 1.25 * 4 + 12));
