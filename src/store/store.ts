@@ -537,7 +537,9 @@ export class Store {
     this.db.transaction(() => {
       const job = this.isRunning(jobId);
       if (!job) return;
-      this.db.prepare("UPDATE jobs SET status = 'queued', started_at = NULL WHERE id = ?").run(jobId);
+      // put back on purpose, not interrupted by a crash: the run does not count towards the
+      // attempts after which recovery gives a crash-looping study up
+      this.db.prepare("UPDATE jobs SET status = 'queued', started_at = NULL, attempts = MAX(attempts - 1, 0) WHERE id = ?").run(jobId);
       this.db.prepare("UPDATE studies SET status = 'queued', updated_at = ? WHERE study_uid = ? AND status = 'processing'").run(now, job.studyUid);
       this.addEvent('job.requeued', job.studyUid, { jobId, why }, now);
     })();

@@ -61,6 +61,8 @@ test('ENOSPC while writing results: the job waits for space and runs again, inst
     expect(runs).toBe(2);
     expect(store.listOutputs(STUDY)).toHaveLength(1);
     expect(store.getStudy(STUDY)).toMatchObject({ status: 'processed', label: 'benign' });
+    // the run put back for want of space is not counted as one the process died in
+    expect(store.listJobs(STUDY).map((j) => j.attempts)).toEqual([1]);
   } finally {
     store.close();
   }
