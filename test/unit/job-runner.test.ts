@@ -20,6 +20,16 @@ function received(store: Store, sop: string): void {
   store.queueStudyIfQuiet(STUDY, 0, 2000);
 }
 
+/** The store's `method` throws as SQLite does on a full disk for its first `times` calls. */
+function refuseFirst<K extends 'failJob' | 'requeueJob'>(store: Store, method: K, times: number): void {
+  const real = (store[method] as (...a: unknown[]) => unknown).bind(store);
+  let refused = 0;
+  (store as unknown as Record<K, (...a: unknown[]) => unknown>)[method] = (...args: unknown[]) => {
+    if (refused++ < times) throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+    return real(...args);
+  };
+}
+
 const until = async (check: () => boolean, ms = 5000) => {
   for (const t0 = Date.now(); !check(); ) {
     if (Date.now() - t0 > ms) throw new Error('timed out');
@@ -76,25 +86,9 @@ test('a job whose end the database cannot record goes back to the queue once it 
   const store = Store.open(dataDir);
   try {
     received(store, `${STUDY}.1.1`);
-    // the database refuses the job's failure twice (SQLite on a full disk), then has room again
-    const failJob = store.failJob.bind(store);
-    let refusals = 0;
-    store.failJob = (...args: Parameters<Store['failJob']>) => {
-      if (refusals < 2) {
-        refusals++;
-        throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
-      }
-      return failJob(...args);
-    };
-    const requeueJob = store.requeueJob.bind(store);
-    let requeueRefusals = 0;
-    store.requeueJob = (...args: Parameters<Store['requeueJob']>) => {
-      if (requeueRefusals < 1) {
-        requeueRefusals++;
-        throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
-      }
-      return requeueJob(...args);
-    };
+    // the database refuses the job's failure twice and the requeue once (SQLite on a full disk), then has room again
+    refuseFirst(store, 'failJob', 2);
+    refuseFirst(store, 'requeueJob', 1);
     let runs = 0;
     const processor: StudyProcessor = async () => {
       runs++;
