@@ -70,7 +70,10 @@ function classificationCode(result: InstanceResult): Code | null {
   return null;
 }
 
-function measurementGroup(source: Dataset, result: InstanceResult, model: ModelInfo, seg: Dataset | null, lesion: Lesion): Item {
+/** said in each group when a frame has several lesions: the model classifies the image, not each lesion */
+export const IMAGE_LEVEL_CALL = 'The classification and probability are the whole image\'s, repeated in each lesion\'s group; the model does not classify lesions one by one.';
+
+function measurementGroup(source: Dataset, result: InstanceResult, model: ModelInfo, seg: Dataset | null, lesion: Lesion, lesionsOnFrame: number): Item {
   const multi = isMultiFrame(source);
   const name = multi ? `Lesion ${lesion.index}, frame ${lesion.frameIndex + 1}` : `Lesion ${lesion.index}`;
   const side = lateralityCode(source);
@@ -90,6 +93,7 @@ function measurementGroup(source: Dataset, result: InstanceResult, model: ModelI
   const classification = classificationCode(result);
   if (classification) items.push(codeItem('CONTAINS', Codes.pathology, classification));
   items.push(numItem(Codes.probabilityOfCancer, result.malignancyProbability, Units.one));
+  if (lesionsOnFrame > 1) items.push(textItem('CONTAINS', Codes.comment, IMAGE_LEVEL_CALL));
 
   // Sizes in mm only when the region is calibrated; otherwise in pixels, never invented mm.
   if (lesion.longAxisMm !== null && lesion.shortAxisMm !== null && lesion.areaMm2 !== null) {
@@ -143,7 +147,7 @@ export function buildSr(source: Dataset, result: InstanceResult, model: ModelInf
   ];
   const lesions = reportedLesions(result);
   if (lesions.length > 0) {
-    content.push(container('CONTAINS', Codes.imagingMeasurements, lesions.map((l) => measurementGroup(source, result, model, seg, l))));
+    content.push(container('CONTAINS', Codes.imagingMeasurements, lesions.map((l) => measurementGroup(source, result, model, seg, l, lesions.length))));
   }
   content.push(qualitativeEvaluations(result, isMultiFrame(source)));
 

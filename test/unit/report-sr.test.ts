@@ -3,7 +3,7 @@ import { join } from 'path';
 import { readPart10 } from '../../src/dicom/part10';
 import { buildSeg } from '../../src/report/seg';
 import { NO_LESION_FOUND } from '../../src/report/common';
-import { NO_CALIBRATION, buildSr } from '../../src/report/sr';
+import { IMAGE_LEVEL_CALL, NO_CALIBRATION, buildSr } from '../../src/report/sr';
 import { Dataset } from '../../src/types/domain';
 import { checkFile, dsrdump, pydicomSrTexts, sharedDir, tempDir, writeDataset } from '../helpers/dicomTools';
 import { LesionCaseOptions, lesionCase } from '../helpers/lesionResult';
@@ -92,6 +92,21 @@ describe('Comprehensive SR (TID 1500)', () => {
     const { read } = srFor('benign', { label: 'benign', seed: 2 });
     expect(one(read, 'Pathology').ConceptCodeSequence[0]).toMatchObject({ CodeValue: '3898006', CodeMeaning: 'Neoplasm, benign' });
     expect(num(one(read, 'Probability of cancer')).value).toBe(0.12);
+  });
+
+  test('several lesions on the frame: each group says the classification is the whole image\'s; a single lesion\'s does not', () => {
+    const c = lesionCase({ seed: 11 });
+    const second = { ...c.result.lesions[0], index: 2 };
+    const two = { ...c.result, lesions: [c.result.lesions[0], second] };
+    const path = writeDataset(dir, 'two-lesions.dcm', buildSr(c.source, two, model, buildSeg(c.source, two, model, { now }), { now }));
+    const check = checkFile(path);
+    expect(check.errors).toEqual([]);
+    expect(dsrdump(path).output).not.toMatch(/^E:/m);
+    const groups = named(readPart10(readFileSync(path)).dataset, 'Measurement Group');
+    expect(groups).toHaveLength(2);
+    for (const g of groups) expect(named(g, 'Comment').map((i) => i.TextValue)).toContain(IMAGE_LEVEL_CALL);
+    const single = one(srFor('one-lesion', { seed: 11 }).read, 'Measurement Group');
+    expect(named(single, 'Comment').map((i) => i.TextValue)).not.toContain(IMAGE_LEVEL_CALL);
   });
 
   test('no lesion: says "No lesion found" and has no measurement group', () => {
