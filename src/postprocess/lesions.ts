@@ -200,9 +200,11 @@ export function extractLesions(
   const binary = new Uint8Array(w * h);
   for (let i = 0; i < binary.length; i++) binary[i] = probability[i] > opts.threshold ? 1 : 0;
   const { x0, y0 } = region.rect;
-  const background = opts.gray && opts.maxBlackFraction !== undefined ? backgroundMask(opts.gray, frameWidth, frameHeight) : null;
+  // the flood fill covers the whole frame: only for a frame that has a component to judge
+  let background: Uint8Array | null = null;
   const outsideSector = (c: Component): boolean => {
-    if (!background) return false;
+    if (!opts.gray || opts.maxBlackFraction === undefined) return false;
+    background ??= backgroundMask(opts.gray, frameWidth, frameHeight);
     let out = 0;
     for (const p of c.pixels) {
       const x = p % w;
