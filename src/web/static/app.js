@@ -100,8 +100,11 @@
     if (state.background && method === 'GET') headers['X-Sonogate-Background'] = '1';
     const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin' });
     if (res.status === 401 && url !== '/api/login') {
-      // signed in until now: the session ended on the server (timeout, sign-out elsewhere, reset)
-      showLogin(state.user ? 'Your session ended. Sign in again.' : undefined);
+      // signed in until now: the session ended on the server (timeout, sign-out elsewhere, reset).
+      // Several requests may find that out at once: the first one says why, the others must not
+      // redraw the sign-in form without the reason
+      if (state.user) showLogin('Your session ended. Sign in again.');
+      else if (!document.getElementById('login')) showLogin();
       throw new Unauthenticated('sign in first');
     }
     const data = res.status === 204 ? null : await res.json().catch(() => null);
