@@ -46,21 +46,23 @@ function sizeText(l: Lesion): string {
   return `${Math.round(l.longAxisPixels)} × ${Math.round(l.shortAxisPixels)} px, uncalibrated`;
 }
 
-/** Paints the outline of the mask (mask pixels with a 4-neighbour outside it) into an RGB buffer. */
+/**
+ * Paints the outline of the mask into an RGB buffer: a ring `thickness` pixels wide just outside
+ * the lesion (pixels within that Chebyshev distance of it), so that the lesion's own margin, which
+ * the reader judges, stays as the scanner showed it.
+ */
 function paintContour(rgb: Uint8Array, mask: Uint8Array, width: number, height: number, thickness: number): void {
-  const lo = -Math.floor((thickness - 1) / 2);
-  const hi = Math.ceil((thickness - 1) / 2);
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
       const i = y * width + x;
       if (!mask[i]) continue;
       const edge = x === 0 || y === 0 || x === width - 1 || y === height - 1 || !mask[i - 1] || !mask[i + 1] || !mask[i - width] || !mask[i + width];
       if (!edge) continue;
-      for (let dy = lo; dy <= hi; dy++) {
-        for (let dx = lo; dx <= hi; dx++) {
+      for (let dy = -thickness; dy <= thickness; dy++) {
+        for (let dx = -thickness; dx <= thickness; dx++) {
           const px = x + dx;
           const py = y + dy;
-          if (px < 0 || py < 0 || px >= width || py >= height) continue;
+          if (px < 0 || py < 0 || px >= width || py >= height || mask[py * width + px]) continue;
           rgb.set(CONTOUR, (py * width + px) * 3);
         }
       }

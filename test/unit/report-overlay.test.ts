@@ -59,7 +59,12 @@ describe('Secondary Capture overlay', () => {
     const y = lesion.bbox.y0 + Math.round((lesion.bbox.y1 - lesion.bbox.y0) / 4); // clear of the long axis line
     let leftEdge = lesion.bbox.x0;
     while (!mask[y * frame.width + leftEdge]) leftEdge++;
-    expect(rgbAt(leftEdge, y)).toEqual([255, 255, 0]);
+    // the contour lies just outside the lesion: its own edge pixel keeps the scanner's grey, so the
+    // margin the reader judges is not painted over
+    expect(rgbAt(leftEdge - 1, y)).toEqual([255, 255, 0]);
+    const g = frame.data[y * frame.width + leftEdge];
+    expect(rgbAt(leftEdge, y)).toEqual([g, g, g]);
+    expect(g).not.toBe(255);
     // caption band: black with text in it
     const band = pydicom.pixels!.subarray(frame.height * frame.width * 3);
     expect(band.filter((v) => v > 200).length).toBeGreaterThan(500);
@@ -114,7 +119,7 @@ describe('Secondary Capture overlay', () => {
     const second = { ...one, index: 2, bbox: { ...one.bbox, x0: one.bbox.x0 + 150, x1: one.bbox.x1 + 150 }, longAxisLine: moved(one.longAxisLine), shortAxisLine: moved(one.shortAxisLine) };
     const yellowNear = async (lesions: typeof c.result.lesions, masks: Uint8Array[]) => {
       const { width, rgb } = await renderOverlay({ ...c.result, lesions, masks }, model);
-      // yellow text pixels above-left of each lesion's box (the contour itself is inside the box)
+      // yellow text pixels above-left of each lesion's box, clear of the contour's ring around it
       return lesions.map((l) => {
         let n = 0;
         for (let y = Math.max(0, l.bbox.y0 - 30); y < l.bbox.y0 - 2; y++)
