@@ -1,10 +1,11 @@
 /**
  * Probability map → lesions: threshold, 8-connected components above a minimum area, and per
- * lesion its bounding box, area, long axis (largest diameter) and short axis (largest diameter
- * perpendicular to it), in mm / mm² when the region is calibrated, in pixels otherwise.
+ * lesion its bounding box, outline, area, long axis (largest diameter) and short axis (largest
+ * diameter perpendicular to it), in mm / mm² when the region is calibrated, in pixels otherwise.
  * Pure: no I/O, no model.
  */
 import { AnalysisRegion, FramePrediction, Lesion } from '../types/domain';
+import { traceOutline } from './outline';
 
 export interface LesionOptions {
   threshold: number;
@@ -252,6 +253,7 @@ export function extractLesions(
       areaMm2: cal ? c.pixels.length * ux * uy : null,
       longAxisLine: axes.longLine,
       shortAxisLine: axes.shortLine,
+      outline: traceOutline(c.pixels, w, x0, y0),
       meanProbability: c.meanProbability,
     };
   });

@@ -98,8 +98,9 @@ export function wrap(text: string, maxChars: number): string[] {
 function overlaySvg(width: number, height: number, band: number, fontSize: number, rows: { text: string; warning: boolean }[], lesions: Lesion[], stroke: number): string {
   const parts: string[] = [];
   for (const l of lesions) {
-    const [a, b, c, d] = l.longAxisLine;
-    const [e, f, g, h] = l.shortAxisLine;
+    // SVG coordinates are pixel corners; the axes run between pixel centres
+    const [a, b, c, d] = l.longAxisLine.map((v) => v + 0.5);
+    const [e, f, g, h] = l.shortAxisLine.map((v) => v + 0.5);
     parts.push(`<line x1="${a}" y1="${b}" x2="${c}" y2="${d}" stroke="${AXIS}" stroke-width="${stroke}"/>`);
     parts.push(`<line x1="${e}" y1="${f}" x2="${g}" y2="${h}" stroke="${AXIS}" stroke-width="${stroke}" stroke-dasharray="${4 * stroke},${2 * stroke}"/>`);
   }

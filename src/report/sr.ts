@@ -6,7 +6,8 @@
  *   Imaging Measurement Report (TID 1500)
  *   ├ language, device observer (the model), procedure reported
  *   ├ Image Library ─ Image Library Group ─ the source image
- *   ├ Imaging Measurements ─ one Measurement Group per lesion (TID 1411 rows)
+ *   ├ Imaging Measurements ─ one Measurement Group per lesion (TID 1411 rows); each size
+ *   │   INFERRED FROM an SCOORD on the source frame: the axis's ends, the area's outline
  *   └ Qualitative Evaluations: disclaimer, class probabilities, "No lesion found"
  */
 import { Dataset, InstanceResult, Lesion, ModelInfo } from '../types/domain';
@@ -15,7 +16,7 @@ import { BuildOptions, MANUFACTURER, reportedLesions, NOT_FOR_DIAGNOSIS, NO_LESI
 import { LESION_SEGMENT_NUMBER } from './seg';
 import { derivedUid } from './uids';
 
-type Relationship = 'CONTAINS' | 'HAS CONCEPT MOD' | 'HAS OBS CONTEXT';
+type Relationship = 'CONTAINS' | 'HAS CONCEPT MOD' | 'HAS OBS CONTEXT' | 'INFERRED FROM' | 'SELECTED FROM';
 type Item = Dataset;
 
 export const NO_CALIBRATION = 'The image has no ultrasound region calibration: sizes are in pixels, not mm';
@@ -47,13 +48,31 @@ const uidItem = (rel: Relationship, name: Code, uid: string): Item => ({
   ConceptNameCodeSequence: [name],
   UID: uid,
 });
-const numItem = (name: Code, value: number, unit: Code): Item => ({
+const numItem = (name: Code, value: number, unit: Code, children?: Item[]): Item => ({
   RelationshipType: 'CONTAINS',
   ValueType: 'NUM',
   ConceptNameCodeSequence: [name],
   // DS holds at most 16 characters
   MeasuredValueSequence: [{ NumericValue: Number(value.toPrecision(6)), MeasurementUnitsCodeSequence: [unit] }],
+  ...(children ? { ContentSequence: children } : {}),
 });
+/**
+ * Where a measurement was taken (TID 300's INFERRED FROM, TID 320): a POLYLINE in the source
+ * image's pixel space (PS3.3 C.18.6.1.2: the top-left pixel's top-left corner is 0, 0), selected
+ * from that image (and frame). Viewers that read TID 1500 draw it over the image.
+ */
+const scoordItem = (points: number[], ref: Dataset): Item => ({
+  RelationshipType: 'INFERRED FROM',
+  ValueType: 'SCOORD',
+  GraphicType: 'POLYLINE',
+  // FL; a few decimals are all a pixel position needs
+  GraphicData: points.map((v) => Math.round(v * 100) / 100),
+  ContentSequence: [{ RelationshipType: 'SELECTED FROM', ValueType: 'IMAGE', ReferencedSOPSequence: [ref] }],
+});
+/** an axis between pixel centres (column, row indices) as a two-point polyline in SCOORD space */
+const axisPoints = (line: readonly number[]) => line.map((v) => v + 0.5);
+/** the outline closed, as a POLYLINE whose last point is its first (PS3.3 C.18.6.1.1) */
+const closedOutline = (outline: number[]) => (outline.length >= 2 ? [...outline, outline[0], outline[1]] : []);
 const imageItem = (name: Code | null, ref: Dataset): Item => ({
   RelationshipType: 'CONTAINS',
   ValueType: 'IMAGE',
@@ -95,15 +114,21 @@ function measurementGroup(source: Dataset, result: InstanceResult, model: ModelI
   items.push(numItem(Codes.probabilityOfCancer, result.malignancyProbability, Units.one));
   if (lesionsOnFrame > 1) items.push(textItem('CONTAINS', Codes.comment, IMAGE_LEVEL_CALL));
 
+  // each size says where it was measured: the axis's two ends, the area's outline
+  const frameRef = imageReference(source, lesion.frameIndex);
+  const where = (points: number[]) => (points.length >= 4 ? [scoordItem(points, frameRef)] : undefined);
+  const longAt = where(axisPoints(lesion.longAxisLine));
+  const shortAt = where(axisPoints(lesion.shortAxisLine));
+  const areaAt = where(closedOutline(lesion.outline));
   // Sizes in mm only when the region is calibrated; otherwise in pixels, never invented mm.
   if (lesion.longAxisMm !== null && lesion.shortAxisMm !== null && lesion.areaMm2 !== null) {
-    items.push(numItem(Codes.longAxis, lesion.longAxisMm, Units.mm));
-    items.push(numItem(Codes.shortAxis, lesion.shortAxisMm, Units.mm));
-    items.push(numItem(Codes.area, lesion.areaMm2, Units.mm2));
+    items.push(numItem(Codes.longAxis, lesion.longAxisMm, Units.mm, longAt));
+    items.push(numItem(Codes.shortAxis, lesion.shortAxisMm, Units.mm, shortAt));
+    items.push(numItem(Codes.area, lesion.areaMm2, Units.mm2, areaAt));
   } else {
-    items.push(numItem(Codes.longAxis, lesion.longAxisPixels, Units.pixels));
-    items.push(numItem(Codes.shortAxis, lesion.shortAxisPixels, Units.pixels));
-    items.push(numItem(Codes.area, lesion.areaPixels, Units.pixels));
+    items.push(numItem(Codes.longAxis, lesion.longAxisPixels, Units.pixels, longAt));
+    items.push(numItem(Codes.shortAxis, lesion.shortAxisPixels, Units.pixels, shortAt));
+    items.push(numItem(Codes.area, lesion.areaPixels, Units.pixels, areaAt));
     items.push(textItem('CONTAINS', Codes.comment, NO_CALIBRATION));
   }
   return container('CONTAINS', Codes.measurementGroup, items);

@@ -71,9 +71,17 @@ export interface Lesion {
   longAxisMm: number | null;
   shortAxisMm: number | null;
   areaMm2: number | null;
-  /** end points of the long and short axis (full-frame pixel coordinates) */
+  /**
+   * end points of the long and short axis, [x0, y0, x1, y1], at the centres of the outermost
+   * pixels: full-frame column and row indices (the top-left pixel's centre is 0, 0)
+   */
   longAxisLine: [number, number, number, number];
   shortAxisLine: [number, number, number, number];
+  /**
+   * the lesion's outer outline along its pixels' edges, [x0, y0, x1, y1, …], not closed, in
+   * full-frame pixel-corner coordinates (the top-left pixel's top-left corner is 0, 0)
+   */
+  outline: number[];
   /** mean lesion probability inside the component */
   meanProbability: number;
 }

@@ -4,6 +4,7 @@
  * without the model.
  */
 import { Dataset, InstanceResult, Label, Lesion } from '../../src/types/domain';
+import { traceOutline } from '../../src/postprocess/outline';
 import { PhantomOptions, phantomDataset, phantomLesion, phantomPixels, phantomRegion } from './phantom';
 
 export interface LesionCaseOptions extends PhantomOptions {
@@ -55,8 +56,10 @@ function lesionFromEllipse(rows: number, columns: number, frame: number, mask: U
     longAxisMm: mmPerPixel === null ? null : long * mmPerPixel,
     shortAxisMm: mmPerPixel === null ? null : short * mmPerPixel,
     areaMm2: mmPerPixel === null ? null : area * mmPerPixel * mmPerPixel,
-    longAxisLine: [cx - ax, cy, cx + ax, cy],
-    shortAxisLine: [cx, cy - ay, cx, cy + ay],
+    // the ellipse's extremes in pixel-centre indices (a point x in corner coordinates is index x - 0.5)
+    longAxisLine: [cx - ax - 0.5, cy - 0.5, cx + ax - 0.5, cy - 0.5],
+    shortAxisLine: [cx - 0.5, cy - ay - 0.5, cx - 0.5, cy + ay - 0.5],
+    outline: traceOutline(mask.reduce<number[]>((acc, v, i) => (v ? (acc.push(i), acc) : acc), []), columns),
     meanProbability: 0.9,
   };
 }

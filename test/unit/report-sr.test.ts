@@ -4,6 +4,7 @@ import { readPart10 } from '../../src/dicom/part10';
 import { buildSeg } from '../../src/report/seg';
 import { NO_LESION_FOUND } from '../../src/report/common';
 import { IMAGE_LEVEL_CALL, NO_CALIBRATION, buildSr } from '../../src/report/sr';
+import { polygonArea } from '../../src/postprocess/outline';
 import { Dataset } from '../../src/types/domain';
 import { checkFile, dsrdump, pydicomSrTexts, sharedDir, tempDir, writeDataset } from '../helpers/dicomTools';
 import { LesionCaseOptions, lesionCase } from '../helpers/lesionResult';
@@ -88,6 +89,35 @@ describe('Comprehensive SR (TID 1500)', () => {
     expect(read.PertinentOtherEvidenceSequence[0].ReferencedSeriesSequence[0].SeriesInstanceUID).toBe(seg!.SeriesInstanceUID);
   });
 
+  test('each size says where it was measured: SCOORD axis ends and outline on the source image, which viewers draw', () => {
+    const { source, result, read, path } = srFor('geometry', { seed: 12 });
+    const lesion = result.lesions[0];
+    const group = one(read, 'Measurement Group');
+    const where = (meaning: string) => {
+      const inferred = (one(group, meaning).ContentSequence ?? []) as Dataset[];
+      expect(inferred.map((i) => [i.RelationshipType, i.ValueType, i.GraphicType])).toEqual([['INFERRED FROM', 'SCOORD', 'POLYLINE']]);
+      const selected = inferred[0].ContentSequence[0];
+      expect([selected.RelationshipType, selected.ValueType]).toEqual(['SELECTED FROM', 'IMAGE']);
+      expect(selected.ReferencedSOPSequence[0]).toMatchObject({ ReferencedSOPClassUID: source.SOPClassUID, ReferencedSOPInstanceUID: source.SOPInstanceUID });
+      return (inferred[0].GraphicData as number[]).map(Number);
+    };
+    // axes: pixel centres moved to SCOORD's corner origin, and as long as the reported size
+    const long = where('Long axis');
+    expect(long).toHaveLength(4);
+    long.forEach((v, k) => expect(v).toBeCloseTo(lesion.longAxisLine[k] + 0.5, 2));
+    expect(Math.hypot(long[2] - long[0], long[3] - long[1]) * 0.1).toBeCloseTo(lesion.longAxisMm!, 1);
+    const short = where('Short axis');
+    short.forEach((v, k) => expect(v).toBeCloseTo(lesion.shortAxisLine[k] + 0.5, 2));
+    // area: the closed outline, enclosing exactly the lesion's pixels (the phantom's ellipse has no hole)
+    const outline = where('Area');
+    expect(outline.slice(-2)).toEqual(outline.slice(0, 2));
+    expect(polygonArea(outline.slice(0, -2))).toBe(lesion.areaPixels);
+    expect(Math.min(...outline.filter((_, k) => k % 2 === 0))).toBe(lesion.bbox.x0);
+    expect(Math.max(...outline.filter((_, k) => k % 2 === 1))).toBe(lesion.bbox.y1);
+    // DCMTK reads the geometry as SCOORD items under the measurements
+    expect(dsrdump(path).output.match(/<inferred from SCOORD:=\(POLYLINE,/g)).toHaveLength(3);
+  });
+
   test('a benign call is coded as "Neoplasm, benign"', () => {
     const { read } = srFor('benign', { label: 'benign', seed: 2 });
     expect(one(read, 'Pathology').ConceptCodeSequence[0]).toMatchObject({ CodeValue: '3898006', CodeMeaning: 'Neoplasm, benign' });
@@ -135,6 +165,10 @@ describe('Comprehensive SR (TID 1500)', () => {
     const groups = named(read, 'Measurement Group');
     expect(groups.map((g) => one(g, 'Tracking Identifier').TextValue)).toEqual([`Lesion 1, frame ${f + 1}`]);
     expect(groups.map((g) => one(g, 'Source image for segmentation').ReferencedSOPSequence[0].ReferencedFrameNumber)).toEqual([f + 1]);
+    // the geometry is selected from that frame too
+    const scoords = items(groups[0]).filter((i) => i.ValueType === 'SCOORD');
+    expect(scoords).toHaveLength(3);
+    for (const sc of scoords) expect(sc.ContentSequence[0].ReferencedSOPSequence[0].ReferencedFrameNumber).toBe(f + 1);
     // the call is the most suspicious frame's, and the text says so (not the whole clip's)
     expect(JSON.stringify(read.ContentSequence)).toContain(`(frame ${f + 1} of 3, the most suspicious; other frames score lower)`);
   });
