@@ -128,7 +128,7 @@ interface Axes {
   shortLine: [number, number, number, number];
 }
 
-/** Axes of a set of pixel centres, measured in physical units (ux, uy per pixel). */
+/** Axes of a set of points (pixel index coordinates), measured in physical units (ux, uy per pixel). */
 export function measureAxes(points: [number, number][], ux: number, uy: number): Axes {
   const phys = points.map(([x, y]) => [x * ux, y * uy] as [number, number]);
   const hull = convexHull(phys);
@@ -237,7 +237,13 @@ export function extractLesions(
       bx1 = Math.max(bx1, x);
       by1 = Math.max(by1, y);
       const edge = x === 0 || y === 0 || x === w - 1 || y === h - 1 || !binary[p - 1] || !binary[p + 1] || !binary[p - w] || !binary[p + w];
-      if (edge) boundary.push([x + x0, y + y0]);
+      // the corners of the edge pixels: the axes run from edge to edge of the lesion, as calipers
+      // are placed on its outer margins, not between the centres of its outermost pixels
+      if (edge) {
+        const fx = x + x0;
+        const fy = y + y0;
+        boundary.push([fx - 0.5, fy - 0.5], [fx + 0.5, fy - 0.5], [fx - 0.5, fy + 0.5], [fx + 0.5, fy + 0.5]);
+      }
     }
     const axes = measureAxes(boundary, ux, uy);
     const pixAxes = cal ? measureAxes(boundary, 1, 1) : axes;

@@ -64,7 +64,10 @@ export interface Lesion {
   index: number;
   bbox: Rect;
   areaPixels: number;
-  /** major / minor axis of the lesion in pixels (Feret diameter and its perpendicular width) */
+  /**
+   * major / minor axis of the lesion in pixels, edge to edge: the largest diameter of its pixels'
+   * union (Feret diameter) and its largest width perpendicular to that
+   */
   longAxisPixels: number;
   shortAxisPixels: number;
   /** in mm / mm² when the region is calibrated, else null */
@@ -72,8 +75,9 @@ export interface Lesion {
   shortAxisMm: number | null;
   areaMm2: number | null;
   /**
-   * end points of the long and short axis, [x0, y0, x1, y1], at the centres of the outermost
-   * pixels: full-frame column and row indices (the top-left pixel's centre is 0, 0)
+   * end points of the long and short axis, [x0, y0, x1, y1], on the lesion's outer edge (pixel
+   * corners), in full-frame column and row index coordinates: the top-left pixel's centre is 0, 0
+   * and its top-left corner −0.5, −0.5
    */
   longAxisLine: [number, number, number, number];
   shortAxisLine: [number, number, number, number];

@@ -16,6 +16,20 @@ const whole = (w: number, h: number, mm: number | null): AnalysisRegion => ({
 });
 
 describe('lesion measurement', () => {
+  test('axes run from edge to edge of the pixels, as calipers on the outer margins: a bar of 10 × 1 pixels is 10 long', () => {
+    const w = 20;
+    const p = new Float32Array(w * 5);
+    for (let x = 5; x < 15; x++) p[2 * w + x] = 0.9; // pixels 5..14 of row 2
+    const { lesions } = extractLesions({ probability: p, width: w, height: 5, classProbabilities: [0.1, 0.6, 0.3] }, 0, whole(w, 5, null), w, 5, { threshold: 0.5, minAreaPixels: 1 });
+    const l = lesions[0];
+    // the diagonal of the 10 × 1 box of pixels (centre to centre it would be 9)
+    expect(l.longAxisPixels).toBeCloseTo(Math.hypot(10, 1), 6);
+    // its ends are pixel corners: the left edge of pixel 5 and the right edge of pixel 14
+    expect([Math.min(l.longAxisLine[0], l.longAxisLine[2]), Math.max(l.longAxisLine[0], l.longAxisLine[2])]).toEqual([4.5, 14.5]);
+    expect(l.shortAxisPixels).toBeGreaterThan(0.9);
+    expect(l.shortAxisPixels).toBeLessThan(1.2);
+  });
+
   test('an ellipse of semi-axes 60 × 25 px measures about 120 × 50 px and its area', () => {
     const { lesions, mask } = extractLesions(ellipseMap(200, 120, [{ cx: 100, cy: 60, ax: 60, ay: 25 }]), 0, whole(200, 120, null), 200, 120, {
       threshold: 0.5,
@@ -23,10 +37,11 @@ describe('lesion measurement', () => {
     });
     expect(lesions).toHaveLength(1);
     const l = lesions[0];
-    expect(l.longAxisPixels).toBeGreaterThan(117);
-    expect(l.longAxisPixels).toBeLessThan(121);
-    expect(l.shortAxisPixels).toBeGreaterThan(47);
-    expect(l.shortAxisPixels).toBeLessThan(51);
+    // its pixels span columns 40-160 and rows 35-85: 121 × 51 pixels, edge to edge
+    expect(l.longAxisPixels).toBeGreaterThan(120.5);
+    expect(l.longAxisPixels).toBeLessThan(122);
+    expect(l.shortAxisPixels).toBeGreaterThan(50.5);
+    expect(l.shortAxisPixels).toBeLessThan(52);
     expect(l.areaPixels).toBeGreaterThan(Math.PI * 60 * 25 * 0.97);
     expect(l.areaPixels).toBeLessThan(Math.PI * 60 * 25 * 1.03);
     expect(l.longAxisMm).toBeNull();
