@@ -14,71 +14,15 @@ import { Dataset, InstanceResult, Lesion, ModelInfo } from '../types/domain';
 import { Code, Codes, Units } from './codes';
 import { BuildOptions, MANUFACTURER, reportedLesions, NOT_FOR_DIAGNOSIS, NO_LESION_FOUND, SopClass, commonAttributes, imageReference, isMultiFrame, lateralityCode } from './common';
 import { LESION_SEGMENT_NUMBER } from './seg';
+import { codeItem, container, evidence, imageItem, Item, numItem, scoordItem, textItem, uidItem } from './srItems';
 import { derivedUid } from './uids';
-
-type Relationship = 'CONTAINS' | 'HAS CONCEPT MOD' | 'HAS OBS CONTEXT' | 'INFERRED FROM' | 'SELECTED FROM';
-type Item = Dataset;
 
 export const NO_CALIBRATION = 'The image has no ultrasound region calibration: sizes are in pixels, not mm';
 
-// Content items (PS3.3 C.17.3): one small constructor per value type.
-const container = (rel: Relationship, name: Code, children: Item[]): Item => ({
-  RelationshipType: rel,
-  ValueType: 'CONTAINER',
-  ConceptNameCodeSequence: [name],
-  ContinuityOfContent: 'SEPARATE',
-  ContentSequence: children,
-});
-const codeItem = (rel: Relationship, name: Code, value: Code, children?: Item[]): Item => ({
-  RelationshipType: rel,
-  ValueType: 'CODE',
-  ConceptNameCodeSequence: [name],
-  ConceptCodeSequence: [value],
-  ...(children ? { ContentSequence: children } : {}),
-});
-const textItem = (rel: Relationship, name: Code, text: string): Item => ({
-  RelationshipType: rel,
-  ValueType: 'TEXT',
-  ConceptNameCodeSequence: [name],
-  TextValue: text,
-});
-const uidItem = (rel: Relationship, name: Code, uid: string): Item => ({
-  RelationshipType: rel,
-  ValueType: 'UIDREF',
-  ConceptNameCodeSequence: [name],
-  UID: uid,
-});
-const numItem = (name: Code, value: number, unit: Code, children?: Item[]): Item => ({
-  RelationshipType: 'CONTAINS',
-  ValueType: 'NUM',
-  ConceptNameCodeSequence: [name],
-  // DS holds at most 16 characters
-  MeasuredValueSequence: [{ NumericValue: Number(value.toPrecision(6)), MeasurementUnitsCodeSequence: [unit] }],
-  ...(children ? { ContentSequence: children } : {}),
-});
-/**
- * Where a measurement was taken (TID 300's INFERRED FROM, TID 320): a POLYLINE in the source
- * image's pixel space (PS3.3 C.18.6.1.2: the top-left pixel's top-left corner is 0, 0), selected
- * from that image (and frame). Viewers that read TID 1500 draw it over the image.
- */
-const scoordItem = (points: number[], ref: Dataset): Item => ({
-  RelationshipType: 'INFERRED FROM',
-  ValueType: 'SCOORD',
-  GraphicType: 'POLYLINE',
-  // FL; a few decimals are all a pixel position needs
-  GraphicData: points.map((v) => Math.round(v * 100) / 100),
-  ContentSequence: [{ RelationshipType: 'SELECTED FROM', ValueType: 'IMAGE', ReferencedSOPSequence: [ref] }],
-});
 /** an axis between pixel centres (column, row indices) as a two-point polyline in SCOORD space */
 const axisPoints = (line: readonly number[]) => line.map((v) => v + 0.5);
 /** the outline closed, as a POLYLINE whose last point is its first (PS3.3 C.18.6.1.1) */
 const closedOutline = (outline: number[]) => (outline.length >= 2 ? [...outline, outline[0], outline[1]] : []);
-const imageItem = (name: Code | null, ref: Dataset): Item => ({
-  RelationshipType: 'CONTAINS',
-  ValueType: 'IMAGE',
-  ...(name ? { ConceptNameCodeSequence: [name] } : {}),
-  ReferencedSOPSequence: [ref],
-});
 
 const pct = (p: number) => `${(p * 100).toFixed(1)} %`;
 
@@ -144,16 +88,6 @@ function qualitativeEvaluations(result: InstanceResult, multiFrame: boolean): It
   return container('CONTAINS', Codes.qualitativeEvaluations, items);
 }
 
-/** Hierarchical SOP Instance Reference (PS3.3 C.17.2.3) of one instance of the source study. */
-function evidence(source: Dataset, seriesInstanceUid: string, ref: Dataset): Dataset[] {
-  return [
-    {
-      StudyInstanceUID: source.StudyInstanceUID,
-      ReferencedSeriesSequence: [{ SeriesInstanceUID: seriesInstanceUid, ReferencedSOPSequence: [ref] }],
-    },
-  ];
-}
-
 /** `seg` is the SEG built for the same result, or null when SEG output is off (no segment reference then). */
 export function buildSr(source: Dataset, result: InstanceResult, model: ModelInfo, seg: Dataset | null, opts: BuildOptions = {}): Dataset {
   const ds = commonAttributes(source, model, 'sr', opts);
@@ -185,8 +119,8 @@ export function buildSr(source: Dataset, result: InstanceResult, model: ModelInf
     VerificationFlag: 'UNVERIFIED',
     // every instance referenced in the tree is listed here (C.17.2.3): the source image as the
     // evidence of the procedure, the SEG as other evidence
-    CurrentRequestedProcedureEvidenceSequence: evidence(source, source.SeriesInstanceUID, sourceRef),
-    ...(seg ? { PertinentOtherEvidenceSequence: evidence(source, seg.SeriesInstanceUID, { ReferencedSOPClassUID: SopClass.seg, ReferencedSOPInstanceUID: seg.SOPInstanceUID }) } : {}),
+    CurrentRequestedProcedureEvidenceSequence: evidence(source.StudyInstanceUID, [{ seriesInstanceUid: source.SeriesInstanceUID, ref: sourceRef }]),
+    ...(seg ? { PertinentOtherEvidenceSequence: evidence(source.StudyInstanceUID, [{ seriesInstanceUid: seg.SeriesInstanceUID, ref: { ReferencedSOPClassUID: SopClass.seg, ReferencedSOPInstanceUID: seg.SOPInstanceUID } }]) } : {}),
     // SR Document Content module: the root CONTAINER (C.17.3)
     ValueType: 'CONTAINER',
     ConceptNameCodeSequence: [Codes.imagingMeasurementReport],
