@@ -54,6 +54,9 @@ export async function startAnalysisEngine(config: Config, logger: Logger): Promi
     routing: config.routing.analyze,
   };
   // a job may carry the analyse rules in force now (dashboard overrides): they go with each request
-  const processor = createStudyProcessor((file, outDir, analyze) => pool.processFile(file, outDir, analyze ? { ...options, routing: analyze } : options));
+  const processor = createStudyProcessor((file, outDir, analyze) => pool.processFile(file, outDir, analyze ? { ...options, routing: analyze } : options), {
+    model: options.model,
+    enabled: config.outputs.keyImages,
+  });
   return { model, pool, options, processor, close: () => pool.close() };
 }

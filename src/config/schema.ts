@@ -210,7 +210,7 @@ export const configSchema = z
       .strict()
       .prefault({}),
     outputs: z
-      .object({ seg: z.boolean().default(true), sr: z.boolean().default(true), overlay: z.boolean().default(true) })
+      .object({ seg: z.boolean().default(true), sr: z.boolean().default(true), overlay: z.boolean().default(true), keyImages: z.boolean().default(true) })
       .strict()
       .prefault({}),
     send: z

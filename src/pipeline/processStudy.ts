@@ -3,25 +3,28 @@
  *
  *   Part 10 file ─▶ route (US only, then routing.analyze) ─▶ dicom/decode ─▶ inference (worker pool)
  *       ─▶ postprocess (lesions, sizes) ─▶ report (SEG, SR, overlay) ─▶ files in outDir
+ *   all instances of the study ─▶ report (key object selection: the flagged images) ─▶ outDir
  *
  * It is the StudyProcessor the gateway calls for a complete study, and what `sonogate analyze`
  * runs on files. Every instance gets an outcome; one bad instance never stops the others.
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { DecodeError, decodeInstance, isUltrasoundSopClass } from '../dicom/decode';
+import { DecodeError, decodeInstance, isUltrasoundSopClass, readHeader } from '../dicom/decode';
 import { readPart10, writePart10 } from '../dicom/part10';
+import { buildKeyImages, keyImages } from '../report/keyImages';
 import { buildOverlay } from '../report/overlay';
 import { buildSeg } from '../report/seg';
 import { buildSr } from '../report/sr';
-import { Dataset, InstanceResult, Label, ModelInfo } from '../types/domain';
+import { isMultiFrame, reportedLesions } from '../report/common';
+import { Dataset, InstanceResult, KeyImageCandidate, Label, ModelInfo } from '../types/domain';
 import { InstanceOutcome, OutputObject, StudyJobInput, StudyJobOutput, StudyProcessor } from '../types/pipeline';
 import type { AnalyzeRules } from '../config/schema';
 import { AnalyzeOptions, analyzeDecoded, FramePredictor } from './analyzeInstance';
 import { ANALYZE_EVERYTHING, checkAnalyzeRules } from './route';
 
 export interface PipelineOptions extends AnalyzeOptions {
-  outputs: { seg: boolean; sr: boolean; overlay: boolean };
+  outputs: { seg: boolean; sr: boolean; overlay: boolean; keyImages?: boolean };
   model: ModelInfo;
   /** routing.analyze filters; absent = analyse every ultrasound instance */
   routing?: AnalyzeRules;
@@ -37,8 +40,28 @@ function summarize(r: InstanceResult): InstanceOutcome['largestLesion'] {
     : { longAxis: l.longAxisPixels, shortAxis: l.shortAxisPixels, area: l.areaPixels, unit: 'px' };
 }
 
-function outputObject(kind: OutputObject['kind'], ds: Dataset, file: string, source: string): OutputObject {
+function outputObject(kind: OutputObject['kind'], ds: Dataset, file: string, source: string | null): OutputObject {
   return { kind, path: file, sopClassUid: ds.SOPClassUID, sopInstanceUid: ds.SOPInstanceUID, seriesInstanceUid: ds.SeriesInstanceUID, sourceSopInstanceUid: source };
+}
+
+const positiveInt = (v: unknown): number | undefined => {
+  const n = Number(v);
+  return Number.isInteger(n) && n >= 0 && String(v ?? '').trim() !== '' ? n : undefined;
+};
+
+/** What the study's key object selection needs of this instance. */
+function keyImageOf(header: Dataset, result: InstanceResult): KeyImageCandidate {
+  return {
+    sopClassUid: String(header.SOPClassUID),
+    sopInstanceUid: String(header.SOPInstanceUID),
+    seriesInstanceUid: String(header.SeriesInstanceUID ?? ''),
+    frameNumber: isMultiFrame(header) ? result.reportedFrameIndex + 1 : undefined,
+    seriesNumber: positiveInt(header.SeriesNumber),
+    instanceNumber: positiveInt(header.InstanceNumber),
+    label: result.label,
+    malignancyProbability: result.malignancyProbability,
+    lesionCount: reportedLesions(result).length,
+  };
 }
 
 /** Analyses one Part 10 file and writes its result objects into outDir. */
@@ -109,6 +132,7 @@ export async function processInstanceFile(
       largestLesion: summarize(result),
       frames: result.source.frames.length,
       timingsMs: timings,
+      keyImage: keyImageOf(header, result),
     },
     outputs,
   };
@@ -120,11 +144,44 @@ export async function processInstanceFile(
  */
 export type InstanceFileProcessor = (file: string, outDir: string, analyze?: AnalyzeRules) => Promise<{ outcome: InstanceOutcome; outputs: OutputObject[] }>;
 
+/** The study's key object selection, when it is switched on (outputs.keyImages). */
+export interface KeyImagesOptions {
+  model: ModelInfo;
+  enabled: boolean;
+}
+
+/**
+ * Writes the study's key object selection into outDir when an analysed image is flagged. Study
+ * attributes come from the most suspicious flagged instance's header. A full disk is thrown (the job waits
+ * for space); any other failure is returned as a message, and the study's other results stand.
+ */
+async function writeKeyImages(input: StudyJobInput, instances: InstanceOutcome[], model: ModelInfo): Promise<{ output: OutputObject | null; error?: string }> {
+  const analysed = instances.filter((i) => i.status === 'analysed' && i.keyImage);
+  const candidates = analysed.map((i) => i.keyImage!);
+  try {
+    const [first] = keyImages(candidates);
+    if (!first) return { output: null };
+    const file = input.instances.find((i) => i.sopInstanceUid === first.sopInstanceUid);
+    if (!file) return { output: null, error: `no stored file for instance ${first.sopInstanceUid}` };
+    // only the file's header is read, not a cine's frames
+    const header = (await readHeader(file.path)).dataset;
+    const kos = buildKeyImages(header, candidates, analysed.map((i) => i.sopInstanceUid), model);
+    if (!kos) return { output: null };
+    const out = path.join(input.outDir, `kos-${kos.SOPInstanceUID}.dcm`);
+    fs.writeFileSync(out, writePart10(kos));
+    return { output: outputObject('kos', kos, out, null) };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOSPC') throw e;
+    return { output: null, error: (e as Error).message };
+  }
+}
+
 /**
  * The StudyProcessor: every instance of the study through `processFile`, all submitted at once so
- * that several inference workers (inference.workers) share a study's instances.
+ * that several inference workers (inference.workers) share a study's instances; then the study's
+ * key object selection over their results.
  */
-export function createStudyProcessor(processFile: InstanceFileProcessor): StudyProcessor {
+export function createStudyProcessor(processFile: InstanceFileProcessor, summary?: KeyImagesOptions): StudyProcessor {
   return async (input: StudyJobInput): Promise<StudyJobOutput> => {
     const t0 = performance.now();
     fs.mkdirSync(input.outDir, { recursive: true });
@@ -144,6 +201,12 @@ export function createStudyProcessor(processFile: InstanceFileProcessor): StudyP
     );
     const instances = results.map((r) => r.outcome);
     const outputs = results.flatMap((r) => r.outputs);
+    let keyImagesError: string | undefined;
+    if (summary?.enabled) {
+      const { output, error } = await writeKeyImages(input, instances, summary.model);
+      if (output) outputs.push(output);
+      keyImagesError = error;
+    }
     const analysed = instances.filter((i) => i.status === 'analysed');
     const worst = analysed.reduce<InstanceOutcome | null>((a, b) => {
       if (!a) return b;
@@ -156,6 +219,7 @@ export function createStudyProcessor(processFile: InstanceFileProcessor): StudyP
       label: worst?.label ?? null,
       malignancyProbability: worst?.malignancyProbability ?? null,
       timingsMs: { total: performance.now() - t0 },
+      ...(keyImagesError ? { keyImagesError } : {}),
     };
   };
 }

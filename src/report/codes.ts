@@ -59,6 +59,9 @@ export const Codes = {
   shortAxis: code('103340004', 'SCT', 'Short axis'),
   area: code('42798000', 'SCT', 'Area'),
   comment: code('121106', 'DCM', 'Comment'),
+  // TID 2010 Key Object Selection: its title (CID 7010) and description
+  ofInterest: code('113000', 'DCM', 'Of Interest'),
+  keyObjectDescription: code('113012', 'DCM', 'Key Object Description'),
 } as const;
 
 export const Units = {

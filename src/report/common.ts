@@ -1,12 +1,13 @@
 /**
- * What the three result objects share (SPEC.md "What goes back to the PACS"): they join the source
+ * What the result objects share (SPEC.md "What goes back to the PACS"): they join the source
  * study, each in a new series per kind, with deterministic UIDs and the equipment being the model.
+ * SEG, SR and overlay are made per source instance; the key object selection once per study.
  */
 import { Dataset, InstanceResult, Lesion, ModelInfo } from '../types/domain';
 import { Code, Codes } from './codes';
 import { derivedUid } from './uids';
 
-export type ResultKind = 'seg' | 'sr' | 'overlay';
+export type ResultKind = 'seg' | 'sr' | 'overlay' | 'kos';
 
 export interface BuildOptions {
   /** creation time of the object (ContentDate/Time etc.); defaults to now */
@@ -23,15 +24,17 @@ export const SopClass = {
   seg: '1.2.840.10008.5.1.4.1.1.66.4',
   sr: '1.2.840.10008.5.1.4.1.1.88.33',
   overlay: '1.2.840.10008.5.1.4.1.1.7',
+  kos: '1.2.840.10008.5.1.4.1.1.88.59',
 } as const;
 
-const MODALITY: Record<ResultKind, string> = { seg: 'SEG', sr: 'SR', overlay: 'OT' };
+const MODALITY: Record<ResultKind, string> = { seg: 'SEG', sr: 'SR', overlay: 'OT', kos: 'KO' };
 /** high numbers so that the AI series sort after the scanner's own */
-const SERIES_NUMBER: Record<ResultKind, number> = { seg: 9001, sr: 9002, overlay: 9003 };
+const SERIES_NUMBER: Record<ResultKind, number> = { seg: 9001, sr: 9002, overlay: 9003, kos: 9004 };
 const SERIES_DESCRIPTION: Record<ResultKind, string> = {
   seg: `AI lesion segmentation (${NOT_FOR_DIAGNOSIS})`,
   sr: `AI lesion report (${NOT_FOR_DIAGNOSIS})`,
   overlay: `AI lesion overlay (${NOT_FOR_DIAGNOSIS})`,
+  kos: `AI key images (${NOT_FOR_DIAGNOSIS})`,
 };
 
 /**
@@ -115,11 +118,17 @@ export const dicomTime = (d: Date) => `${pad(d.getHours())}${pad(d.getMinutes())
 
 /**
  * SOP Common, Patient, General Study, General Series, General Equipment and the dates shared by
- * all three objects. The builders add their own modules on top.
+ * all result objects. The builders add their own modules on top.
  */
-export function commonAttributes(source: Dataset, model: ModelInfo, kind: ResultKind, opts: BuildOptions = {}): Dataset {
+export function commonAttributes(
+  source: Dataset,
+  model: ModelInfo,
+  kind: ResultKind,
+  opts: BuildOptions = {},
+  uids: { seriesInstanceUid: string; sopInstanceUid: string } = resultUids(source, model, kind),
+): Dataset {
   const now = opts.now ?? new Date();
-  const { seriesInstanceUid, sopInstanceUid } = resultUids(source, model, kind);
+  const { seriesInstanceUid, sopInstanceUid } = uids;
   const date = dicomDate(now);
   const time = dicomTime(now);
   return {

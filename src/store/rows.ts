@@ -69,7 +69,7 @@ export interface OutputRow {
   studyUid: string;
   seriesUid: string | null;
   sopClassUid: string;
-  kind: 'seg' | 'sr' | 'overlay';
+  kind: 'seg' | 'sr' | 'overlay' | 'kos';
   path: string;
   sourceSopInstanceUid: string | null;
   jobId: number | null;

@@ -10,6 +10,11 @@ export interface Migration {
   version: number;
   description: string;
   sql: string;
+  /**
+   * rebuilds a table that others reference: foreign keys are switched off around its transaction
+   * (a DROP would otherwise cascade) and checked before they are switched on again
+   */
+  rebuildsTables?: boolean;
 }
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -210,6 +215,29 @@ export const MIGRATIONS: readonly Migration[] = [
       -- '' when the caller had no verified certificate (plain TCP); NULL on studies received before
       -- this column existed (routing then matches as it did: by AE title and host)
       ALTER TABLE studies ADD COLUMN calling_cn TEXT;
+    `,
+  },
+  {
+    version: 5,
+    description: "outputs.kind 'kos': the study's key object selection (a CHECK constraint is changed by rebuilding the table)",
+    rebuildsTables: true,
+    sql: `
+      CREATE TABLE outputs_v5 (
+        sop_instance_uid        TEXT PRIMARY KEY,
+        study_uid               TEXT NOT NULL,
+        series_uid              TEXT,
+        sop_class_uid           TEXT NOT NULL,
+        kind                    TEXT NOT NULL CHECK (kind IN ('seg','sr','overlay','kos')),
+        path                    TEXT NOT NULL,
+        -- NULL for the key object selection, which is the study's, not one instance's
+        source_sop_instance_uid TEXT,
+        job_id                  INTEGER,
+        created_at              INTEGER NOT NULL
+      );
+      INSERT INTO outputs_v5 SELECT sop_instance_uid, study_uid, series_uid, sop_class_uid, kind, path, source_sop_instance_uid, job_id, created_at FROM outputs;
+      DROP TABLE outputs;
+      ALTER TABLE outputs_v5 RENAME TO outputs;
+      CREATE INDEX outputs_study ON outputs(study_uid);
     `,
   },
 ];

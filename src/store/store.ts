@@ -144,10 +144,21 @@ export class Store {
     }
     for (const m of MIGRATIONS) {
       if (applied.has(m.version)) continue;
-      this.db.transaction(() => {
-        this.db.exec(m.sql);
-        this.db.prepare('INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)').run(m.version, m.description, Date.now());
-      })();
+      // PRAGMA foreign_keys is a no-op inside a transaction: it is switched around it (SQLite's
+      // "making other kinds of table schema changes", https://www.sqlite.org/lang_altertable.html)
+      if (m.rebuildsTables) this.db.pragma('foreign_keys = OFF');
+      try {
+        this.db.transaction(() => {
+          this.db.exec(m.sql);
+          if (m.rebuildsTables) {
+            const broken = this.db.pragma('foreign_key_check') as unknown[];
+            if (broken.length) throw new Error(`migration ${m.version} would break ${broken.length} foreign key reference(s)`);
+          }
+          this.db.prepare('INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)').run(m.version, m.description, Date.now());
+        })();
+      } finally {
+        if (m.rebuildsTables) this.db.pragma('foreign_keys = ON');
+      }
     }
   }
 
@@ -485,12 +496,16 @@ export class Store {
       // still be delivered: its unsent sends go. What was already sent stays on record.
       // An instance that failed this time (a worker crash, a timeout) says nothing new: what an
       // earlier run made of it stays, and is still delivered.
+      // The study's key object selection of an earlier run is superseded by this run's (or by none,
+      // when nothing is flagged now) unless an instance failed this time.
       const produced = new Set(result.outputs.map((o) => o.sopInstanceUid));
       const analysedSources = new Set(result.instances.filter((i) => i.status !== 'failed').map((i) => i.sopInstanceUid));
-      const stale = (this.db.prepare('SELECT sop_instance_uid AS sop, source_sop_instance_uid AS source FROM outputs WHERE study_uid = ?').all(job.studyUid) as {
+      const complete = result.instances.every((i) => i.status !== 'failed');
+      const stale = (this.db.prepare('SELECT sop_instance_uid AS sop, source_sop_instance_uid AS source, kind FROM outputs WHERE study_uid = ?').all(job.studyUid) as {
         sop: string;
         source: string | null;
-      }[]).filter((o) => !produced.has(o.sop) && o.source !== null && analysedSources.has(o.source));
+        kind: OutputRow['kind'];
+      }[]).filter((o) => !produced.has(o.sop) && (o.source !== null ? analysedSources.has(o.source) : o.kind === 'kos' && complete));
       for (const o of stale) this.db.prepare("DELETE FROM sends WHERE output_sop_uid = ? AND status != 'sent'").run(o.sop);
       if (stale.length) this.addEvent('outputs.withdrawn', job.studyUid, { jobId, outputs: stale.map((o) => o.sop) }, now);
       const study = this.db.prepare('SELECT label, malignancy_probability AS p FROM studies WHERE study_uid = ?').get(job.studyUid) as {

@@ -179,6 +179,10 @@ export class JobRunner {
       const r = store.completeJob(job.jobId, result, targets);
       if (!r) return; // requeued meanwhile
       log.info({ outputs: result.outputs.length, targets: targets.length, label: result.label, ms: Date.now() - started }, 'job done');
+      if (result.keyImagesError) {
+        log.warn({ err: result.keyImagesError }, 'the study\'s key object selection could not be made; its other results are delivered');
+        store.addEvent('key_images.failed', job.studyUid, { jobId: job.jobId, message: result.keyImagesError });
+      }
       await pruneEarlierRuns(job.outDir, store.outputPaths(job.studyUid), log);
       this.opts.onFinished(job, { ok: true, reopened: r.reopened, outputs: result.outputs.length });
     } catch (e) {

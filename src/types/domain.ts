@@ -112,3 +112,18 @@ export interface ModelInfo {
   name: string;
   version: string;
 }
+
+/** One analysed image of a study as the study's key object selection needs it (report/keyImages). */
+export interface KeyImageCandidate {
+  sopClassUid: string;
+  sopInstanceUid: string;
+  seriesInstanceUid: string;
+  /** 1-based frame whose call is reported, for a multi-frame image; undefined otherwise */
+  frameNumber?: number;
+  seriesNumber?: number;
+  instanceNumber?: number;
+  label: Label;
+  malignancyProbability: number;
+  /** lesions outlined on the reported frame */
+  lesionCount: number;
+}

@@ -3,7 +3,7 @@
  * the store hands a complete study to a StudyProcessor and files what it returns.
  */
 import type { AnalyzeRules } from '../config/schema';
-import { Label } from './domain';
+import { KeyImageCandidate, Label } from './domain';
 
 /** Reason codes travel to the database, the dashboard and the metrics (STYLE.md). */
 export type ReasonCode =
@@ -45,15 +45,19 @@ export interface InstanceOutcome {
   largestLesion?: { longAxis: number; shortAxis: number; area: number; unit: 'mm' | 'px' } | null;
   frames?: number;
   timingsMs?: Record<string, number>;
+  /** what the study's key object selection needs of an analysed instance (not stored) */
+  keyImage?: KeyImageCandidate;
 }
 
 export interface OutputObject {
-  kind: 'seg' | 'sr' | 'overlay';
+  /** seg, sr and overlay are made per source instance; kos (key object selection) once per study */
+  kind: 'seg' | 'sr' | 'overlay' | 'kos';
   path: string;
   sopClassUid: string;
   sopInstanceUid: string;
   seriesInstanceUid: string;
-  sourceSopInstanceUid: string;
+  /** the source instance; null for the study's key object selection */
+  sourceSopInstanceUid: string | null;
 }
 
 export interface StudyJobOutput {
@@ -63,6 +67,8 @@ export interface StudyJobOutput {
   label: Label | null;
   malignancyProbability: number | null;
   timingsMs: Record<string, number>;
+  /** why the study's key object selection could not be made (its other results stand) */
+  keyImagesError?: string;
 }
 
 export type StudyProcessor = (input: StudyJobInput) => Promise<StudyJobOutput>;

@@ -149,7 +149,7 @@ d('scanner → Orthanc → (Lua auto-route) → sonogate serve → Orthanc', () 
   const STUDY = '2.25.8101';
   let firstReceivedAt: number;
 
-  test('a breast ultrasound study stored into Orthanc gets SEG, SR and overlay in the same study, analysed once', async () => {
+  test('a breast ultrasound study stored into Orthanc gets SEG, SR, overlay and key images in the same study, analysed once', async () => {
     const file = path.join(work, 'in', 'us1.dcm');
     fs.writeFileSync(file, phantomFile({ seed: 11, studyInstanceUid: STUDY }));
     const t0 = Date.now();
@@ -158,10 +158,10 @@ d('scanner → Orthanc → (Lua auto-route) → sonogate serve → Orthanc', () 
     const series = await eventually(
       async () => {
         const s = await seriesByModality(id);
-        return ['OT', 'SEG', 'SR', 'US'].every((m) => s[m]?.Instances?.length) ? s : null;
+        return ['KO', 'OT', 'SEG', 'SR', 'US'].every((m) => s[m]?.Instances?.length) ? s : null;
       },
       60_000,
-      `SEG, SR and overlay in Orthanc's study\n${orthanc.log()}\n${serve!.log()}`,
+      `SEG, SR, overlay and key images in Orthanc's study\n${orthanc.log()}\n${serve!.log()}`,
     );
     const elapsed = Date.now() - t0;
     // where the time goes: Orthanc's stability wait, Sonogate's quiet timer, the job, the send back
@@ -180,7 +180,7 @@ d('scanner → Orthanc → (Lua auto-route) → sonogate serve → Orthanc', () 
     await new Promise((r) => setTimeout(r, 3 * STABLE_AGE * 1000));
     await settled(id);
     const all = await orthanc.seriesOfStudy(id);
-    expect(all.map((s) => s.MainDicomTags.Modality).sort()).toEqual(['OT', 'SEG', 'SR', 'US']);
+    expect(all.map((s) => s.MainDicomTags.Modality).sort()).toEqual(['KO', 'OT', 'SEG', 'SR', 'US']);
     for (const s of all) expect({ modality: s.MainDicomTags.Modality, instances: s.Instances!.length }).toEqual({ modality: s.MainDicomTags.Modality, instances: 1 });
     expect(all.filter((s) => s.MainDicomTags.Modality !== 'US').every((s) => s.MainDicomTags.Manufacturer === 'Sonogate')).toBe(true);
 
@@ -199,7 +199,7 @@ d('scanner → Orthanc → (Lua auto-route) → sonogate serve → Orthanc', () 
     const made = query<{ sop_instance_uid: string }>('SELECT sop_instance_uid FROM outputs WHERE study_uid = ?', STUDY).map((r) => r.sop_instance_uid).sort();
     const held = await Promise.all(all.filter((s) => s.MainDicomTags.Modality !== 'US').map(async (s) => (await orthanc.get<OrthancResource>(`/instances/${s.Instances![0]}`)).MainDicomTags.SOPInstanceUID));
     expect(held.sort()).toEqual(made);
-    expect(await checkSeriesFiles(all.filter((s) => s.MainDicomTags.Modality !== 'US'))).toBe(3);
+    expect(await checkSeriesFiles(all.filter((s) => s.MainDicomTags.Modality !== 'US'))).toBe(4);
   }, 120_000);
 
   test('a later image in the same series is forwarded alone, and its results join the study', async () => {
@@ -210,7 +210,7 @@ d('scanner → Orthanc → (Lua auto-route) → sonogate serve → Orthanc', () 
     await eventually(
       async () => {
         const s = await seriesByModality(id);
-        return ['OT', 'SEG', 'SR', 'US'].every((m) => s[m]?.Instances?.length === 2);
+        return ['KO', 'OT', 'SEG', 'SR', 'US'].every((m) => s[m]?.Instances?.length === 2);
       },
       60_000,
       `two results of each kind\n${orthanc.log()}`,
@@ -220,7 +220,9 @@ d('scanner → Orthanc → (Lua auto-route) → sonogate serve → Orthanc', () 
     await settled(id);
 
     const series = await seriesByModality(id);
-    expect(Object.keys(series).sort()).toEqual(['OT', 'SEG', 'SR', 'US']);
+    expect(Object.keys(series).sort()).toEqual(['KO', 'OT', 'SEG', 'SR', 'US']);
+    // two of each; for the key images, the first run's (one image) and this run's (both), as the
+    // first had been delivered before the study grew
     for (const s of Object.values(series)) expect(s.Instances).toHaveLength(2);
     const jobs = await forwardJobs();
     expect(jobs).toHaveLength(2);

@@ -20,6 +20,7 @@ const MODEL = path.join(ROOT, 'test', 'fixtures', 'dark-lesion-model', 'model.js
 const SEG = '1.2.840.10008.5.1.4.1.1.66.4';
 const SR = '1.2.840.10008.5.1.4.1.1.88.33';
 const SC = '1.2.840.10008.5.1.4.1.1.7';
+const KO = '1.2.840.10008.5.1.4.1.1.88.59';
 
 
 function write(dir: string, name: string, bytes: Buffer): string {
@@ -80,16 +81,16 @@ d('scanner → sonogate serve → PACS', () => {
     await pacs?.stop();
   });
 
-  test('each study comes back as SEG + SR + overlay in its own study; all pass dciodvfy and pydicom', async () => {
+  test('each study comes back as SEG + SR + overlay (and key images) in its own study; all pass dciodvfy and pydicom', async () => {
     expect((await storescu([inputs.mono, inputs.cine, inputs.clear], { port: dicomPort })).code).toBe(0);
     expect(readPart10(fs.readFileSync(inputs.jpeg)).transferSyntaxUid).toBe('1.2.840.10008.1.2.4.50');
     expect((await dcmsend([inputs.jpeg], { port: dicomPort })).code).toBe(0);
-    // mono, cine, jpeg: SEG + SR + SC each; lesion-free: SR + SC
-    const files = await pacs.waitForFiles(11, 60_000);
+    // mono, cine, jpeg: SEG + SR + SC each and the study's key images; lesion-free: SR + SC
+    const files = await pacs.waitForFiles(14, 60_000);
     for (const [study, kinds] of [
-      ['2.25.7001', [SEG, SR, SC]],
-      ['2.25.7002', [SEG, SR, SC]],
-      ['2.25.7004', [SEG, SR, SC]],
+      ['2.25.7001', [SEG, SR, SC, KO]],
+      ['2.25.7002', [SEG, SR, SC, KO]],
+      ['2.25.7004', [SEG, SR, SC, KO]],
       ['2.25.7003', [SR, SC]],
     ] as const) {
       expect(byStudy(files, study).map((f) => f.sopClassUid).sort()).toEqual([...kinds].sort());
@@ -209,11 +210,11 @@ d('scanner → sonogate serve → PACS', () => {
     await eventually(() => workers.every((pid) => !alive(pid)), 10_000, `worker processes ${workers} exit with the gateway`);
     expect(byStudy(await pacs.received(), '2.25.7007')).toHaveLength(0);
     serve = await startServe(configFile, dicomPort);
-    await eventually(async () => byStudy(await pacs.received(), '2.25.7007').length >= 3, 60_000, 'results after restart');
+    await eventually(async () => byStudy(await pacs.received(), '2.25.7007').length >= 4, 60_000, 'results after restart');
     await new Promise((r) => setTimeout(r, 3000)); // nothing more may come
     const got = byStudy(await pacs.received(), '2.25.7007');
-    expect(got.map((g) => g.sopClassUid).sort()).toEqual([SEG, SR, SC].sort());
-    expect(new Set(got.map((g) => g.sopInstanceUid)).size).toBe(3);
+    expect(got.map((g) => g.sopClassUid).sort()).toEqual([SEG, SR, SC, KO].sort());
+    expect(new Set(got.map((g) => g.sopInstanceUid)).size).toBe(4);
   }, 120_000);
 });
 

@@ -13,7 +13,8 @@ import { AnalysisEngine, startAnalysisEngine } from '../../src/runtime';
 import { silentLogger, tempDir, testConfig, writeTemp } from '../helpers/gatewayHarness';
 import { eventually, freePort, startStoreScp, storescu } from '../helpers/peers';
 import { phantomDataset } from '../helpers/phantom';
-import { writePart10 } from '../../src/dicom/part10';
+import { readPart10, writePart10 } from '../../src/dicom/part10';
+import { Dataset } from '../../src/types/domain';
 
 const MODEL = path.resolve(__dirname, '..', 'fixtures', 'dark-lesion-model', 'model.json');
 const STUDY = '2.25.100051';
@@ -65,6 +66,37 @@ test('the study processor skips a non-matching instance with route.filtered and 
   expect(r.outputs.some((o) => o.sourceSopInstanceUid === thyroid.sop)).toBe(false);
   expect(r.outputs.filter((o) => o.sourceSopInstanceUid === breast.sop).map((o) => o.kind).sort()).toEqual(['overlay', 'seg', 'sr']);
   expect(fs.readdirSync(outDir)).toHaveLength(r.outputs.length);
+  // the study's key object selection flags the two analysed images (the fixture outlines a lesion
+  // on both), not the skipped one, in the source study
+  const kos = r.outputs.filter((o) => o.kind === 'kos');
+  expect(kos).toHaveLength(1);
+  expect(kos[0].sourceSopInstanceUid).toBeNull();
+  const read = readPart10(fs.readFileSync(kos[0].path)).dataset;
+  expect(read.StudyInstanceUID).toBe(STUDY);
+  const flagged = (read.ContentSequence as Dataset[]).filter((i) => i.ValueType === 'IMAGE').map((i) => i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID);
+  expect(flagged.sort()).toEqual([breast.sop, unknown.sop].sort());
+});
+
+test('outputs.keyImages false: no key object selection; an image without a lesion is not flagged', async () => {
+  const config = parseConfig({ inference: { model: MODEL, providers: ['cpu'], workers: 1 }, outputs: { keyImages: false }, log: { level: 'silent' } });
+  const off = await startAnalysisEngine(config, silentLogger());
+  try {
+    const breast = image(6, 'BREAST');
+    const outDir = path.join(dir, 'off');
+    fs.mkdirSync(outDir);
+    const r = await off.processor({ studyInstanceUid: STUDY, instances: [{ sopInstanceUid: breast.sop, path: breast.file }], outDir });
+    expect(r.outputs.map((o) => o.kind).sort()).toEqual(['overlay', 'seg', 'sr']);
+  } finally {
+    await off.close();
+  }
+  // no lesion found: the study has no key images, so no document
+  const plain = phantomDataset({ seed: 7, studyInstanceUid: STUDY, lesion: false });
+  const file = writeTemp(dir, 'plain.dcm', writePart10(plain));
+  const outDir = path.join(dir, 'plain');
+  fs.mkdirSync(outDir);
+  const r = await engine.processor({ studyInstanceUid: STUDY, instances: [{ sopInstanceUid: String(plain.SOPInstanceUID), path: file }], outDir });
+  expect(r.instances[0]).toMatchObject({ status: 'analysed', lesionCount: 0 });
+  expect(r.outputs.filter((o) => o.kind === 'kos')).toEqual([]);
 });
 
 (haveDcmtk ? test : test.skip)('through the gateway: the filtered instance is stored, marked skipped, and sends nothing', async () => {
@@ -86,13 +118,13 @@ test('the study processor skips a non-matching instance with route.filtered and 
     expect(rows[thyroid.sop]).toMatchObject({ status: 'skipped', reason: 'route.filtered', message: expect.stringContaining('routing.analyze.bodyParts') });
     expect(fs.existsSync(rows[thyroid.sop].path)).toBe(true); // stored all the same
     expect(rows[breast.sop].status).toBe('analysed');
-    // SEG, SR and overlay of the breast image; nothing for the thyroid one
+    // SEG, SR and overlay of the breast image and the study's key images; nothing for the thyroid one
     const outputs = g.store.listOutputs(STUDY);
-    expect(outputs.map((o) => o.kind)).toEqual(['overlay', 'seg', 'sr']);
-    expect(new Set(outputs.map((o) => o.sourceSopInstanceUid))).toEqual(new Set([breast.sop]));
-    await pacs.waitForFiles(3);
+    expect(outputs.map((o) => o.kind)).toEqual(['kos', 'overlay', 'seg', 'sr']);
+    expect(new Set(outputs.map((o) => o.sourceSopInstanceUid))).toEqual(new Set([breast.sop, null]));
+    await pacs.waitForFiles(4);
     await eventually(() => g.store.listSends({ studyUid: STUDY }).every((s) => s.status === 'sent'), 5000, 'sends done');
-    expect(g.store.listSends({ studyUid: STUDY })).toHaveLength(3);
+    expect(g.store.listSends({ studyUid: STUDY })).toHaveLength(4);
     expect((await pacs.received()).map((f) => f.sopInstanceUid).sort()).toEqual(outputs.map((o) => o.sopInstanceUid).sort());
   } finally {
     await g.close();

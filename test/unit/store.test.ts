@@ -342,3 +342,58 @@ test('a re-run that no longer produces an object withdraws its unsent sends, nev
   expect(store.listSends({ studyUid: STUDY })).toHaveLength(0);
   expect(store.listEvents().map((e) => e.kind)).toContain('outputs.withdrawn');
 });
+
+test("the study's key object selection: a re-run's replaces an earlier one's unsent sends, unless an instance failed this time", () => {
+  const kos = (uid: string) => ({ kind: 'kos' as const, path: `/data/results/${uid}.kos.dcm`, sopClassUid: '1.2.840.10008.5.1.4.1.1.88.59', sopInstanceUid: uid, seriesInstanceUid: `${STUDY}.9`, sourceSopInstanceUid: null });
+  const rerun = (sops: string[], t: number) => {
+    sops.forEach((s) => store.recordInstance(instance(s), t));
+    expect(store.queueStudyIfQuiet(STUDY, QUIET, t + 10_000)).toEqual({ queued: true });
+    return store.claimNextJob(outDir, t + 10_001)!;
+  };
+  const first = receiveAndClaim(['1.1'], 1000);
+  store.completeJob(first.jobId, { ...output(['1.1']), outputs: [...output(['1.1']).outputs, kos('9.1')] }, TARGETS.slice(0, 1), 20_000);
+  expect(store.listOutputs(STUDY).find((o) => o.kind === 'kos')).toMatchObject({ sopInstanceUid: '9.1', sourceSopInstanceUid: null });
+
+  // a second instance arrives (the PACS was down: nothing sent yet); this run's document replaces the first's
+  const second = rerun(['1.2'], 30_000);
+  store.completeJob(second.jobId, { ...output(['1.1', '1.2']), outputs: [...output(['1.1', '1.2']).outputs, kos('9.2')] }, TARGETS.slice(0, 1), 50_000);
+  expect(store.listSends({ studyUid: STUDY }).map((x) => x.outputSopUid).sort()).toEqual(['1.1.7', '1.2.7', '9.2']);
+
+  // a run where one instance failed says nothing new about the study: the document stays due
+  const third = rerun(['1.2'], 60_000);
+  store.completeJob(
+    third.jobId,
+    { ...output(['1.1']), instances: [...output(['1.1']).instances, { sopInstanceUid: '1.2', status: 'failed', reason: 'inference.failed', message: 'worker exited' }] },
+    TARGETS.slice(0, 1),
+    80_000,
+  );
+  expect(store.listSends({ studyUid: STUDY }).map((x) => x.outputSopUid).sort()).toEqual(['1.1.7', '1.2.7', '9.2']);
+});
+
+test('a database from before the key object selection is upgraded: outputs and their sends are kept, foreign keys hold', () => {
+  const job = receiveAndClaim(['1.1'], 1000);
+  store.completeJob(job.jobId, output(['1.1']), TARGETS, 20_000);
+  store.close();
+  // turn it back into a schema-4 database: the outputs table as releases up to 4 made it
+  const raw = new Database(path.join(dir, 'sonogate.db'));
+  raw.pragma('foreign_keys = OFF');
+  raw.exec(`
+    CREATE TABLE outputs_v4 (sop_instance_uid TEXT PRIMARY KEY, study_uid TEXT NOT NULL, series_uid TEXT, sop_class_uid TEXT NOT NULL,
+      kind TEXT NOT NULL CHECK (kind IN ('seg','sr','overlay')), path TEXT NOT NULL, source_sop_instance_uid TEXT, job_id INTEGER, created_at INTEGER NOT NULL);
+    INSERT INTO outputs_v4 SELECT * FROM outputs; DROP TABLE outputs; ALTER TABLE outputs_v4 RENAME TO outputs;
+    CREATE INDEX outputs_study ON outputs(study_uid);
+    DELETE FROM schema_migrations WHERE version = 5;`);
+  expect(() => raw.prepare("INSERT INTO outputs VALUES ('x', 's', NULL, '1', 'kos', '/p', NULL, NULL, 0)").run()).toThrow(/CHECK/);
+  raw.close();
+
+  store = Store.open(dir);
+  expect(store.schemaVersion()).toBe(SCHEMA_VERSION);
+  expect(store.listOutputs(STUDY).map((o) => o.sopInstanceUid)).toEqual(['1.1.7']);
+  expect(store.listSends({ studyUid: STUDY })).toHaveLength(2);
+  expect(store.db.pragma('foreign_keys', { simple: true })).toBe(1);
+  expect(store.db.pragma('foreign_key_list(sends)')).toEqual([expect.objectContaining({ table: 'outputs', from: 'output_sop_uid' })]);
+  // a key object selection can be filed now, and deleting an output still takes its sends with it
+  store.db.prepare("INSERT INTO outputs VALUES ('9.1', ?, NULL, '1.2.840.10008.5.1.4.1.1.88.59', 'kos', '/p', NULL, NULL, 0)").run(STUDY);
+  store.db.prepare("DELETE FROM outputs WHERE sop_instance_uid = '1.1.7'").run();
+  expect(store.listSends({ studyUid: STUDY })).toHaveLength(0);
+});

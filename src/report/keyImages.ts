@@ -1,0 +1,83 @@
+/**
+ * The study's summary for the PACS: a Key Object Selection document (PS3.3 A.35.4, TID 2010
+ * "Of Interest") that flags the images of the study on which the model found a suspected lesion,
+ * most suspicious first, with a short description. Viewers show it as the study's key images; the
+ * details stay in each image's SR and SEG. Made only when at least one image is flagged (TID 2010
+ * needs at least one reference, and "no image of interest" is not what the title says).
+ */
+import { Dataset, KeyImageCandidate, Label, ModelInfo } from '../types/domain';
+import { Codes } from './codes';
+import { BuildOptions, MANUFACTURER, NOT_FOR_DIAGNOSIS, commonAttributes } from './common';
+import { codeItem, evidence, Item, textItem, uidItem } from './srItems';
+import { derivedUid } from './uids';
+
+export type { KeyImageCandidate };
+
+const SEVERITY: Record<Label, number> = { normal: 0, benign: 1, malignant: 2 };
+const pct = (p: number) => `${(p * 100).toFixed(1)} %`;
+
+/** An image is flagged when the model outlined a lesion on it or called it malignant. */
+export const isKeyImage = (c: KeyImageCandidate) => c.lesionCount > 0 || c.label === 'malignant';
+
+/** The flagged images, most suspicious first (the label's severity, then P(malignancy)). */
+export function keyImages(candidates: KeyImageCandidate[]): KeyImageCandidate[] {
+  return candidates
+    .filter(isKeyImage)
+    .sort((a, b) => SEVERITY[b.label] - SEVERITY[a.label] || b.malignancyProbability - a.malignancyProbability || a.sopInstanceUid.localeCompare(b.sopInstanceUid));
+}
+
+const imageName = (c: KeyImageCandidate) => {
+  const where = [c.seriesNumber !== undefined ? `series ${c.seriesNumber}` : null, c.instanceNumber !== undefined ? `image ${c.instanceNumber}` : null, c.frameNumber !== undefined ? `frame ${c.frameNumber}` : null].filter(Boolean);
+  return where.length ? where.join(', ') : c.sopInstanceUid;
+};
+
+export function keyObjectDescription(flagged: KeyImageCandidate[], analysed: number, model: ModelInfo): string {
+  const list = flagged.map((c) => `${imageName(c)}: ${c.label}, malignancy ${pct(c.malignancyProbability)}`).join('; ');
+  const noun = analysed === 1 ? 'image' : 'images';
+  return `${NOT_FOR_DIAGNOSIS}. ${model.name} ${model.version} flagged ${flagged.length} of ${analysed} analysed ${noun} of this study, most suspicious first: ${list}. Each image's SR and SEG give the outline and sizes. Decision support, not a diagnosis.`;
+}
+
+/**
+ * `study` is any source instance of the study (its Patient and Study attributes are copied);
+ * `analysedUids` are all the study's analysed instances: the document's UID is derived from them,
+ * so the same set gives the same document (a resend replaces it) and a study that grew gives a new one.
+ * Returns null when no image is flagged.
+ */
+export function buildKeyImages(study: Dataset, candidates: KeyImageCandidate[], analysedUids: string[], model: ModelInfo, opts: BuildOptions = {}): Dataset | null {
+  const flagged = keyImages(candidates);
+  if (flagged.length === 0) return null;
+  const uids = {
+    seriesInstanceUid: derivedUid('series', study.StudyInstanceUID, model.name, model.version, 'kos'),
+    sopInstanceUid: derivedUid('kos', study.StudyInstanceUID, model.name, model.version, ...[...analysedUids].sort()),
+  };
+  const ds = commonAttributes(study, model, 'kos', opts, uids);
+  const refs = flagged.map((c) => ({
+    seriesInstanceUid: c.seriesInstanceUid,
+    ref: { ReferencedSOPClassUID: c.sopClassUid, ReferencedSOPInstanceUID: c.sopInstanceUid, ...(c.frameNumber !== undefined ? { ReferencedFrameNumber: c.frameNumber } : {}) },
+  }));
+  const content: Item[] = [
+    codeItem('HAS CONCEPT MOD', Codes.language, Codes.englishUS),
+    // TID 1002 / 1004: the model is the observer
+    codeItem('HAS OBS CONTEXT', Codes.observerType, Codes.device),
+    uidItem('HAS OBS CONTEXT', Codes.deviceObserverUid, derivedUid('device', model.name, model.version)),
+    textItem('HAS OBS CONTEXT', Codes.deviceObserverName, model.name),
+    textItem('HAS OBS CONTEXT', Codes.deviceObserverManufacturer, MANUFACTURER),
+    textItem('HAS OBS CONTEXT', Codes.deviceObserverModelName, `${model.name} ${model.version}`),
+    textItem('CONTAINS', Codes.keyObjectDescription, keyObjectDescription(flagged, analysedUids.length, model)),
+    ...refs.map(({ ref }) => ({ RelationshipType: 'CONTAINS', ValueType: 'IMAGE', ReferencedSOPSequence: [ref] })),
+  ];
+  return {
+    ...ds,
+    InstanceNumber: 1,
+    // Key Object Document Series / Document modules (PS3.3 C.17.6)
+    ReferencedPerformedProcedureStepSequence: [],
+    CurrentRequestedProcedureEvidenceSequence: evidence(study.StudyInstanceUID, refs),
+    // SR Document Content module: the root CONTAINER, titled from CID 7010
+    ValueType: 'CONTAINER',
+    ConceptNameCodeSequence: [Codes.ofInterest],
+    ContinuityOfContent: 'SEPARATE',
+    ContentTemplateSequence: [{ MappingResource: 'DCMR', TemplateIdentifier: '2010' }],
+    ContentSequence: content,
+  };
+}
+

@@ -1,0 +1,82 @@
+import { readFileSync, rmSync } from 'fs';
+import { readPart10 } from '../../src/dicom/part10';
+import { buildKeyImages, KeyImageCandidate, keyImages } from '../../src/report/keyImages';
+import { Dataset } from '../../src/types/domain';
+import { checkFile, dciodvfy, dsrdump, pydicomSrTexts, tempDir, writeDataset } from '../helpers/dicomTools';
+import { lesionCase } from '../helpers/lesionResult';
+
+const model = { name: 'attention-unet-busi', version: '1.0.0' };
+const now = new Date(2026, 10, 26, 14, 30, 0);
+let dir: string;
+beforeAll(() => (dir = tempDir()));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const US = '1.2.840.10008.5.1.4.1.1.6.1';
+const US_MF = '1.2.840.10008.5.1.4.1.1.3.1';
+function candidate(n: number, over: Partial<KeyImageCandidate>): KeyImageCandidate {
+  return { sopClassUid: US, sopInstanceUid: `1.2.826.0.1.3680043.8.498.${n}`, seriesInstanceUid: '1.2.826.0.1.3680043.8.498.100', seriesNumber: 2, instanceNumber: n, label: 'normal', malignancyProbability: 0.02, lesionCount: 0, ...over };
+}
+
+describe('Key Object Selection: the study\'s flagged images', () => {
+  const study = lesionCase({}).source;
+  const candidates = [
+    candidate(1, { label: 'benign', malignancyProbability: 0.12, lesionCount: 1 }),
+    candidate(2, {}),
+    candidate(3, { label: 'malignant', malignancyProbability: 0.83, lesionCount: 2 }),
+    // a cine from another series, called on its 7th frame
+    candidate(4, { sopClassUid: US_MF, seriesInstanceUid: '1.2.826.0.1.3680043.8.498.200', seriesNumber: 3, instanceNumber: 1, frameNumber: 7, label: 'benign', malignancyProbability: 0.3, lesionCount: 1 }),
+  ];
+  const analysed = candidates.map((c) => c.sopInstanceUid);
+
+  test('flags the images with a suspected lesion, most suspicious first, and passes dciodvfy and DCMTK', () => {
+    const kos = buildKeyImages(study, candidates, analysed, model, { now })!;
+    const path = writeDataset(dir, 'kos.dcm', kos);
+    const check = checkFile(path);
+    expect(check.errors).toEqual([]);
+    expect(dciodvfy(path).warnings).toEqual([]);
+    expect(check.dcmdumpStatus).toBe(0);
+    expect(check.pydicom.sopClassUid).toBe('1.2.840.10008.5.1.4.1.1.88.59');
+    const dsr = dsrdump(path);
+    expect(dsr.status).toBe(0);
+    expect(dsr.output).not.toMatch(/^E:/m);
+
+    const read = readPart10(readFileSync(path)).dataset;
+    expect(read.Modality).toBe('KO');
+    expect(read.StudyInstanceUID).toBe(study.StudyInstanceUID);
+    expect(read.PatientID).toBe(study.PatientID);
+    expect(read.ConceptNameCodeSequence[0]).toMatchObject({ CodeValue: '113000', CodingSchemeDesignator: 'DCM' });
+    expect(read.ContentTemplateSequence[0]).toMatchObject({ MappingResource: 'DCMR', TemplateIdentifier: '2010' });
+    const images = (read.ContentSequence as Dataset[]).filter((i) => i.ValueType === 'IMAGE').map((i) => i.ReferencedSOPSequence[0]);
+    // malignant first, then the benign ones by P(malignancy); the normal image is not flagged
+    expect(images.map((r) => r.ReferencedSOPInstanceUID)).toEqual([3, 4, 1].map((n) => `1.2.826.0.1.3680043.8.498.${n}`));
+    expect(images.map((r) => r.ReferencedFrameNumber)).toEqual([undefined, 7, undefined]);
+    // every referenced instance is in the evidence, by series
+    const series = read.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence;
+    expect(series.map((s: Dataset) => [s.SeriesInstanceUID, s.ReferencedSOPSequence.length])).toEqual([
+      ['1.2.826.0.1.3680043.8.498.100', 2],
+      ['1.2.826.0.1.3680043.8.498.200', 1],
+    ]);
+    const [description] = pydicomSrTexts(path).filter((t) => t.startsWith('AI result'));
+    expect(description).toBe(
+      'AI result — not for diagnostic use. attention-unet-busi 1.0.0 flagged 3 of 4 analysed images of this study, most suspicious first: ' +
+        'series 2, image 3: malignant, malignancy 83.0 %; series 3, image 1, frame 7: benign, malignancy 30.0 %; series 2, image 1: benign, malignancy 12.0 %. ' +
+        "Each image's SR and SEG give the outline and sizes. Decision support, not a diagnosis.",
+    );
+  });
+
+  test('no flagged image: no document; a malignant call without an outline is flagged', () => {
+    expect(buildKeyImages(study, [candidate(1, {}), candidate(2, { label: 'benign', lesionCount: 0 })], ['a', 'b'], model, { now })).toBeNull();
+    expect(keyImages([candidate(1, { label: 'malignant', malignancyProbability: 0.6 })])).toHaveLength(1);
+  });
+
+  test('the same analysed set gives the same UIDs (a resend replaces); a study that grew gives a new document in the same series', () => {
+    const a = buildKeyImages(study, candidates, analysed, model, { now })!;
+    const again = buildKeyImages(study, [...candidates].reverse(), [...analysed].reverse(), model, { now: new Date() })!;
+    expect(again.SOPInstanceUID).toBe(a.SOPInstanceUID);
+    const grown = buildKeyImages(study, candidates, [...analysed, '1.2.826.0.1.3680043.8.498.5'], model, { now })!;
+    expect(grown.SOPInstanceUID).not.toBe(a.SOPInstanceUID);
+    expect(grown.SeriesInstanceUID).toBe(a.SeriesInstanceUID);
+    const other = buildKeyImages(study, candidates, analysed, { ...model, version: '1.0.1' }, { now })!;
+    expect(other.SeriesInstanceUID).not.toBe(a.SeriesInstanceUID);
+  });
+});
