@@ -137,6 +137,14 @@ export function apiRouter(deps: ApiDeps): Router {
     res.json({ ...list, limit, offset });
   });
 
+  /**
+   * Who opened which patient's study (patient data on screen: the study page, or its images,
+   * whose pixels may carry burned-in demographics) is audited, once per user and study per VIEW_AUDIT_MS.
+   */
+  const auditView = (req: Request, res: Response, uid: string) => {
+    if (!audit.hasRecent(currentUser(res)!.username, 'study.view', uid, VIEW_AUDIT_MS)) auditRequest(audit, req, res, 'study.view', 'ok', { studyUid: uid });
+  };
+
   r.get('/studies/:uid', (req, res) => {
     const uid = param(req, 'uid');
     const d = queries.study(uid);
@@ -144,9 +152,8 @@ export function apiRouter(deps: ApiDeps): Router {
       res.status(404).json({ error: 'not_found', message: 'no such study' });
       return;
     }
-    // who opened which patient's study (patient data on screen) is audited, once per VIEW_AUDIT_MS
+    auditView(req, res, uid);
     const viewer = currentUser(res)!;
-    if (!audit.hasRecent(viewer.username, 'study.view', uid, VIEW_AUDIT_MS)) auditRequest(audit, req, res, 'study.view', 'ok', { studyUid: uid });
     res.json({ ...d, audit: audit.list({ studyUid: uid, limit: 50 }).items, canAct: viewer.role === 'admin' });
   });
 
@@ -166,12 +173,14 @@ export function apiRouter(deps: ApiDeps): Router {
 
   r.get('/studies/:uid/instances/:sop/image.png', async (req, res) => {
     const f = queries.instanceFile(param(req, 'uid'), param(req, 'sop'));
+    if (f) auditView(req, res, param(req, 'uid'));
     // ?frame= counts from 1, as DICOM frame numbers do
     await sendPng(res, f && !f.purgedAt ? f.path : null, intParam(req.query.w, 192, 32, 2048), intParam(req.query.frame, 1, 1, DEFAULT_MAX_FRAMES) - 1);
   });
 
   r.get('/studies/:uid/outputs/:sop/image.png', async (req, res) => {
     const f = queries.outputFile(param(req, 'uid'), param(req, 'sop'));
+    if (f) auditView(req, res, param(req, 'uid'));
     await sendPng(res, f && f.kind === 'overlay' ? f.path : null, intParam(req.query.w, 1024, 32, 4096));
   });
 

@@ -167,6 +167,27 @@ d('dashboard API', () => {
     expect((await c.get('/api/studies?offset=1')).body.items).toEqual([]);
   });
 
+  test("fetching a study's images directly (without its page) is audited as opening the study", async () => {
+    // someone who has not opened the study page: the images alone show the patient (burned-in text, the anatomy)
+    await new Accounts(gateway.store.db).add('imagesonly', 'images only password', 'viewer');
+    const c = new DashboardClient(base);
+    expect((await c.login('imagesonly', 'images only password')).status).toBe(200);
+    const detail = gateway.store.listInstances(STUDY)[0];
+    const overlay = gateway.store.listOutputs(STUDY).find((o) => o.kind === 'overlay')!;
+    const views = () => gateway.store.db.prepare("SELECT study_uid AS studyUid, outcome FROM audit_log WHERE action = 'study.view' AND username = 'imagesonly'").all();
+    const get = (p: string) => fetch(`${base}/api/studies/${STUDY}/${p}/image.png?w=64`, { headers: { Cookie: c.cookie! } });
+    const preview = await get(`instances/${detail.sopInstanceUid}`);
+    expect(preview.status).toBe(200);
+    expect(views()).toEqual([{ studyUid: STUDY, outcome: 'ok' }]);
+    // once per user and study per 10 minutes, like the study page
+    const ov = await get(`outputs/${overlay.sopInstanceUid}`);
+    expect(ov.status).toBe(200);
+    expect(views()).toHaveLength(1);
+    // an image of no study opens nothing
+    expect((await fetch(`${base}/api/studies/2.25.1/instances/2.25.2/image.png`, { headers: { Cookie: c.cookie! } })).status).toBe(404);
+    expect(gateway.store.db.prepare("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'study.view' AND study_uid = '2.25.1'").get()).toEqual({ n: 0 });
+  });
+
   test('C-ECHO tests of one destination run one at a time: clicks made meanwhile share its answer', async () => {
     const c = new DashboardClient(base);
     await c.login('viewer', VIEWER_PW);
