@@ -164,7 +164,8 @@ export function apiRouter(deps: ApiDeps): Router {
     }
     try {
       const png = await pngs.get(file, width, frame);
-      res.setHeader('Cache-Control', 'private, max-age=60');
+      // patient images stay out of the browser's cache like the rest of /api (no-store): on a shared
+      // workstation nothing of the patient outlives the sign-out (PngCache keeps re-renders cheap)
       res.type('png').send(png);
     } catch (e) {
       res.status(422).json({ error: 'cannot_render', message: (e as Error).message });

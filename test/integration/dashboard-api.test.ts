@@ -188,6 +188,18 @@ d('dashboard API', () => {
     expect(gateway.store.db.prepare("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'study.view' AND study_uid = '2.25.1'").get()).toEqual({ n: 0 });
   });
 
+  test("patient images are not kept in the browser's cache, like the rest of the API", async () => {
+    const c = new DashboardClient(base);
+    await c.login('viewer', VIEWER_PW);
+    const sop = gateway.store.listInstances(STUDY)[0].sopInstanceUid;
+    const overlay = gateway.store.listOutputs(STUDY).find((o) => o.kind === 'overlay')!.sopInstanceUid;
+    for (const p of [`instances/${sop}`, `outputs/${overlay}`]) {
+      const r = await fetch(`${base}/api/studies/${STUDY}/${p}/image.png?w=64`, { headers: { Cookie: c.cookie! } });
+      expect([p, r.status, r.headers.get('content-type'), r.headers.get('cache-control')]).toEqual([p, 200, 'image/png', 'no-store']);
+    }
+    expect((await c.get('/api/studies')).headers.get('cache-control')).toBe('no-store');
+  });
+
   test('C-ECHO tests of one destination run one at a time: clicks made meanwhile share its answer', async () => {
     const c = new DashboardClient(base);
     await c.login('viewer', VIEWER_PW);
