@@ -135,6 +135,8 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
           objectSrc: ["'none'"],
         },
       },
+      // no framing at all, as frame-ancestors 'none' says, also for browsers that only know X-Frame-Options
+      xFrameOptions: { action: 'deny' },
       // HTTP Strict Transport Security only means something over HTTPS; harmless otherwise
       strictTransportSecurity: config.http.secureCookie === true ? { maxAge: 31536000 } : false,
     }),

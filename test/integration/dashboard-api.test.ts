@@ -264,6 +264,11 @@ d('dashboard API', () => {
     expect(r.headers.get('x-request-id')).toBeTruthy();
     const html = await r.text();
     expect(html).not.toMatch(/<script>(?!<\/script>)/);
+    // no framing, also where only X-Frame-Options is understood: pages, scripts, API answers and errors alike
+    for (const p of ['/', '/app.js', '/healthz', '/api/session', '/no-such-page']) {
+      const x = await fetch(base + p);
+      expect([p, x.headers.get('x-frame-options'), x.headers.get('content-security-policy')]).toEqual([p, 'DENY', csp]);
+    }
   });
 
   test('metrics: per-stage histograms, queue gauges, sends per destination; no patient data', async () => {
