@@ -1,19 +1,22 @@
 /**
- * dicom/decode: one Part 10 instance → 8-bit gray frames at full size + the analysis region.
+ * dicom/decode: one Part 10 instance → 8-bit gray frames at full size + the analysis region; and,
+ * for the overlay, one frame of a colour instance in its own colours (8-bit RGB).
  *
  * Any accepted transfer syntax (dcmjs parses native, Big Endian and Deflated data; dcmjs-codecs
  * decodes JPEG, JPEG-LS, JPEG 2000 and RLE frame by frame), any colour model, any frame count.
- * Header values are checked against limits before anything frame-sized is allocated, and every
- * failure leaves as a DecodeError with a reason code.
+ * Gray and colour take the same path up to the samples of a frame; only the last step differs
+ * (toGray or toRgb). Header values are checked against limits before anything frame-sized is
+ * allocated, and every failure leaves as a DecodeError with a reason code.
  */
-import { AnalysisRegion, Dataset, DecodedInstance, GrayFrame } from '../types/domain';
+import { AnalysisRegion, Dataset, DecodedInstance, GrayFrame, RgbFrame } from '../types/domain';
 import { readPart10 } from './part10';
 import { DecodeError } from './errors';
 import { ImagePixel, readImagePixel } from './imagePixel';
 import { checkFrameIndex, encapsulatedFrames, nativeFrameBytes, nativeFrames, nativeLayout, toByteArrays } from './frames';
 import { decodeFrame, trimCodecs } from './codecs';
 import { applyLut, rgbToGray, ybrFull422ToGray, ybrFullToGray } from './gray';
-import { paletteGrayLut } from './palette';
+import { applyRgbLut, rgbToRgb, ybrFull422ToRgb, ybrFullToRgb } from './rgb';
+import { paletteGrayLut, paletteRgbLut } from './palette';
 import { monochromeLut } from './monochrome';
 import { analysisRegion } from './region';
 import { ACCEPTED_TRANSFER_SYNTAXES, TS, codecFamily, isNativeSyntax } from './transferSyntaxes';
@@ -39,22 +42,51 @@ export interface DecodeOptions {
 
 /** Parses a Part 10 file and decodes every frame to 8-bit grayscale, plus the analysis region. Never throws anything but DecodeError. */
 export async function decodeInstance(bytes: Uint8Array, opts: DecodeOptions = {}): Promise<DecodedInstance> {
-  let parsed: ReturnType<typeof readPart10>;
-  try {
-    // pako inflates a Deflated data set whole inside dcmjs: measure it first (a zip bomb is tiny)
-    await checkDeflatedSize(bytes, maxInflatedBytes(opts.maxPixels ?? DEFAULT_MAX_PIXELS));
-    parsed = readPart10(bytes);
-  } catch (e) {
-    throw asDecodeError(e, 'not a readable DICOM Part 10 file');
-  }
-  if (!parsed.transferSyntaxUid) throw new DecodeError('decode.malformed', 'File Meta Information has no Transfer Syntax UID');
+  const parsed = await parse(bytes, opts);
   return decodeDataset(parsed.dataset, parsed.transferSyntaxUid, opts);
 }
 
 /** Same, from an already parsed dataset (naturalized) + transfer syntax. */
 export async function decodeDataset(dataset: Dataset, transferSyntaxUid: string, opts: DecodeOptions = {}): Promise<DecodedInstance> {
+  return guarded(() => decode(dataset, cleanSyntax(transferSyntaxUid), opts));
+}
+
+/**
+ * One frame (0-based) of a colour instance (RGB, YBR_*, PALETTE COLOR) as it looks: 8-bit RGB,
+ * through the same frame reading, codecs, YBR→RGB conversion and palette as the gray frames. Null
+ * for a grayscale instance, whose gray frame already is how it looks; that is known from the
+ * header, so a grayscale cine is not parsed again. Only this frame is converted: the overlay needs
+ * the reported frame, not a colour copy of the cine. Never throws anything but DecodeError.
+ */
+export async function decodeColourFrame(bytes: Uint8Array, frame: number, opts: Omit<DecodeOptions, 'frame'> = {}): Promise<RgbFrame | null> {
+  // the header alone tells colour from grayscale (after a Deflated one is inflated, as decodeInstance does)
+  const header = await parse(bytes, opts, PIXEL_DATA);
+  if (!(await guarded(async () => isColour(readImagePixel(header.dataset))))) return null;
+  const parsed = await parse(bytes, opts);
+  return guarded(() => decodeColour(parsed.dataset, cleanSyntax(parsed.transferSyntaxUid), frame, opts));
+}
+
+const PIXEL_DATA = '7FE00010';
+
+/** The whole file, or (untilTag) its header only. */
+async function parse(bytes: Uint8Array, opts: DecodeOptions, untilTag?: string): Promise<{ dataset: Dataset; transferSyntaxUid: string }> {
+  let parsed: ReturnType<typeof readPart10>;
   try {
-    return await decode(dataset, String(transferSyntaxUid ?? '').replace(/\0/g, '').trim(), opts);
+    // pako inflates a Deflated data set whole inside dcmjs: measure it first (a zip bomb is tiny)
+    await checkDeflatedSize(bytes, maxInflatedBytes(opts.maxPixels ?? DEFAULT_MAX_PIXELS));
+    parsed = readPart10(bytes, { untilTag });
+  } catch (e) {
+    throw asDecodeError(e, 'not a readable DICOM Part 10 file');
+  }
+  if (!parsed.transferSyntaxUid) throw new DecodeError('decode.malformed', 'File Meta Information has no Transfer Syntax UID');
+  return { dataset: parsed.dataset, transferSyntaxUid: parsed.transferSyntaxUid };
+}
+
+const cleanSyntax = (uid: string) => String(uid ?? '').replace(/\0/g, '').trim();
+
+async function guarded<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
   } catch (e) {
     throw asDecodeError(e, 'cannot decode the image');
   } finally {
@@ -63,17 +95,11 @@ export async function decodeDataset(dataset: Dataset, transferSyntaxUid: string,
 }
 
 async function decode(ds: Dataset, ts: string, opts: DecodeOptions): Promise<DecodedInstance> {
-  if (!ACCEPTED_TRANSFER_SYNTAXES.includes(ts)) {
-    throw new DecodeError('decode.unsupported_transfer_syntax', `transfer syntax ${ts || '(none)'} is not supported`);
-  }
-  if (ds.PixelData === undefined || ds.PixelData === null || (Array.isArray(ds.PixelData) && ds.PixelData.length === 0)) {
-    throw new DecodeError('decode.no_pixel_data', 'the instance has no Pixel Data');
-  }
-  const info = readImagePixel(ds);
-  checkLimits(info, opts);
+  const info = checkedImagePixel(ds, ts, opts);
   const region: AnalysisRegion = analysisRegion(ds);
   const pick = framesToDecode(info, opts.frame);
-  const frames = isNativeSyntax(ts) ? decodeNative(ds, ts, info, pick) : await decodeEncapsulated(ds, ts, info, pick);
+  const palette = info.photometric === 'PALETTE COLOR' ? paletteGrayLut(ds, info.bitsAllocated, info.signed, ts === TS.ExplicitVRBigEndian) : null;
+  const frames = await decodeFrames(ds, ts, info, pick, (bytes, layout, how) => toGray(bytes, layout, ds, how, palette));
   return {
     sopInstanceUid: text(ds.SOPInstanceUID),
     sopClassUid: text(ds.SOPClassUID),
@@ -82,6 +108,31 @@ async function decode(ds: Dataset, ts: string, opts: DecodeOptions): Promise<Dec
     frames,
     region,
   };
+}
+
+async function decodeColour(ds: Dataset, ts: string, frame: number, opts: DecodeOptions): Promise<RgbFrame | null> {
+  const info = checkedImagePixel(ds, ts, opts);
+  if (!isColour(info)) return null;
+  const palette = info.photometric === 'PALETTE COLOR' ? paletteRgbLut(ds, info.bitsAllocated, info.signed, ts === TS.ExplicitVRBigEndian) : null;
+  const [rgb] = await decodeFrames(ds, ts, info, framesToDecode(info, frame), (bytes, layout, how) => toRgb(bytes, layout, how, palette));
+  return rgb;
+}
+
+function isColour(info: ImagePixel): boolean {
+  return info.photometric !== 'MONOCHROME1' && info.photometric !== 'MONOCHROME2';
+}
+
+/** The Image Pixel attributes, once the transfer syntax, the Pixel Data and the limits are checked. */
+function checkedImagePixel(ds: Dataset, ts: string, opts: DecodeOptions): ImagePixel {
+  if (!ACCEPTED_TRANSFER_SYNTAXES.includes(ts)) {
+    throw new DecodeError('decode.unsupported_transfer_syntax', `transfer syntax ${ts || '(none)'} is not supported`);
+  }
+  if (ds.PixelData === undefined || ds.PixelData === null || (Array.isArray(ds.PixelData) && ds.PixelData.length === 0)) {
+    throw new DecodeError('decode.no_pixel_data', 'the instance has no Pixel Data');
+  }
+  const info = readImagePixel(ds);
+  checkLimits(info, opts);
+  return info;
 }
 
 /** Which frames to decode: all of them, or the one asked for. */
@@ -108,38 +159,38 @@ function checkLimits(info: ImagePixel, opts: DecodeOptions): void {
   }
 }
 
-function decodeNative(ds: Dataset, ts: string, info: ImagePixel, pick: FramePick): GrayFrame[] {
+/** The last step of a frame: its samples (as `info` lays them out, after a codec as `how` says) → the picture wanted. */
+type Convert<T> = (bytes: Uint8Array, info: ImagePixel, how: SampleLayout) => T;
+
+async function decodeFrames<T>(ds: Dataset, ts: string, info: ImagePixel, pick: FramePick, convert: Convert<T>): Promise<T[]> {
+  return isNativeSyntax(ts) ? decodeNative(ds, ts, info, pick, convert) : decodeEncapsulated(ds, ts, info, pick, convert);
+}
+
+function decodeNative<T>(ds: Dataset, ts: string, info: ImagePixel, pick: FramePick, convert: Convert<T>): T[] {
   if (info.photometric === 'YBR_RCT' || info.photometric === 'YBR_ICT') {
     throw new DecodeError('decode.unsupported_photometric', `${info.photometric} is only defined for JPEG 2000, not for native pixel data`);
   }
   const layout = nativeLayout(info, toByteArrays(ds.PixelData).reduce((n, b) => n + b.length, 0));
   const swapWords = ts === TS.ExplicitVRBigEndian && (info.bitsAllocated === 16 || ds._vrMap?.PixelData === 'OW');
   const raw = nativeFrames(ds.PixelData, layout, nativeFrameBytes(layout), swapWords);
-  const palette = paletteLut(ds, info, ts);
-  return raw.slice(pick.first, pick.end).map((bytes) => toGray(bytes, layout, ds, { rgb: false, planar: layout.planar, native: true }, palette));
+  return raw.slice(pick.first, pick.end).map((bytes) => convert(bytes, layout, { rgb: false, planar: layout.planar, native: true }));
 }
 
-async function decodeEncapsulated(ds: Dataset, ts: string, info: ImagePixel, pick: FramePick): Promise<GrayFrame[]> {
+async function decodeEncapsulated<T>(ds: Dataset, ts: string, info: ImagePixel, pick: FramePick, convert: Convert<T>): Promise<T[]> {
   const family = codecFamily(ts);
   if (!family) throw new DecodeError('decode.unsupported_transfer_syntax', `no decoder for transfer syntax ${ts}`);
   const encoded = encapsulatedFrames(ds.PixelData, info.frames).slice(pick.first, pick.end);
-  const palette = paletteLut(ds, info, ts);
-  const out: GrayFrame[] = [];
+  const out: T[] = [];
   for (const [index, bytes] of encoded.entries()) {
     const decoded = await decodeFrame(family, ts, bytes, info).catch((e: unknown) => {
       const error = asDecodeError(e, 'decoder');
       throw new DecodeError(error.reason, `frame ${pick.first + index + 1} of ${info.frames}: ${error.message}`);
     });
-    out.push(toGray(decoded.data, info, ds, { rgb: decoded.rgb, planar: decoded.planar, native: false }, palette));
+    out.push(convert(decoded.data, info, { rgb: decoded.rgb, planar: decoded.planar, native: false }));
     // a long cine must not starve the listener and the dashboard sharing this event loop
     await new Promise((resolve) => setImmediate(resolve));
   }
   return out;
-}
-
-function paletteLut(ds: Dataset, info: ImagePixel, ts: string): Uint8Array | null {
-  if (info.photometric !== 'PALETTE COLOR') return null;
-  return paletteGrayLut(ds, info.bitsAllocated, info.signed, ts === TS.ExplicitVRBigEndian);
 }
 
 interface SampleLayout {
@@ -162,6 +213,24 @@ function toGray(bytes: Uint8Array, info: ImagePixel, ds: Dataset, how: SampleLay
   } else {
     const samples = info.bitsAllocated === 8 ? bytes : uint16(bytes, pixels);
     data = applyLut(samples, palette ?? monochromeLut(info, ds, samples));
+  }
+  return { width, height, data };
+}
+
+/** The same choices as toGray, to RGB: `palette` is paletteRgbLut's table; grayscale samples never come here. */
+function toRgb(bytes: Uint8Array, info: ImagePixel, how: SampleLayout, palette: Uint8Array | null): RgbFrame {
+  const width = info.columns;
+  const height = info.rows;
+  const pixels = width * height;
+  let data: Uint8Array;
+  if (info.samplesPerPixel === 3) {
+    if (how.rgb || info.photometric === 'RGB') data = rgbToRgb(bytes, pixels, how.planar);
+    else if (info.photometric === 'YBR_FULL_422' && how.native) data = ybrFull422ToRgb(bytes, pixels);
+    else data = ybrFullToRgb(bytes, pixels, how.planar);
+  } else if (palette) {
+    data = applyRgbLut(info.bitsAllocated === 8 ? bytes : uint16(bytes, pixels), palette);
+  } else {
+    throw new DecodeError('decode.unsupported_photometric', `${info.photometric} has no colour`);
   }
   return { width, height, data };
 }

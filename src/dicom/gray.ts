@@ -3,9 +3,11 @@
  *
  * The model was trained on PIL `Image.convert('L')`, which uses ITU-R BT.601 luma in integer form
  * (Pillow libImaging/Convert.c, L24): L = (R*19595 + G*38470 + B*7471 + 0x8000) >> 16.
- * YBR data is converted to RGB first (libjpeg's integer YCbCr→RGB, which is also what the JPEG
- * decoder applies), then to gray with the same formula. All loops work on typed arrays.
+ * YBR data is converted to RGB first (rgb.ts: libjpeg's integer YCbCr→RGB, which is also what the
+ * JPEG decoder applies, and what the overlay shows), then to gray with the same formula. All loops
+ * work on typed arrays.
  */
+import { ybrBlue, ybrGreen, ybrRed } from './rgb';
 
 export function luma(r: number, g: number, b: number): number {
   return (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16;
@@ -21,28 +23,8 @@ export function rgbToGray(src: Uint8Array, pixels: number, planar: boolean, out 
   return out;
 }
 
-// libjpeg jdcolor.c build_ycc_rgb_table: 16-bit fixed point, PS3.3 C.7.6.3.1.2 YBR_FULL coefficients.
-const SCALE = 16;
-const HALF = 1 << (SCALE - 1);
-const fix = (x: number) => Math.round(x * (1 << SCALE));
-const CR_R = new Int32Array(256);
-const CB_B = new Int32Array(256);
-const CR_G = new Int32Array(256);
-const CB_G = new Int32Array(256);
-for (let i = 0; i < 256; i++) {
-  const x = i - 128;
-  CR_R[i] = (fix(1.402) * x + HALF) >> SCALE;
-  CB_B[i] = (fix(1.772) * x + HALF) >> SCALE;
-  CR_G[i] = -fix(0.71414) * x;
-  CB_G[i] = -fix(0.34414) * x + HALF;
-}
-const clamp = (v: number) => (v < 0 ? 0 : v > 255 ? 255 : v);
-
 function ybrPixelToGray(y: number, cb: number, cr: number): number {
-  const r = clamp(y + CR_R[cr]);
-  const g = clamp(y + ((CB_G[cb] + CR_G[cr]) >> SCALE));
-  const b = clamp(y + CB_B[cb]);
-  return luma(r, g, b);
+  return luma(ybrRed(y, cr), ybrGreen(y, cb, cr), ybrBlue(y, cb));
 }
 
 /** YBR_FULL (or YBR_ICT / YBR_RCT samples left untransformed by a decoder) → gray. */

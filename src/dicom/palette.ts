@@ -1,6 +1,7 @@
 /**
  * PALETTE COLOR (PS3.3 C.7.6.3.1.5–6 and C.7.9): stored values index three colour lookup tables.
- * We fold the tables and the luma formula into one table from stored value to gray, so a frame
+ * We fold the three tables into one table from stored value to RGB (the overlay's colours), and
+ * that with the luma formula into one from stored value to gray (the model's input), so a frame
  * costs one lookup per pixel.
  */
 import { Dataset } from '../types/domain';
@@ -58,17 +59,27 @@ function channel(ds: Dataset, colour: string, bigEndian: boolean): ChannelLut {
   return { firstMapped, entries };
 }
 
-/** Stored value → gray, for every value BitsAllocated can hold. Values outside a table take its first or last entry. */
-export function paletteGrayLut(ds: Dataset, bitsAllocated: 8 | 16, signed: boolean, bigEndian: boolean): Uint8Array {
+/** Stored value → R, G, B (3 bytes each), for every value BitsAllocated can hold. Values outside a table take its first or last entry. */
+export function paletteRgbLut(ds: Dataset, bitsAllocated: 8 | 16, signed: boolean, bigEndian: boolean): Uint8Array {
   const [r, g, b] = ['Red', 'Green', 'Blue'].map((c) => channel(ds, c, bigEndian));
   // dcmjs reads the ambiguous US/SS first-mapped value as unsigned
   for (const c of [r, g, b]) if (signed && c.firstMapped >= 32768) c.firstMapped -= 65536;
   const size = 1 << bitsAllocated;
-  const lut = new Uint8Array(size);
+  const lut = new Uint8Array(size * 3);
   const pick = (c: ChannelLut, v: number) => c.entries[Math.min(c.entries.length - 1, Math.max(0, v - c.firstMapped))];
   for (let raw = 0; raw < size; raw++) {
     const v = signed && raw >= size / 2 ? raw - size : raw;
-    lut[raw] = luma(pick(r, v), pick(g, v), pick(b, v));
+    lut[raw * 3] = pick(r, v);
+    lut[raw * 3 + 1] = pick(g, v);
+    lut[raw * 3 + 2] = pick(b, v);
   }
+  return lut;
+}
+
+/** Stored value → gray: the luma of paletteRgbLut's colour. */
+export function paletteGrayLut(ds: Dataset, bitsAllocated: 8 | 16, signed: boolean, bigEndian: boolean): Uint8Array {
+  const rgb = paletteRgbLut(ds, bitsAllocated, signed, bigEndian);
+  const lut = new Uint8Array(rgb.length / 3);
+  for (let raw = 0; raw < lut.length; raw++) lut[raw] = luma(rgb[raw * 3], rgb[raw * 3 + 1], rgb[raw * 3 + 2]);
   return lut;
 }

@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { DecodeError, decodeInstance, isUltrasoundSopClass, readHeader } from '../dicom/decode';
+import { DecodeError, decodeColourFrame, decodeInstance, isUltrasoundSopClass, readHeader } from '../dicom/decode';
 import { readPart10, writePart10 } from '../dicom/part10';
 import { buildKeyImages, keyImages } from '../report/keyImages';
 import { buildOverlay } from '../report/overlay';
@@ -115,7 +115,12 @@ export async function processInstanceFile(
       write('seg', seg);
     }
     if (opts.outputs.sr) write('sr', buildSr(header, result, opts.model, seg));
-    if (opts.outputs.overlay) write('overlay', await buildOverlay(header, result, opts.model));
+    if (opts.outputs.overlay) {
+      // drawn on the frame as the radiologist saw it (Doppler colour kept), not on the model's gray:
+      // the reported frame alone is decoded again in colour (null for a grayscale source)
+      const colourFrame = await decodeColourFrame(bytes, result.reportedFrameIndex);
+      write('overlay', await buildOverlay(header, result, opts.model, { colourFrame }));
+    }
     timings.report = performance.now() - t1;
   } catch (e) {
     return { outcome: { sopInstanceUid: sop, status: 'failed', reason: 'report.failed', message: (e as Error).message }, outputs: [] };

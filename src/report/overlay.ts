@@ -1,11 +1,12 @@
 /**
  * Secondary Capture (PS3.3 A.8.1) for viewers that show neither SEG nor SR: the reported frame in
- * RGB with the lesion contour and axes burned in, and a caption band below the image with the
+ * RGB, in its own colours (a Doppler box stays in colour; a grayscale frame as its gray frame shows
+ * it), with the lesion contour and axes burned in, and a caption band below the image with the
  * disclaimer, the classification and the sizes. The caption sits outside the picture so that it
  * never hides anatomy and stays legible whatever the image looks like.
  */
 import sharp from 'sharp';
-import { Dataset, GrayFrame, InstanceResult, Lesion, ModelInfo } from '../types/domain';
+import { Dataset, GrayFrame, InstanceResult, Lesion, ModelInfo, RgbFrame } from '../types/domain';
 import { Codes } from './codes';
 import { BuildOptions, MANUFACTURER, NOT_FOR_DIAGNOSIS, NO_LESION_FOUND, commonAttributes, imageReference, reportedLesions, side } from './common';
 
@@ -17,6 +18,15 @@ const MAX_LESION_LINES = 3;
 const LINE_HEIGHT = 1.25;
 /** DejaVu Sans (bold) is at most about 0.62 em per character on average */
 const EM_PER_CHAR = 0.62;
+
+export interface OverlayOptions extends BuildOptions {
+  /**
+   * The reported frame in its own colours, for a colour source (dicom/decode decodeColourFrame):
+   * the pipeline's gray frames are the model's input and have lost the colour. Absent or null for a
+   * grayscale source, which is drawn from its gray frame.
+   */
+  colourFrame?: RgbFrame | null;
+}
 
 const pct = (p: number) => `${(p * 100).toFixed(1)} %`;
 const escapeXml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -76,6 +86,15 @@ function grayToRgb(frame: GrayFrame): Uint8Array {
   return rgb;
 }
 
+/** The picture the contour is drawn on: the colour frame when there is one (a copy: it is drawn on), else the gray frame. */
+function basePicture(frame: GrayFrame, colour: RgbFrame | null | undefined): Uint8Array {
+  if (!colour) return grayToRgb(frame);
+  if (colour.width !== frame.width || colour.height !== frame.height || colour.data.length !== frame.width * frame.height * 3) {
+    throw new Error(`overlay: the colour frame is ${colour.width}x${colour.height}, the gray frame ${frame.width}x${frame.height}`);
+  }
+  return colour.data.slice();
+}
+
 /** Breaks a caption line at spaces so that it fits `maxChars`, rather than shrinking the font. */
 export function wrap(text: string, maxChars: number): string[] {
   const out: string[] = [];
@@ -125,7 +144,7 @@ function overlaySvg(width: number, height: number, band: number, fontSize: numbe
 }
 
 /** Renders the overlay picture: RGB, 8 bits, interleaved; the image plus the caption band below it. */
-export async function renderOverlay(result: InstanceResult, model: ModelInfo): Promise<{ width: number; height: number; rgb: Buffer }> {
+export async function renderOverlay(result: InstanceResult, model: ModelInfo, colourFrame?: RgbFrame | null): Promise<{ width: number; height: number; rgb: Buffer }> {
   const f = result.reportedFrameIndex;
   const frame = result.source.frames[f];
   if (!frame) throw new Error(`overlay: no decoded frame ${f}`);
@@ -137,7 +156,7 @@ export async function renderOverlay(result: InstanceResult, model: ModelInfo): P
   const rows = captionLines(result, model).flatMap((line, i) => wrap(line, maxChars).map((text) => ({ text, warning: i === 0 })));
   const band = Math.round(fontSize * LINE_HEIGHT * rows.length + fontSize);
 
-  const rgb = grayToRgb(frame);
+  const rgb = basePicture(frame, colourFrame);
   const mask = result.masks[f];
   if (mask) paintContour(rgb, mask, width, height, stroke);
   const lesions = result.lesions.filter((l) => l.frameIndex === f);
@@ -153,8 +172,8 @@ export async function renderOverlay(result: InstanceResult, model: ModelInfo): P
   return { width: info.width, height: info.height, rgb: data };
 }
 
-export async function buildOverlay(source: Dataset, result: InstanceResult, model: ModelInfo, opts: BuildOptions = {}): Promise<Dataset> {
-  const { width, height, rgb } = await renderOverlay(result, model);
+export async function buildOverlay(source: Dataset, result: InstanceResult, model: ModelInfo, opts: OverlayOptions = {}): Promise<Dataset> {
+  const { width, height, rgb } = await renderOverlay(result, model, opts.colourFrame);
   const ds = commonAttributes(source, model, 'overlay', opts);
   const pixels = new Uint8Array(rgb.length + (rgb.length % 2)); // OB: even length
   pixels.set(rgb);

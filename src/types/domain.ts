@@ -13,6 +13,13 @@ export interface GrayFrame {
   data: Uint8Array;
 }
 
+/** One 8-bit RGB frame as it looks (colour sources only), row-major, interleaved: width × height × 3 bytes. */
+export interface RgbFrame {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
 /** Pixel rectangle inside the full frame, inclusive min / exclusive max. */
 export interface Rect {
   x0: number;
