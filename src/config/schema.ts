@@ -166,6 +166,14 @@ export const configSchema = z
                 : undefined,
           })
           .default(false),
+        /**
+         * host names the dashboard answers to (the Host header, or X-Forwarded-Host behind a trusted
+         * proxy), against DNS rebinding: a page the admin visits re-points its own name at the
+         * dashboard. IP addresses are always accepted (rebinding needs a name). Absent: only
+         * "localhost" when the dashboard listens on a loopback address, any name otherwise.
+         * An entry ".example.org" allows that domain and its subdomains; "*" allows any name.
+         */
+        allowedHosts: z.array(z.string().min(1).regex(/^(\*|\.?[a-z0-9-]+(\.[a-z0-9-]+)*)$/i, 'a host name, ".domain" or "*"')).optional(),
         /** Secure flag of the session cookie: true (HTTPS only), false, or "auto" (set when the request came over HTTPS) */
         secureCookie: z.union([z.boolean(), z.literal('auto')]).default('auto'),
         /** a dashboard session ends after this many minutes without a request */

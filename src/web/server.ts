@@ -27,6 +27,7 @@ import { SESSION_COOKIE } from './auth';
 import { DashboardQueries } from './dashboardQueries';
 import { LiveFeed } from './live';
 import { PipelineMetrics } from './metrics';
+import { hostCheck } from './hostCheck';
 import { requestLog } from './requestLog';
 import { SqliteSessionStore } from './sessionStore';
 import { DashboardGateway, StudyActions } from './studyActions';
@@ -118,6 +119,7 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
   app.set('trust proxy', config.http.trustProxy);
   app.disable('x-powered-by');
   app.use(requestLog(logger));
+  app.use(hostCheck(config.http.host, config.http.allowedHosts));
   app.use(
     helmet({
       contentSecurityPolicy: {

@@ -6,6 +6,7 @@
  * probes and metrics work without a session and carry no patient data.
  */
 import { spawnSync } from 'node:child_process';
+import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startGateway, Gateway } from '../../src/gateway';
@@ -268,6 +269,25 @@ d('dashboard API', () => {
     for (const p of ['/', '/app.js', '/healthz', '/api/session', '/no-such-page']) {
       const x = await fetch(base + p);
       expect([p, x.headers.get('x-frame-options'), x.headers.get('content-security-policy')]).toEqual([p, 'DENY', csp]);
+    }
+  });
+
+  test('DNS rebinding: a loopback dashboard answers to its address and "localhost", not to another name', async () => {
+    const port = new URL(base).port;
+    const get = (pathname: string, host: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port, path: pathname, headers: { Host: host } }, (res) => {
+          let body = '';
+          res.on('data', (c) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    for (const p of ['/healthz', '/metrics', '/api/session', '/']) {
+      const r = await get(p, `attacker.example:${port}`);
+      expect([p, r.status, JSON.parse(r.body).error]).toEqual([p, 403, 'host_not_allowed']);
+      for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST.:${port}`, `[::1]:${port}`]) expect([p, host, (await get(p, host)).status]).not.toContainEqual(403);
     }
   });
 
