@@ -1,6 +1,6 @@
 /**
  * The study's summary for the PACS: a Key Object Selection document (PS3.3 A.35.4, TID 2010
- * "Of Interest") that flags the images of the study on which the model found a suspected lesion,
+ * "Of Interest") that flags the images of the study the model calls benign or malignant,
  * most suspicious first, with a short description. Viewers show it as the study's key images; the
  * details stay in each image's SR and SEG. Made only when at least one image is flagged (TID 2010
  * needs at least one reference, and "no image of interest" is not what the title says).
@@ -16,8 +16,12 @@ export type { KeyImageCandidate };
 const SEVERITY: Record<Label, number> = { normal: 0, benign: 1, malignant: 2 };
 const pct = (p: number) => `${(p * 100).toFixed(1)} %`;
 
-/** An image is flagged when the model outlined a lesion on it or called it malignant. */
-export const isKeyImage = (c: KeyImageCandidate) => c.lesionCount > 0 || c.label === 'malignant';
+/**
+ * An image is flagged when the model calls it benign or malignant (a suspected lesion), whether or
+ * not an outline survived on it; an outline on an image the model calls normal is not flagged, as
+ * the document's line for it would contradict itself.
+ */
+export const isKeyImage = (c: KeyImageCandidate) => c.label !== 'normal';
 
 /** The flagged images, most suspicious first (the label's severity, then P(malignancy)). */
 export function keyImages(candidates: KeyImageCandidate[]): KeyImageCandidate[] {

@@ -64,9 +64,11 @@ describe('Key Object Selection: the study\'s flagged images', () => {
     );
   });
 
-  test('no flagged image: no document; a malignant call without an outline is flagged', () => {
-    expect(buildKeyImages(study, [candidate(1, {}), candidate(2, { label: 'benign', lesionCount: 0 })], ['a', 'b'], model, { now })).toBeNull();
-    expect(keyImages([candidate(1, { label: 'malignant', malignancyProbability: 0.6 })])).toHaveLength(1);
+  test('no flagged image: no document; the call decides, not the outline', () => {
+    // an outline on an image called normal is not flagged: its line would contradict itself
+    expect(buildKeyImages(study, [candidate(1, {}), candidate(2, { label: 'normal', lesionCount: 1 })], ['a', 'b'], model, { now })).toBeNull();
+    // a call without an outline (too small to keep) is
+    expect(keyImages([candidate(1, { label: 'malignant', malignancyProbability: 0.6 }), candidate(2, { label: 'benign', lesionCount: 0 })])).toHaveLength(2);
   });
 
   test('the same analysed set gives the same UIDs (a resend replaces); a study that grew gives a new document in the same series', () => {
