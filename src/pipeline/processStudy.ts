@@ -17,7 +17,7 @@ import { buildOverlay } from '../report/overlay';
 import { buildSeg } from '../report/seg';
 import { buildSr } from '../report/sr';
 import { isMultiFrame, reportedLesions } from '../report/common';
-import { Dataset, InstanceResult, KeyImageCandidate, Label, ModelInfo } from '../types/domain';
+import { Dataset, InstanceResult, KeyImageCandidate, LABEL_SEVERITY, ModelInfo } from '../types/domain';
 import { InstanceOutcome, OutputObject, StudyJobInput, StudyJobOutput, StudyProcessor } from '../types/pipeline';
 import type { AnalyzeRules } from '../config/schema';
 import { AnalyzeOptions, analyzeDecoded, FramePredictor } from './analyzeInstance';
@@ -29,8 +29,6 @@ export interface PipelineOptions extends AnalyzeOptions {
   /** routing.analyze filters; absent = analyse every ultrasound instance */
   routing?: AnalyzeRules;
 }
-
-const SEVERITY: Record<Label, number> = { normal: 0, benign: 1, malignant: 2 };
 
 function summarize(r: InstanceResult): InstanceOutcome['largestLesion'] {
   const l = r.lesions.filter((x) => x.frameIndex === r.reportedFrameIndex)[0] ?? r.lesions[0];
@@ -44,7 +42,7 @@ function outputObject(kind: OutputObject['kind'], ds: Dataset, file: string, sou
   return { kind, path: file, sopClassUid: ds.SOPClassUID, sopInstanceUid: ds.SOPInstanceUID, seriesInstanceUid: ds.SeriesInstanceUID, sourceSopInstanceUid: source };
 }
 
-const positiveInt = (v: unknown): number | undefined => {
+const nonNegativeInt = (v: unknown): number | undefined => {
   const n = Number(v);
   return Number.isInteger(n) && n >= 0 && String(v ?? '').trim() !== '' ? n : undefined;
 };
@@ -56,8 +54,8 @@ function keyImageOf(header: Dataset, result: InstanceResult): KeyImageCandidate 
     sopInstanceUid: String(header.SOPInstanceUID),
     seriesInstanceUid: String(header.SeriesInstanceUID ?? ''),
     frameNumber: isMultiFrame(header) ? result.reportedFrameIndex + 1 : undefined,
-    seriesNumber: positiveInt(header.SeriesNumber),
-    instanceNumber: positiveInt(header.InstanceNumber),
+    seriesNumber: nonNegativeInt(header.SeriesNumber),
+    instanceNumber: nonNegativeInt(header.InstanceNumber),
     label: result.label,
     malignancyProbability: result.malignancyProbability,
     lesionCount: reportedLesions(result).length,
@@ -215,7 +213,7 @@ export function createStudyProcessor(processFile: InstanceFileProcessor, summary
     const analysed = instances.filter((i) => i.status === 'analysed');
     const worst = analysed.reduce<InstanceOutcome | null>((a, b) => {
       if (!a) return b;
-      const d = SEVERITY[b.label!] - SEVERITY[a.label!];
+      const d = LABEL_SEVERITY[b.label!] - LABEL_SEVERITY[a.label!];
       return d > 0 || (d === 0 && (b.malignancyProbability ?? 0) > (a.malignancyProbability ?? 0)) ? b : a;
     }, null);
     return {

@@ -5,7 +5,7 @@
  * details stay in each image's SR and SEG. Made only when at least one image is flagged (TID 2010
  * needs at least one reference, and "no image of interest" is not what the title says).
  */
-import { Dataset, KeyImageCandidate, Label, ModelInfo } from '../types/domain';
+import { Dataset, KeyImageCandidate, LABEL_SEVERITY, ModelInfo } from '../types/domain';
 import { Codes } from './codes';
 import { BuildOptions, MANUFACTURER, NOT_FOR_DIAGNOSIS, commonAttributes } from './common';
 import { codeItem, evidence, Item, textItem, uidItem } from './srItems';
@@ -13,7 +13,6 @@ import { derivedUid } from './uids';
 
 export type { KeyImageCandidate };
 
-const SEVERITY: Record<Label, number> = { normal: 0, benign: 1, malignant: 2 };
 const pct = (p: number) => `${(p * 100).toFixed(1)} %`;
 
 /**
@@ -27,7 +26,7 @@ export const isKeyImage = (c: KeyImageCandidate) => c.label !== 'normal';
 export function keyImages(candidates: KeyImageCandidate[]): KeyImageCandidate[] {
   return candidates
     .filter(isKeyImage)
-    .sort((a, b) => SEVERITY[b.label] - SEVERITY[a.label] || b.malignancyProbability - a.malignancyProbability || a.sopInstanceUid.localeCompare(b.sopInstanceUid));
+    .sort((a, b) => LABEL_SEVERITY[b.label] - LABEL_SEVERITY[a.label] || b.malignancyProbability - a.malignancyProbability || a.sopInstanceUid.localeCompare(b.sopInstanceUid));
 }
 
 const imageName = (c: KeyImageCandidate) => {
@@ -38,7 +37,7 @@ const imageName = (c: KeyImageCandidate) => {
 export function keyObjectDescription(flagged: KeyImageCandidate[], analysed: number, model: ModelInfo): string {
   const list = flagged.map((c) => `${imageName(c)}: ${c.label}, malignancy ${pct(c.malignancyProbability)}`).join('; ');
   const noun = analysed === 1 ? 'image' : 'images';
-  return `${NOT_FOR_DIAGNOSIS}. ${model.name} ${model.version} flagged ${flagged.length} of ${analysed} analysed ${noun} of this study, most suspicious first: ${list}. Each image's SR and SEG give the outline and sizes. Decision support, not a diagnosis.`;
+  return `${NOT_FOR_DIAGNOSIS}. ${model.name} ${model.version} flagged ${flagged.length} of ${analysed} analysed ${noun} of this study, most suspicious first: ${list}. Each image's own AI results give the outline and sizes. Decision support, not a diagnosis.`;
 }
 
 /**

@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import type { Label } from '../types/domain';
+import { LABEL_SEVERITY, type Label } from '../types/domain';
 import type { StudyJobOutput } from '../types/pipeline';
 import { MIGRATIONS, SCHEMA_VERSION } from './schema';
 import {
@@ -50,9 +50,6 @@ const JOB_COLUMNS = `id, study_uid AS studyUid, status, run, attempts, out_dir A
 const OUTPUT_COLUMNS = `sop_instance_uid AS sopInstanceUid, study_uid AS studyUid, series_uid AS seriesUid,
   sop_class_uid AS sopClassUid, kind, path, source_sop_instance_uid AS sourceSopInstanceUid,
   job_id AS jobId, created_at AS createdAt`;
-
-/** how worrying a label is, to keep the worst */
-const LABEL_SEVERITY: Record<Label, number> = { normal: 0, benign: 1, malignant: 2 };
 
 const SEND_COLUMNS = `s.id, s.output_sop_uid AS outputSopUid, s.study_uid AS studyUid, s.destination,
   s.ae_title AS aeTitle, s.host, s.port, s.status, s.attempts, s.next_attempt_at AS nextAttemptAt,

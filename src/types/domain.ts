@@ -99,6 +99,9 @@ export interface Lesion {
 
 export type Label = 'normal' | 'benign' | 'malignant';
 
+/** how suspicious a label is, for "the most suspicious" of several calls */
+export const LABEL_SEVERITY: Readonly<Record<Label, number>> = { normal: 0, benign: 1, malignant: 2 };
+
 /** The analysis of one source instance: masks and lesions per frame, and one classification. */
 export interface InstanceResult {
   source: DecodedInstance;

@@ -60,7 +60,7 @@ describe('Key Object Selection: the study\'s flagged images', () => {
     expect(description).toBe(
       'AI result — not for diagnostic use. attention-unet-busi 1.0.0 flagged 3 of 4 analysed images of this study, most suspicious first: ' +
         'series 2, image 3: malignant, malignancy 83.0 %; series 3, image 1, frame 7: benign, malignancy 30.0 %; series 2, image 1: benign, malignancy 12.0 %. ' +
-        "Each image's SR and SEG give the outline and sizes. Decision support, not a diagnosis.",
+        "Each image's own AI results give the outline and sizes. Decision support, not a diagnosis.",
     );
   });
 
