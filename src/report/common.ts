@@ -155,8 +155,20 @@ export function commonAttributes(
   };
 }
 
-/** The source is a multi-frame image when it has Number of Frames (PS3.3 C.7.6.6). */
-export const isMultiFrame = (source: Dataset) => source.NumberOfFrames !== undefined && source.NumberOfFrames !== null && source.NumberOfFrames !== '';
+/** SOP classes whose IOD has no Multi-frame module: US Image Storage and its retired variant. */
+const SINGLE_FRAME_SOP_CLASSES = new Set(['1.2.840.10008.5.1.4.1.1.6.1', '1.2.840.10008.5.1.4.1.1.6']);
+
+/**
+ * The source is a multi-frame image when it has Number of Frames (PS3.3 C.7.6.6) — unless it is of
+ * a single-frame SOP class and says 1: scanners write NumberOfFrames 1 into US Image Storage too,
+ * and a reference to such an image must not carry a frame number (dciodvfy: "Shall not be present
+ * for Referenced SOP Class that is not multi-frame").
+ */
+export function isMultiFrame(source: Dataset): boolean {
+  const n = source.NumberOfFrames;
+  if (n === undefined || n === null || n === '') return false;
+  return !(SINGLE_FRAME_SOP_CLASSES.has(String(source.SOPClassUID ?? '')) && Number(n) <= 1);
+}
 
 /**
  * Image SOP Instance Reference (PS3.3 10.3): Referenced Frame Number only for a multi-frame source;
