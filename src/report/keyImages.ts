@@ -34,10 +34,17 @@ const imageName = (c: KeyImageCandidate) => {
   return where.length ? where.join(', ') : c.sopInstanceUid;
 };
 
+/** how many lesions the model outlined on the image (none: too small to keep, or not found) */
+const outlined = (n: number) => (n === 0 ? 'no lesion outlined' : n === 1 ? '1 lesion outlined' : `${n} lesions outlined`);
+
+/**
+ * One line per flagged image: the model's call and how many lesions it outlined, so that the reader
+ * does not look for an outline or a SEG that was never made (a call may come without an outline).
+ */
 export function keyObjectDescription(flagged: KeyImageCandidate[], analysed: number, model: ModelInfo): string {
-  const list = flagged.map((c) => `${imageName(c)}: ${c.label}, malignancy ${pct(c.malignancyProbability)}`).join('; ');
+  const list = flagged.map((c) => `${imageName(c)}: ${c.label}, malignancy ${pct(c.malignancyProbability)}, ${outlined(c.lesionCount)}`).join('; ');
   const noun = analysed === 1 ? 'image' : 'images';
-  return `${NOT_FOR_DIAGNOSIS}. ${model.name} ${model.version} flagged ${flagged.length} of ${analysed} analysed ${noun} of this study, most suspicious first: ${list}. Each image's own AI results give the outline and sizes. Decision support, not a diagnosis.`;
+  return `${NOT_FOR_DIAGNOSIS}. ${model.name} ${model.version} flagged ${flagged.length} of ${analysed} analysed ${noun} of this study, most suspicious first: ${list}. For each image, its own AI results give the call and, for an outlined lesion, the outline and sizes. Decision support, not a diagnosis.`;
 }
 
 /**

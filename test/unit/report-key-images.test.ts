@@ -59,9 +59,23 @@ describe('Key Object Selection: the study\'s flagged images', () => {
     const [description] = pydicomSrTexts(path).filter((t) => t.startsWith('AI result'));
     expect(description).toBe(
       'AI result — not for diagnostic use. attention-unet-busi 1.0.0 flagged 3 of 4 analysed images of this study, most suspicious first: ' +
-        'series 2, image 3: malignant, malignancy 83.0 %; series 3, image 1, frame 7: benign, malignancy 30.0 %; series 2, image 1: benign, malignancy 12.0 %. ' +
-        "Each image's own AI results give the outline and sizes. Decision support, not a diagnosis.",
+        'series 2, image 3: malignant, malignancy 83.0 %, 2 lesions outlined; series 3, image 1, frame 7: benign, malignancy 30.0 %, 1 lesion outlined; series 2, image 1: benign, malignancy 12.0 %, 1 lesion outlined. ' +
+        "For each image, its own AI results give the call and, for an outlined lesion, the outline and sizes. Decision support, not a diagnosis.",
     );
+  });
+
+  test('each line says how many lesions were outlined: a call without an outline promises no outline or SEG', () => {
+    const flagged = [
+      candidate(1, { label: 'malignant', malignancyProbability: 0.966, lesionCount: 0 }),
+      candidate(2, { label: 'benign', malignancyProbability: 0.123, lesionCount: 1 }),
+    ];
+    const kos = buildKeyImages(study, flagged, flagged.map((c) => c.sopInstanceUid), model, { now })!;
+    const path = writeDataset(dir, 'kos-why.dcm', kos);
+    expect(dciodvfy(path).errors).toEqual([]);
+    const [description] = pydicomSrTexts(path).filter((t) => t.startsWith('AI result'));
+    expect(description).toContain('series 2, image 1: malignant, malignancy 96.6 %, no lesion outlined; series 2, image 2: benign, malignancy 12.3 %, 1 lesion outlined.');
+    // the malignant call has no outline, so no SEG: the text must not say every image has one
+    expect(description).not.toMatch(/Each image's SR and SEG give the outline/);
   });
 
   test('no flagged image: no document; the call decides, not the outline', () => {
