@@ -5,6 +5,7 @@
  * Pure: no I/O, no model.
  */
 import { AnalysisRegion, FramePrediction, Lesion } from '../types/domain';
+import { reachedFromEdge } from './edgeFill';
 import { traceOutline } from './outline';
 
 export interface LesionOptions {
@@ -30,31 +31,7 @@ export const BLACK_LEVEL = 4;
  * through such pixels. A cyst is black too, but enclosed by tissue, so it is not part of it.
  */
 export function backgroundMask(gray: Uint8Array, width: number, height: number): Uint8Array {
-  const out = new Uint8Array(width * height);
-  const stack: number[] = [];
-  const seed = (i: number) => {
-    if (!out[i] && gray[i] <= BLACK_LEVEL) {
-      out[i] = 1;
-      stack.push(i);
-    }
-  };
-  for (let x = 0; x < width; x++) {
-    seed(x);
-    seed((height - 1) * width + x);
-  }
-  for (let y = 0; y < height; y++) {
-    seed(y * width);
-    seed(y * width + width - 1);
-  }
-  while (stack.length) {
-    const i = stack.pop()!;
-    const x = i % width;
-    if (x > 0) seed(i - 1);
-    if (x < width - 1) seed(i + 1);
-    if (i >= width) seed(i - width);
-    if (i < width * (height - 1)) seed(i + width);
-  }
-  return out;
+  return reachedFromEdge(width, height, (i) => gray[i] <= BLACK_LEVEL);
 }
 
 interface Component {

@@ -6,6 +6,7 @@
  * never hides anatomy and stays legible whatever the image looks like.
  */
 import sharp from 'sharp';
+import { reachedFromEdge } from '../postprocess/edgeFill';
 import { Dataset, GrayFrame, InstanceResult, Lesion, ModelInfo, RgbFrame } from '../types/domain';
 import { Codes } from './codes';
 import { BuildOptions, MANUFACTURER, NOT_FOR_DIAGNOSIS, NO_LESION_FOUND, commonAttributes, imageReference, reportedLesions, side } from './common';
@@ -59,9 +60,12 @@ function sizeText(l: Lesion): string {
 /**
  * Paints the outline of the mask into an RGB buffer: a ring `thickness` pixels wide just outside
  * the lesion (pixels within that Chebyshev distance of it), so that the lesion's own margin, which
- * the reader judges, stays as the scanner showed it.
+ * the reader judges, stays as the scanner showed it. A hole in a lesion gets no ring of its own,
+ * which would look like a second lesion inside the first.
  */
 function paintContour(rgb: Uint8Array, mask: Uint8Array, width: number, height: number, thickness: number): void {
+  // what lies outside the lesions, not in their holes
+  const outside = reachedFromEdge(width, height, (i) => !mask[i]);
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
       const i = y * width + x;
@@ -72,7 +76,7 @@ function paintContour(rgb: Uint8Array, mask: Uint8Array, width: number, height: 
         for (let dx = -thickness; dx <= thickness; dx++) {
           const px = x + dx;
           const py = y + dy;
-          if (px < 0 || py < 0 || px >= width || py >= height || mask[py * width + px]) continue;
+          if (px < 0 || py < 0 || px >= width || py >= height || !outside[py * width + px]) continue;
           rgb.set(CONTOUR, (py * width + px) * 3);
         }
       }

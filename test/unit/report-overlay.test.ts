@@ -138,6 +138,25 @@ describe('Secondary Capture overlay', () => {
     expect(await yellowNear([one], [mask])).toEqual([0]); // a single lesion needs no number
   });
 
+  test('a hole in a lesion gets no ring of its own (it would look like a second lesion)', async () => {
+    const c = lesionCase({ seed: 13 });
+    const frame = c.result.source.frames[0];
+    const l = c.result.lesions[0];
+    const mask = c.result.masks[0].slice();
+    const cx = Math.round((l.bbox.x0 + l.bbox.x1) / 2);
+    const cy = Math.round((l.bbox.y0 + l.bbox.y1) / 2);
+    for (let y = cy - 6; y < cy + 6; y++) for (let x = cx - 6; x < cx + 6; x++) mask[y * frame.width + x] = 0;
+    const { width, rgb } = await renderOverlay({ ...c.result, masks: [mask], lesions: [{ ...l, longAxisLine: [0, 0, 0, 0], shortAxisLine: [0, 0, 0, 0] }] }, model);
+    const yellow = (x: number, y: number) => rgb[(y * width + x) * 3] === 255 && rgb[(y * width + x) * 3 + 1] === 255 && rgb[(y * width + x) * 3 + 2] === 0;
+    let inHole = 0;
+    for (let y = cy - 6; y < cy + 6; y++) for (let x = cx - 6; x < cx + 6; x++) inHole += yellow(x, y) ? 1 : 0;
+    expect(inHole).toBe(0);
+    // the ring outside the lesion is still drawn
+    let leftEdge = l.bbox.x0;
+    while (!mask[cy * frame.width + leftEdge]) leftEdge++;
+    expect(yellow(leftEdge - 1, cy)).toBe(true);
+  });
+
   test('small image: caption lines wrap rather than shrink below 12 px', async () => {
     expect(wrap('AI result — not for diagnostic use', 25)).toEqual(['AI result — not for', 'diagnostic use']);
     expect(wrap('short', 25)).toEqual(['short']);
