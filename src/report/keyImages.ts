@@ -78,7 +78,9 @@ export function buildKeyImages(study: Dataset, candidates: KeyImageCandidate[], 
   ];
   return {
     ...ds,
-    InstanceNumber: 1,
+    // a study that grew gets a new document beside the earlier one: numbered by the images it
+    // covers, the newer sorts after the older in a viewer's list
+    InstanceNumber: analysedUids.length,
     // Key Object Document Series / Document modules (PS3.3 C.17.6)
     ReferencedPerformedProcedureStepSequence: [],
     CurrentRequestedProcedureEvidenceSequence: evidence(study.StudyInstanceUID, refs),

@@ -91,6 +91,7 @@ describe('Key Object Selection: the study\'s flagged images', () => {
     expect(again.SOPInstanceUID).toBe(a.SOPInstanceUID);
     const grown = buildKeyImages(study, candidates, [...analysed, '1.2.826.0.1.3680043.8.498.5'], model, { now })!;
     expect(grown.SOPInstanceUID).not.toBe(a.SOPInstanceUID);
+    expect([a.InstanceNumber, grown.InstanceNumber]).toEqual([4, 5]); // the newer sorts after the older
     expect(grown.SeriesInstanceUID).toBe(a.SeriesInstanceUID);
     const other = buildKeyImages(study, candidates, analysed, { ...model, version: '1.0.1' }, { now })!;
     expect(other.SeriesInstanceUID).not.toBe(a.SeriesInstanceUID);
