@@ -275,8 +275,16 @@ export class IncomingInstance extends Writable {
     if (!ok && this.flow && !this.paused) {
       this.paused = true;
       this.flow.pause();
-      this.once('drain', () => this.resumeFlow());
-      this.once('close', () => this.resumeFlow());
+      // one pair of listeners per pause, both removed by whichever fires first: a long cine onto
+      // a slow disk pauses dozens of times, and a 'close' listener left behind at each pause
+      // piled up until Node warned of a leak (MaxListenersExceededWarning, on stderr)
+      const resume = () => {
+        this.off('drain', resume);
+        this.off('close', resume);
+        this.resumeFlow();
+      };
+      this.on('drain', resume);
+      this.on('close', resume);
     }
     return ok;
   }

@@ -9,6 +9,8 @@ import dimse from 'dcmjs-dimse';
 import { Gateway, GatewayOptions, startGateway } from '../../src/gateway';
 import { readHeader } from '../../src/dicom/header';
 import { errno, spyFileOps } from '../helpers/fileOps';
+import { FileOps, nodeFileOps } from '../../src/store/files';
+import { IncomingInstance } from '../../src/dicom/receive';
 import { copyProcessor, silentLogger, tempDir, testConfig, writeTemp } from '../helpers/gatewayHarness';
 import { dcmsend, echoscu, freePort, runTool, storescu } from '../helpers/peers';
 import { phantomDataset, phantomFile } from '../helpers/phantom';
@@ -228,6 +230,45 @@ test('a long multi-frame cine is streamed to disk intact', async () => {
   // storescu re-encodes the header a little (16 bytes shorter); the 14.4 MB of frames must match exactly
   expect(stored.subarray(-14_400_000).equals(sent.subarray(-14_400_000))).toBe(true);
 });
+
+test('a cine onto a disk slower than the network pauses the socket many times without piling up listeners (no MaxListenersExceededWarning)', async () => {
+  // a disk that takes 10 ms per chunk: the receive buffer (4 MiB) fills and the socket is paused
+  // and resumed a few dozen times for this 48 MB cine. Each pause used to add a 'close' listener
+  // that was never removed: past ten Node printed "Possible EventEmitter memory leak detected"
+  // on stderr (outside the JSON log), under load, on every long cine.
+  const slowDisk: FileOps = {
+    ...nodeFileOps,
+    async openForWrite(file) {
+      const h = await nodeFileOps.openForWrite(file);
+      return { ...h, write: async (data) => { await new Promise((r) => setTimeout(r, 10)); await h.write(data); } };
+    },
+  };
+  // the warning itself goes to the real process, outside jest's sandbox: count the listeners
+  const write = IncomingInstance.prototype.write;
+  let refusals = 0;
+  let mostCloseListeners = 0;
+  const spy = jest.spyOn(IncomingInstance.prototype, 'write').mockImplementation(function (this: IncomingInstance, ...args: any[]) {
+    const ok = (write as any).apply(this, args);
+    if (!ok) refusals++;
+    mostCloseListeners = Math.max(mostCloseListeners, this.listenerCount('close'));
+    return ok;
+  });
+  try {
+    const g = await start({ port: 49531 }, { fileOps: slowDisk });
+    const ds = phantomDataset({ seed: 21, frames: 2, rows: 4, columns: 4, mmPerPixel: null });
+    const frames = 200;
+    const file = writeTemp(dir, 'cine.dcm', writePart10({ ...ds, Rows: 400, Columns: 600, NumberOfFrames: frames, PixelData: [new Uint8Array(400 * 600 * frames).fill(77).buffer] }));
+    const r = await storescu([file], { port: g.dicomPort });
+    expect(r.code).toBe(0);
+    const row = g.store.getInstance('2.25.100021.1.21')!;
+    expect(fs.statSync(row.path).size).toBeGreaterThan(48_000_000);
+    expect(refusals).toBeGreaterThan(10); // the disk really was slower: the socket was paused often
+    // Node warns past 10 listeners of one event (MaxListenersExceededWarning)
+    expect(mostCloseListeners).toBeLessThanOrEqual(3);
+  } finally {
+    spy.mockRestore();
+  }
+}, 60_000);
 
 test('an instance over dicom.maxInstanceBytes is refused with A700', async () => {
   const g = await start({ dicom: { maxInstanceBytes: 10_000 } });
