@@ -137,10 +137,12 @@ export class DicomStoreDestination implements Destination {
       for (const r of requests) client.addRequest(r.request);
       let problem: string | null = null;
       let done = false;
+      let lingering: NodeJS.Timeout | undefined;
       const finish = () => {
         if (done) return;
         done = true;
         clearTimeout(guard);
+        clearTimeout(lingering);
         this.active.delete(stop);
         resolve(problem);
       };
@@ -168,6 +170,17 @@ export class DicomStoreDestination implements Destination {
       });
       client.on('networkError', (e: Error) => {
         problem ??= this.networkError(e);
+        // dcmjs-dimse ends its side here (a timeout, a reset) and reports 'closed' only once the
+        // peer closes too: a PACS that hangs (stopped process, deadlock) never does, and the
+        // association used to stay open until the peer woke up or the whole batch's bound ran
+        // out (28 min for 50 files at the defaults), holding every result for this destination.
+        // A late answer still has timeoutMs to arrive; then the socket goes.
+        if (!lingering) {
+          lingering = setTimeout(() => {
+            socketOf(client)?.destroy();
+            finish();
+          }, this.timeoutMs);
+        }
       });
       client.on('closed', finish);
       try {

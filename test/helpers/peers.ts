@@ -189,14 +189,14 @@ export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 20_
  * A PACS that accepts connections and then stops answering. It never reads, so it never sees our
  * FIN and never closes its side either. `held` lists the connections it took.
  */
-export async function startHungPeer(): Promise<{ port: number; held: net.Socket[]; close(): Promise<void> }> {
+export async function startHungPeer(port = 0): Promise<{ port: number; held: net.Socket[]; close(): Promise<void> }> {
   const held: net.Socket[] = [];
   const server = net.createServer((s) => {
     s.pause();
     held.push(s);
     s.on('error', () => undefined);
   });
-  await new Promise<void>((r) => server.listen(0, LOOPBACK, () => r()));
+  await new Promise<void>((r) => server.listen(port, LOOPBACK, () => r()));
   return {
     port: (server.address() as net.AddressInfo).port,
     held,

@@ -83,6 +83,33 @@ test('a C-ECHO to a PACS that accepts the connection and never answers times out
   }
 });
 
+test('a send to a PACS that stopped answering ends at its timeout, not when the peer wakes up or the whole batch bound runs out', async () => {
+  // a PACS process that hangs (SIGSTOP, a deadlock): the kernel accepts the connection, nothing
+  // answers the A-ASSOCIATE-RQ and nothing ever closes. dcmjs-dimse reports "Exceeded association
+  // timeout" at timeoutMs and ends its side, but the close it then waits for never comes: the
+  // send used to return only when the PACS woke up, or after the whole batch's bound (here 10
+  // files: 10 × (0.5 s + size at 128 KiB/s) + 1 s ≈ 15 s; 28 min for 50 files with the defaults),
+  // holding every other result for that destination meanwhile.
+  const hung = await startHungPeer(49541);
+  try {
+    const dest = new DicomStoreDestination({ name: 'p', aeTitle: 'PACS', host: '127.0.0.1', port: hung.port }, 'SONOGATE', 500, 128 * 1024);
+    const files = Array.from({ length: 10 }, (_, i) => ({
+      path: writeTemp(dir, `hung-${i}.dcm`, writePart10(phantomDataset({ seed: 50 + i }))),
+      sopClassUid: '1.2.840.10008.5.1.4.1.1.6.1',
+      sopInstanceUid: `2.25.1000${50 + i}.1.${50 + i}`,
+    }));
+    const t0 = Date.now();
+    const results = await dest.send(files);
+    const took = Date.now() - t0;
+    expect(hung.held).toHaveLength(1);
+    expect(results).toHaveLength(10);
+    for (const r of results) expect(r).toMatchObject({ delivered: false, status: null, error: expect.stringMatching(/^send\.(network_error|timeout).*(timeout|Timeout)/) });
+    expect(took).toBeLessThan(3000); // timeout 0.5 s, then 0.5 s for a late answer
+  } finally {
+    await hung.close();
+  }
+}, 30_000);
+
 test('abort() ends a send to a PACS that stopped answering at once (shutdown), reporting the files not delivered', async () => {
   const hung = await startHungPeer();
   try {
