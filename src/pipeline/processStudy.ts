@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { DecodeError, decodeColourFrame, decodeInstance, isUltrasoundSopClass, readHeader } from '../dicom/decode';
+import { DecodeError, decodeColourFrameOfFile, decodeInstance, isUltrasoundSopClass, readHeader } from '../dicom/decode';
 import { readPart10, writePart10 } from '../dicom/part10';
 import { buildKeyImages, keyImages } from '../report/keyImages';
 import { buildOverlay } from '../report/overlay';
@@ -115,8 +115,9 @@ export async function processInstanceFile(
     if (opts.outputs.sr) write('sr', buildSr(header, result, opts.model, seg));
     if (opts.outputs.overlay) {
       // drawn on the frame as the radiologist saw it (Doppler colour kept), not on the model's gray:
-      // the reported frame alone is decoded again in colour (null for a grayscale source)
-      const colourFrame = await decodeColourFrame(bytes, result.reportedFrameIndex);
+      // the reported frame alone is decoded again in colour (null for a grayscale source), read
+      // from the file on its own: not a second parse of every frame of a long cine
+      const colourFrame = await decodeColourFrameOfFile(file, bytes, result.reportedFrameIndex);
       write('overlay', await buildOverlay(header, result, opts.model, { colourFrame }));
     }
     timings.report = performance.now() - t1;
