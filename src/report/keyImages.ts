@@ -22,11 +22,17 @@ const pct = (p: number) => `${(p * 100).toFixed(1)} %`;
  */
 export const isKeyImage = (c: KeyImageCandidate) => c.label !== 'normal';
 
-/** The flagged images, most suspicious first (the label's severity, then P(malignancy)). */
+/**
+ * The flagged images, most suspicious first (the label's severity, then P(malignancy)), each SOP
+ * Instance UID once: two files that share one (it happens in the wild) are one instance to a PACS,
+ * and a document naming it twice under two SOP classes fails validation.
+ */
 export function keyImages(candidates: KeyImageCandidate[]): KeyImageCandidate[] {
+  const seen = new Set<string>();
   return candidates
     .filter(isKeyImage)
-    .sort((a, b) => LABEL_SEVERITY[b.label] - LABEL_SEVERITY[a.label] || b.malignancyProbability - a.malignancyProbability || a.sopInstanceUid.localeCompare(b.sopInstanceUid));
+    .sort((a, b) => LABEL_SEVERITY[b.label] - LABEL_SEVERITY[a.label] || b.malignancyProbability - a.malignancyProbability || a.sopInstanceUid.localeCompare(b.sopInstanceUid))
+    .filter((c) => !seen.has(c.sopInstanceUid) && seen.add(c.sopInstanceUid));
 }
 
 const imageName = (c: KeyImageCandidate) => {
@@ -56,6 +62,7 @@ export function keyObjectDescription(flagged: KeyImageCandidate[], analysed: num
 export function buildKeyImages(study: Dataset, candidates: KeyImageCandidate[], analysedUids: string[], model: ModelInfo, opts: BuildOptions = {}): Dataset | null {
   const flagged = keyImages(candidates);
   if (flagged.length === 0) return null;
+  analysedUids = [...new Set(analysedUids)];
   const uids = {
     seriesInstanceUid: derivedUid('series', study.StudyInstanceUID, model.name, model.version, 'kos'),
     sopInstanceUid: derivedUid('kos', study.StudyInstanceUID, model.name, model.version, ...[...analysedUids].sort()),

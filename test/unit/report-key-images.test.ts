@@ -85,6 +85,16 @@ describe('Key Object Selection: the study\'s flagged images', () => {
     expect(keyImages([candidate(1, { label: 'malignant', malignancyProbability: 0.6 }), candidate(2, { label: 'benign', lesionCount: 0 })])).toHaveLength(2);
   });
 
+  test('two files sharing a SOP Instance UID are one instance: referenced once, the more suspicious call', () => {
+    const twins = [candidate(1, { label: 'benign', malignancyProbability: 0.2, lesionCount: 1 }), candidate(1, { sopClassUid: US_MF, frameNumber: 2, label: 'malignant', malignancyProbability: 0.7, lesionCount: 1 })];
+    const kos = buildKeyImages(study, twins, twins.map((c) => c.sopInstanceUid), model, { now })!;
+    const path = writeDataset(dir, 'kos-twins.dcm', kos);
+    expect(dciodvfy(path).errors).toEqual([]);
+    const images = (kos.ContentSequence as Dataset[]).filter((i) => i.ValueType === 'IMAGE');
+    expect(images.map((i) => i.ReferencedSOPSequence[0].ReferencedSOPClassUID)).toEqual([US_MF]);
+    expect(pydicomSrTexts(path).find((t) => t.startsWith('AI result'))).toContain('flagged 1 of 1 analysed image of this study');
+  });
+
   test('the same analysed set gives the same UIDs (a resend replaces); a study that grew gives a new document in the same series', () => {
     const a = buildKeyImages(study, candidates, analysed, model, { now })!;
     const again = buildKeyImages(study, [...candidates].reverse(), [...analysed].reverse(), model, { now: new Date() })!;
