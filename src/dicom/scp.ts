@@ -309,6 +309,27 @@ function createTlsServer(opts: ListenerTls, handshakeTimeoutMs: number, onSocket
   return server;
 }
 
+/**
+ * A-ASSOCIATE-RJ (PS3.8 9.3.4): rejected-transient (2), by the service provider's presentation
+ * layer (3), local limit exceeded (2): DCMTK prints "Association Rejected … Local Limit Exceeded".
+ */
+const ASSOCIATE_RJ_LOCAL_LIMIT = Buffer.from([0x03, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x02, 0x03, 0x02]);
+const REJECT_WAIT_MS = 2000;
+
+/** Answers the caller's A-ASSOCIATE-RQ, once it starts, with the rejection; closes within REJECT_WAIT_MS either way. */
+function rejectOverLimit(socket: Socket): void {
+  socket.on('error', () => undefined);
+  const timer = setTimeout(() => socket.destroy(), REJECT_WAIT_MS);
+  timer.unref();
+  socket.once('data', (chunk: Buffer) => {
+    socket.pause();
+    // only an association request is answered with a rejection; anything else just loses the connection
+    if (chunk[0] === 0x01) socket.end(ASSOCIATE_RJ_LOCAL_LIMIT);
+    else socket.destroy();
+  });
+  socket.once('close', () => clearTimeout(timer));
+}
+
 export async function startListener(opts: ListenerOptions): Promise<Listener> {
   const scps = new Set<SonogateScp>();
   const timeoutMs = opts.associationTimeoutSeconds * 1000;
@@ -320,10 +341,19 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
       scp.on('close', () => scps.delete(scp));
     },
   };
+  let refusing = 0;
   const accept = (socket: Socket) => {
     if (opts.maxAssociations && scps.size >= opts.maxAssociations) {
       opts.logger.warn({ remote: normaliseHost(socket.remoteAddress), open: scps.size, max: opts.maxAssociations }, 'connection refused: dicom.maxAssociations reached');
-      socket.destroy();
+      // the caller is told why (A-ASSOCIATE-RJ, local limit exceeded) rather than seeing the peer
+      // abort; a flood of such connections is not waited on: past as many again, they are dropped
+      if (refusing >= opts.maxAssociations) {
+        socket.destroy();
+        return;
+      }
+      refusing++;
+      socket.once('close', () => refusing--);
+      rejectOverLimit(socket);
       return;
     }
     // without it every response waits ~40 ms for a delayed ACK (NOTES.md)

@@ -144,7 +144,7 @@ test('a peer trickling a byte at a time is closed after dicom.associationTimeout
   expect((await echoscu({ port: g.dicomPort })).code).toBe(0);
 });
 
-test('connections beyond dicom.maxAssociations are closed as they arrive; once one ends, a scanner gets in again', async () => {
+test('connections beyond dicom.maxAssociations are rejected as they arrive (local limit exceeded); once one ends, a scanner gets in again', async () => {
   const g = await start({ dicom: { maxAssociations: 2 } });
   const open = () =>
     new Promise<net.Socket>((resolve) => {
@@ -156,7 +156,11 @@ test('connections beyond dicom.maxAssociations are closed as they arrive; once o
   const third = await open();
   const closed = await Promise.race([new Promise<boolean>((r) => third.once('close', () => r(true))), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
   expect(closed).toBe(true);
-  expect((await echoscu({ port: g.dicomPort })).code).not.toBe(0);
+  // a real caller over the limit is told why, not just dropped
+  const refused = await echoscu({ port: g.dicomPort });
+  expect(refused.code).not.toBe(0);
+  expect(refused.output).toMatch(/Association Rejected/);
+  expect(refused.output).toMatch(/Local Limit Exceeded/i);
   a.destroy();
   await new Promise((r) => setTimeout(r, 300));
   expect((await echoscu({ port: g.dicomPort })).code).toBe(0);
