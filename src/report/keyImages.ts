@@ -7,8 +7,8 @@
  */
 import { Dataset, KeyImageCandidate, LABEL_SEVERITY, ModelInfo } from '../types/domain';
 import { Codes } from './codes';
-import { BuildOptions, MANUFACTURER, NOT_FOR_DIAGNOSIS, commonAttributes } from './common';
-import { codeItem, evidence, Item, textItem, uidItem } from './srItems';
+import { BuildOptions, NOT_FOR_DIAGNOSIS, commonAttributes } from './common';
+import { evidence, Item, languageAndObserver, textItem } from './srItems';
 import { derivedUid } from './uids';
 
 export type { KeyImageCandidate };
@@ -73,13 +73,7 @@ export function buildKeyImages(study: Dataset, candidates: KeyImageCandidate[], 
     ref: { ReferencedSOPClassUID: c.sopClassUid, ReferencedSOPInstanceUID: c.sopInstanceUid, ...(c.frameNumber !== undefined ? { ReferencedFrameNumber: c.frameNumber } : {}) },
   }));
   const content: Item[] = [
-    codeItem('HAS CONCEPT MOD', Codes.language, Codes.englishUS),
-    // TID 1002 / 1004: the model is the observer
-    codeItem('HAS OBS CONTEXT', Codes.observerType, Codes.device),
-    uidItem('HAS OBS CONTEXT', Codes.deviceObserverUid, derivedUid('device', model.name, model.version)),
-    textItem('HAS OBS CONTEXT', Codes.deviceObserverName, model.name),
-    textItem('HAS OBS CONTEXT', Codes.deviceObserverManufacturer, MANUFACTURER),
-    textItem('HAS OBS CONTEXT', Codes.deviceObserverModelName, `${model.name} ${model.version}`),
+    ...languageAndObserver(model),
     textItem('CONTAINS', Codes.keyObjectDescription, keyObjectDescription(flagged, analysedUids.length, model)),
     ...refs.map(({ ref }) => ({ RelationshipType: 'CONTAINS', ValueType: 'IMAGE', ReferencedSOPSequence: [ref] })),
   ];

@@ -12,9 +12,9 @@
  */
 import { Dataset, InstanceResult, Lesion, ModelInfo } from '../types/domain';
 import { Code, Codes, Units } from './codes';
-import { BuildOptions, MANUFACTURER, reportedLesions, NOT_FOR_DIAGNOSIS, NO_LESION_FOUND, SopClass, commonAttributes, imageReference, isMultiFrame, lateralityCode } from './common';
+import { BuildOptions, reportedLesions, NOT_FOR_DIAGNOSIS, NO_LESION_FOUND, SopClass, commonAttributes, imageReference, isMultiFrame, lateralityCode } from './common';
 import { LESION_SEGMENT_NUMBER } from './seg';
-import { codeItem, container, evidence, imageItem, Item, numItem, scoordItem, textItem, uidItem } from './srItems';
+import { codeItem, container, evidence, imageItem, Item, languageAndObserver, numItem, scoordItem, textItem, uidItem } from './srItems';
 import { derivedUid } from './uids';
 
 export const NO_CALIBRATION = 'The image has no ultrasound region calibration: sizes are in pixels, not mm';
@@ -94,13 +94,7 @@ export function buildSr(source: Dataset, result: InstanceResult, model: ModelInf
   const sourceRef = imageReference(source);
 
   const content: Item[] = [
-    codeItem('HAS CONCEPT MOD', Codes.language, Codes.englishUS),
-    // TID 1004 Device Observer Identifying Attributes: the model is the observer
-    codeItem('HAS OBS CONTEXT', Codes.observerType, Codes.device),
-    uidItem('HAS OBS CONTEXT', Codes.deviceObserverUid, derivedUid('device', model.name, model.version)),
-    textItem('HAS OBS CONTEXT', Codes.deviceObserverName, model.name),
-    textItem('HAS OBS CONTEXT', Codes.deviceObserverManufacturer, MANUFACTURER),
-    textItem('HAS OBS CONTEXT', Codes.deviceObserverModelName, `${model.name} ${model.version}`),
+    ...languageAndObserver(model),
     codeItem('HAS CONCEPT MOD', Codes.procedureReported, Codes.breastUltrasound),
     container('CONTAINS', Codes.imageLibrary, [container('CONTAINS', Codes.imageLibraryGroup, [imageItem(null, sourceRef)])]),
   ];

@@ -2,8 +2,10 @@
  * SR content items (PS3.3 C.17.3) and evidence references (C.17.2.3), shared by the measurement
  * report (TID 1500) and the key object selection (TID 2010): one small constructor per value type.
  */
-import { Dataset } from '../types/domain';
-import { Code } from './codes';
+import { Dataset, ModelInfo } from '../types/domain';
+import { Code, Codes } from './codes';
+import { MANUFACTURER } from './common';
+import { derivedUid } from './uids';
 
 export type Relationship = 'CONTAINS' | 'HAS CONCEPT MOD' | 'HAS OBS CONTEXT' | 'INFERRED FROM' | 'SELECTED FROM';
 export type Item = Dataset;
@@ -75,4 +77,19 @@ export function evidence(studyInstanceUid: string, refs: { seriesInstanceUid: st
     bySeries.set(seriesInstanceUid, list);
   }
   return [{ StudyInstanceUID: studyInstanceUid, ReferencedSeriesSequence: [...bySeries].map(([SeriesInstanceUID, ReferencedSOPSequence]) => ({ SeriesInstanceUID, ReferencedSOPSequence })) }];
+}
+
+/**
+ * The document's language and its observer (TID 1204, TID 1002 / 1004): the model, as a device,
+ * the same in every SR-family object Sonogate writes.
+ */
+export function languageAndObserver(model: ModelInfo): Item[] {
+  return [
+    codeItem('HAS CONCEPT MOD', Codes.language, Codes.englishUS),
+    codeItem('HAS OBS CONTEXT', Codes.observerType, Codes.device),
+    uidItem('HAS OBS CONTEXT', Codes.deviceObserverUid, derivedUid('device', model.name, model.version)),
+    textItem('HAS OBS CONTEXT', Codes.deviceObserverName, model.name),
+    textItem('HAS OBS CONTEXT', Codes.deviceObserverManufacturer, MANUFACTURER),
+    textItem('HAS OBS CONTEXT', Codes.deviceObserverModelName, `${model.name} ${model.version}`),
+  ];
 }

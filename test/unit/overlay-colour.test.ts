@@ -15,10 +15,11 @@ import { writePart10 } from '../../src/dicom/part10';
 import { TS } from '../../src/dicom/transferSyntaxes';
 import { FramePredictor } from '../../src/pipeline/analyzeInstance';
 import { PipelineOptions, processInstanceFile } from '../../src/pipeline/processStudy';
-import { Dataset, FramePrediction, Rect } from '../../src/types/domain';
+import { Dataset, Rect } from '../../src/types/domain';
 import { checkFile, sharedDir, tempDir } from '../helpers/dicomTools';
+import { phantomPredictor as predictorFor } from '../helpers/phantomPredictor';
 import { encapsulatedFile, rleFrame } from '../helpers/dicomBuild';
-import { phantomDataset, phantomLesion, phantomPixels } from '../helpers/phantom';
+import { phantomDataset, phantomPixels } from '../helpers/phantom';
 
 const ROWS = 251;
 const COLUMNS = 333;
@@ -151,33 +152,7 @@ function paletteDataset(): Dataset {
   );
 }
 
-/** Outlines the phantom's lesion (at its place in each frame) in `lesionFrames`; malignant there, normal elsewhere. */
-function phantomPredictor(lesionFrames: number[]): FramePredictor {
-  let next = 0;
-  return {
-    predict: async (frames, rect) => {
-      const width = rect.x1 - rect.x0;
-      const height = rect.y1 - rect.y0;
-      const predictions = frames.map((): FramePrediction => {
-        const f = next++;
-        const probability = new Float32Array(width * height);
-        const lesion = lesionFrames.includes(f);
-        if (lesion) {
-          const { cx, cy, ax, ay } = phantomLesion(ROWS, COLUMNS, f);
-          for (let y = 0; y < height; y++) {
-            for (let x = 0; x < width; x++) {
-              const dx = (x + rect.x0 + 0.5 - cx) / ax;
-              const dy = (y + rect.y0 + 0.5 - cy) / ay;
-              if (dx * dx + dy * dy < 1) probability[y * width + x] = 0.95;
-            }
-          }
-        }
-        return { probability, width, height, classProbabilities: lesion ? [0.05, 0.15, 0.8] : [0.8, 0.15, 0.05] };
-      });
-      return { predictions, timings: { preprocessMs: 0, inferenceMs: 0, postprocessMs: 0 } };
-    },
-  };
-}
+const phantomPredictor = (lesionFrames: number[]) => predictorFor(ROWS, COLUMNS, lesionFrames);
 
 const OPTIONS: PipelineOptions = {
   labels: ['normal', 'benign', 'malignant'],

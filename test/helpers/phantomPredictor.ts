@@ -1,0 +1,35 @@
+/**
+ * A FramePredictor without a model, for pipeline tests: it outlines the phantom's lesion
+ * (test/helpers/phantom.ts) where it lies in each frame of `lesionFrames` (counted over every
+ * frame it is asked for, from 0) and calls those frames malignant, the others normal.
+ */
+import { FramePredictor } from '../../src/pipeline/analyzeInstance';
+import { FramePrediction } from '../../src/types/domain';
+import { phantomLesion } from './phantom';
+
+export function phantomPredictor(rows: number, columns: number, lesionFrames: number[]): FramePredictor {
+  let next = 0;
+  return {
+    predict: async (frames, rect) => {
+      const width = rect.x1 - rect.x0;
+      const height = rect.y1 - rect.y0;
+      const predictions = frames.map((): FramePrediction => {
+        const f = next++;
+        const probability = new Float32Array(width * height);
+        const lesion = lesionFrames.includes(f);
+        if (lesion) {
+          const { cx, cy, ax, ay } = phantomLesion(rows, columns, f);
+          for (let y = 0; y < height; y++) {
+            for (let x = 0; x < width; x++) {
+              const dx = (x + rect.x0 + 0.5 - cx) / ax;
+              const dy = (y + rect.y0 + 0.5 - cy) / ay;
+              if (dx * dx + dy * dy < 1) probability[y * width + x] = 0.95;
+            }
+          }
+        }
+        return { probability, width, height, classProbabilities: lesion ? [0.05, 0.15, 0.8] : [0.8, 0.15, 0.05] };
+      });
+      return { predictions, timings: { preprocessMs: 0, inferenceMs: 0, postprocessMs: 0 } };
+    },
+  };
+}
