@@ -4,6 +4,7 @@
  * frame it is asked for, from 0) and calls those frames malignant, the others normal.
  */
 import { FramePredictor } from '../../src/pipeline/analyzeInstance';
+import { PipelineOptions } from '../../src/pipeline/processStudy';
 import { FramePrediction } from '../../src/types/domain';
 import { phantomLesion } from './phantom';
 
@@ -31,5 +32,19 @@ export function phantomPredictor(rows: number, columns: number, lesionFrames: nu
       });
       return { predictions, timings: { preprocessMs: 0, inferenceMs: 0, postprocessMs: 0 } };
     },
+  };
+}
+
+/** Pipeline options for phantomPredictor: its outlines kept (threshold 0.5, 20 pixels), the given outputs. */
+export function phantomPipelineOptions(outputs: PipelineOptions['outputs'], model = { name: 'attention-unet-busi', version: '1.0.0' }): PipelineOptions {
+  return {
+    labels: ['normal', 'benign', 'malignant'],
+    threshold: 0.5,
+    minLesionAreaPixels: 20,
+    minRelativeLesionArea: 0,
+    batchSize: 8,
+    suppressLesionsWhenNormal: true,
+    outputs,
+    model,
   };
 }

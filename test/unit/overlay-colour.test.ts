@@ -14,10 +14,10 @@ import { luma } from '../../src/dicom/gray';
 import { writePart10 } from '../../src/dicom/part10';
 import { TS } from '../../src/dicom/transferSyntaxes';
 import { FramePredictor } from '../../src/pipeline/analyzeInstance';
-import { PipelineOptions, processInstanceFile } from '../../src/pipeline/processStudy';
+import { processInstanceFile } from '../../src/pipeline/processStudy';
 import { Dataset, Rect } from '../../src/types/domain';
 import { checkFile, sharedDir, tempDir } from '../helpers/dicomTools';
-import { phantomPredictor as predictorFor } from '../helpers/phantomPredictor';
+import { phantomPipelineOptions, phantomPredictor as predictorFor } from '../helpers/phantomPredictor';
 import { encapsulatedFile, rleFrame } from '../helpers/dicomBuild';
 import { phantomDataset, phantomPixels } from '../helpers/phantom';
 
@@ -154,16 +154,7 @@ function paletteDataset(): Dataset {
 
 const phantomPredictor = (lesionFrames: number[]) => predictorFor(ROWS, COLUMNS, lesionFrames);
 
-const OPTIONS: PipelineOptions = {
-  labels: ['normal', 'benign', 'malignant'],
-  threshold: 0.5,
-  minLesionAreaPixels: 20,
-  minRelativeLesionArea: 0,
-  batchSize: 8,
-  suppressLesionsWhenNormal: true,
-  outputs: { seg: false, sr: false, overlay: true },
-  model: { name: 'attention-unet-busi', version: '1.0.0' },
-};
+const OPTIONS = phantomPipelineOptions({ seg: false, sr: false, overlay: true });
 
 interface Overlay {
   /** the image part of the overlay (the caption band cut off), interleaved RGB as pydicom reads it */

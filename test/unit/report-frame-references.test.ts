@@ -10,10 +10,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { readPart10, writePart10 } from '../../src/dicom/part10';
-import { PipelineOptions, createStudyProcessor, processInstanceFile } from '../../src/pipeline/processStudy';
+import { createStudyProcessor, processInstanceFile } from '../../src/pipeline/processStudy';
 import { Dataset } from '../../src/types/domain';
 import { dciodvfy, tempDir } from '../helpers/dicomTools';
-import { phantomPredictor as predictorFor } from '../helpers/phantomPredictor';
+import { phantomPipelineOptions, phantomPredictor as predictorFor } from '../helpers/phantomPredictor';
 import { US_IMAGE_STORAGE, US_MULTIFRAME_STORAGE, phantomDataset } from '../helpers/phantom';
 
 const ROWS = 251;
@@ -23,16 +23,7 @@ const model = { name: 'attention-unet-busi', version: '1.0.0' };
 
 const phantomPredictor = (lesionFrames: number[]) => predictorFor(ROWS, COLUMNS, lesionFrames);
 
-const OPTIONS: PipelineOptions = {
-  labels: ['normal', 'benign', 'malignant'],
-  threshold: 0.5,
-  minLesionAreaPixels: 20,
-  minRelativeLesionArea: 0,
-  batchSize: 8,
-  suppressLesionsWhenNormal: true,
-  outputs: { seg: true, sr: true, overlay: true, keyImages: true },
-  model,
-};
+const OPTIONS = phantomPipelineOptions({ seg: true, sr: true, overlay: true, keyImages: true }, model);
 
 /** Every Referenced Frame Number anywhere in the dataset, with the path to it. */
 function frameNumbers(node: unknown, at = ''): { at: string; frame: number }[] {
