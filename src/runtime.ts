@@ -26,9 +26,11 @@ export function analyzeOptions(config: Config, model: LoadedModel): AnalyzeOptio
     minLesionAreaPixels: config.inference.minLesionAreaPixels,
     minRelativeLesionArea: config.inference.minRelativeLesionArea,
     maxBlackLesionFraction: config.inference.maxBlackLesionFraction < 1 ? config.inference.maxBlackLesionFraction : undefined,
+    fillLesionHoles: config.inference.fillLesionHoles,
     batchSize: config.inference.batchSize,
     suppressLesionsWhenNormal: config.inference.suppressLesionsWhenNormal,
     suppressWhenNormalAbove: model.spec.outputs.mask.suppressWhenNormalAbove,
+    lowAgreementAbove: model.spec.outputs.spread?.lowAgreementAbove,
   };
 }
 

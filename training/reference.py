@@ -32,9 +32,12 @@ def b64(a):
 def write_reference(model, size, path, n=3):
     model.eval()
     x = torch.from_numpy(pattern(n, size, size))
-    mask, cls = model(x)
+    outs = model(x)
+    mask, cls = outs[:2]
     ref = {"n": n, "size": size, "formula": __doc__.strip().splitlines()[-1],
            "mask_logits": b64(mask.numpy()), "class_logits": b64(cls.numpy())}
+    if len(outs) > 2:
+        ref["class_spread"] = b64(outs[2].numpy())
     if hasattr(model, "log_odds"):
         # the descriptor branch's own output, so the test can tell that it was exercised (non-zero)
         ref["descriptor_log_odds"] = [float(v) for v in model.log_odds(x, mask)]

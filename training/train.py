@@ -122,6 +122,10 @@ def parse_args():
     p.add_argument("--facts", help="JSON file merged into model.json's training facts (how a GPU run was made)")
     p.add_argument("--checkpoints", help="comma-separated weights to export (default <out>/best.pt)")
     p.add_argument("--export-only", action="store_true", help="skip training; export best.pt")
+    p.add_argument("--low-agreement-above", type=float,
+                   help="(an ensemble) add the output class_spread, the networks' spread of P(malignant) (training/spread.py),\n"
+                        "and this cut to model.json's outputs.spread: above it the report says the networks disagree\n"
+                        "(chosen on val with training/disagreement.py)")
     p.add_argument("--descriptor-head", help="add a lesion-descriptor regression's log-odds to the exported class logits\n"
                    "(training/descriptors.py): 'fit' fits it here on train, its weight chosen on val; or a fusion.json\n"
                    "from training/descriptor_head.py")
@@ -490,6 +494,7 @@ class Ensemble(torch.nn.Module):
 
     def forward(self, x):
         outs = [m(x) for m in self.members]
+        self.last_class_logits = [o[1] for o in outs]  # for ClassSpread (training/spread.py), same pass
         return (sum(o[0] for o in outs) / len(outs), sum(o[1] for o in outs) / len(outs))
 
 
@@ -546,6 +551,11 @@ def finish(net, args, spec, data, info, log, paths):
     test = evaluate_full(final, args.data, spec, threshold, "test", bound)
     log("test (original resolution):", json.dumps(test))
     members = paths if len(paths) > 1 else None
+    if args.low_agreement_above is not None:
+        if not members or tta:
+            raise SystemExit("--low-agreement-above needs an ensemble (several --checkpoints) and no flip TTA")
+        from spread import ClassSpread
+        final = ClassSpread(final, net, info.get("class_temperature", 1.0)).eval()
     export(final, args, spec, threshold, {**info, **val, "dice": sweep[threshold]}, test, log, tta, members, bound)
 
 
@@ -633,8 +643,10 @@ def export(model, args, spec, threshold, best, test, log, tta=False, members=Non
     name = "attention-unet-busi"
     onnx_path = os.path.join(args.model_dir, name + ".onnx")
     dummy = torch.zeros(1, 1, args.size, args.size)
-    torch.onnx.export(model, dummy, onnx_path, input_names=["image"], output_names=["mask_logits", "class_logits"],
-                      dynamic_axes={"image": {0: "batch"}, "mask_logits": {0: "batch"}, "class_logits": {0: "batch"}},
+    spread = args.low_agreement_above is not None
+    outputs = ["mask_logits", "class_logits"] + (["class_spread"] if spread else [])
+    torch.onnx.export(model, dummy, onnx_path, input_names=["image"], output_names=outputs,
+                      dynamic_axes={"image": {0: "batch"}, **{o: {0: "batch"} for o in outputs}},
                       opset_version=13, do_constant_folding=True)
     sha = hashlib.sha256(open(onnx_path, "rb").read()).hexdigest()
     training = {"data": "BUSI", "split": "split.csv", "epochs": best.get("epochs_run", args.epochs), "best_epoch": best.get("epoch"),
@@ -683,6 +695,9 @@ def export(model, args, spec, threshold, best, test, log, tta=False, members=Non
                     "test": {k: test[k] for k in ("dice", "iou", "auc_malignant", "f1_malignant", "normal_with_false_lesion")},
                     "test_scorer": "training/train.py (python)"},
     }
+    if spread:
+        # beyond SPEC (README: "Where we deviate from SPEC.md")
+        meta["outputs"]["spread"] = {"name": "class_spread", "label": "malignant", "lowAgreementAbove": args.low_agreement_above}
     with open(os.path.join(args.model_dir, "model.json"), "w") as f:
         json.dump(meta, f, indent=2)
         f.write("\n")

@@ -55,6 +55,7 @@ export async function runEvaluate(args: EvaluateArgs, config: Config): Promise<n
         minLesionAreaPixels: options.minLesionAreaPixels,
         minRelativeLesionArea: options.minRelativeLesionArea,
         maxBlackLesionFraction: options.maxBlackLesionFraction ?? 1,
+        fillLesionHoles: options.fillLesionHoles,
         suppressLesionsWhenNormal: options.suppressLesionsWhenNormal,
       },
       ...metrics,

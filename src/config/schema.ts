@@ -208,6 +208,11 @@ export const configSchema = z
          * scan sector (on the background, or the burned-in text on it) and is dropped; 1 keeps all
          */
         maxBlackLesionFraction: z.number().min(0).max(1).default(0.5),
+        /**
+         * a hole inside an outline is part of the lesion (its SEG, area and SR outline then agree);
+         * false keeps the thresholded mask as it is
+         */
+        fillLesionHoles: z.boolean().default(true),
         /** report no lesion on a frame the classifier calls normal (fewer false lesions) */
         suppressLesionsWhenNormal: z.boolean().default(false),
       })

@@ -42,6 +42,9 @@ export interface PerImage {
   dice: number | null;
   iou: number | null;
   lesionPixels: number;
+  /** the networks' spread of P(malignant) and whether it is above the model's cut (outputs.spread) */
+  spread?: number;
+  lowAgreement?: boolean;
   ms: number;
 }
 
@@ -96,6 +99,7 @@ export async function evaluateImages(
       dice: row.class === 'normal' ? null : s.dice,
       iou: row.class === 'normal' ? null : s.iou,
       lesionPixels: s.tp + s.fp,
+      ...(r.agreement ? { spread: r.agreement.spread, lowAgreement: r.agreement.low } : {}),
       ms,
     });
     progress?.(per.length, rows.length);
@@ -141,7 +145,32 @@ export function summarize(per: PerImage[], px: { tp: number; fp: number; fn: num
     log_loss_3class: logLoss(per.map((p) => p.probabilities[p.truth])),
     reliability_malignant: reliability.bins,
     normal_with_false_lesion: normals.length ? mean(normals.map((p) => (p.lesionPixels > 0 ? 1 : 0))) : NaN,
+    low_agreement: agreementSummary(per),
     ms_per_image: mean(per.map((p) => p.ms)),
+  };
+}
+
+/**
+ * Whether the "networks disagree" flag marks the wrong malignant calls (model card, rule 29): a call
+ * is wrong when "malignant" and the truth disagree. Null for a model without outputs.spread.
+ */
+export function agreementSummary(per: PerImage[]) {
+  if (!per.length || per.some((p) => p.spread === undefined)) return null;
+  const wrong = per.map((p) => (p.predicted === 'malignant') !== (p.truth === 'malignant'));
+  const flagged = per.map((p) => p.lowAgreement === true);
+  const rate = (sel: boolean) => {
+    const idx = per.map((_, i) => i).filter((i) => flagged[i] === sel);
+    return idx.length ? mean(idx.map((i) => (wrong[i] ? 1 : 0))) : null;
+  };
+  return {
+    flagged: flagged.filter(Boolean).length,
+    flagged_share: mean(flagged.map((f) => (f ? 1 : 0))),
+    wrong_calls: wrong.filter(Boolean).length,
+    wrong_calls_flagged: wrong.filter((w, i) => w && flagged[i]).length,
+    wrong_rate_flagged: rate(true),
+    wrong_rate_not_flagged: rate(false),
+    // how well the spread itself ranks the wrong calls above the right ones (any cut)
+    auroc_spread_for_wrong: auc(wrong, per.map((p) => p.spread!)),
   };
 }
 

@@ -31,6 +31,11 @@ export const modelSpecSchema = z.object({
       suppressWhenNormalAbove: z.number().gt(0).lt(1).optional(),
     }),
     class: z.object({ name: z.string(), activation: z.literal('softmax'), labels: z.array(z.string()).min(2) }),
+    /**
+     * beyond SPEC: one value per frame, the standard deviation of the ensemble's networks'
+     * P(label); above lowAgreementAbove (chosen on val) the report says the networks disagree
+     */
+    spread: z.object({ name: z.string(), label: z.string(), lowAgreementAbove: z.number().gt(0) }).strict().optional(),
   }),
   training: z.record(z.string(), z.unknown()).optional(),
   metrics: z.record(z.string(), z.unknown()).optional(),
@@ -66,6 +71,9 @@ export function loadModelSpec(specPath: string, opts: { verifySha256?: boolean }
   if (spec.input.resize !== 'stretch') throw new ModelError(`${specPath}: input.resize "${spec.input.resize}" is not supported (stretch only)`);
   for (const l of ['normal', 'benign', 'malignant']) {
     if (!spec.outputs.class.labels.includes(l)) throw new ModelError(`${specPath}: outputs.class.labels must include "${l}"`);
+  }
+  if (spec.outputs.spread && !spec.outputs.class.labels.includes(spec.outputs.spread.label)) {
+    throw new ModelError(`${specPath}: outputs.spread.label "${spec.outputs.spread.label}" is not one of outputs.class.labels`);
   }
   const onnxPath = path.resolve(path.dirname(specPath), spec.file);
   if (!fs.existsSync(onnxPath)) throw new ModelError(`${specPath} names ${spec.file}, which is missing`);

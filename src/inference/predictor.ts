@@ -50,7 +50,7 @@ export class Predictor {
     const { session } = this.ms;
     const where = `${onnxPath} does not match model.json`;
     if (!session.inputNames.includes(input.name)) throw new ModelError(`${where}: input.name "${input.name}" is not an input of the graph (${session.inputNames.join(', ')})`);
-    for (const name of [outputs.mask.name, outputs.class.name]) {
+    for (const name of [outputs.mask.name, outputs.class.name, ...(outputs.spread ? [outputs.spread.name] : [])]) {
       if (!session.outputNames.includes(name)) throw new ModelError(`${where}: output "${name}" is not an output of the graph (${session.outputNames.join(', ')})`);
     }
     const [h, w] = input.size;
@@ -64,6 +64,7 @@ export class Predictor {
     if (dims(outputs.mask.name) !== `1×1×${h}×${w}`) throw new ModelError(`${where}: ${outputs.mask.name} is ${dims(outputs.mask.name)} for one frame, not 1×1×${h}×${w}`);
     const n = outputs.class.labels.length;
     if (dims(outputs.class.name) !== `1×${n}`) throw new ModelError(`${where}: ${outputs.class.name} is ${dims(outputs.class.name)} for one frame, not 1×${n} (${n} labels)`);
+    if (outputs.spread && dims(outputs.spread.name) !== '1') throw new ModelError(`${where}: ${outputs.spread.name} is ${dims(outputs.spread.name)} for one frame, not 1 (one value per frame)`);
   }
 
   get provider(): Provider {
@@ -75,14 +76,16 @@ export class Predictor {
   }
 
   /** Runs the model on raw input tensors (N×1×H×W) and returns the raw output tensors. */
-  async runTensors(input: Float32Array, n: number): Promise<{ mask: Float32Array; cls: Float32Array }> {
+  async runTensors(input: Float32Array, n: number): Promise<{ mask: Float32Array; cls: Float32Array; spread?: Float32Array }> {
     const [h, w] = this.spec.input.size;
     const feeds = { [this.spec.input.name]: new ort.Tensor('float32', input, [n, 1, h, w]) };
     const out = await this.ms.session.run(feeds);
-    const mask = out[this.spec.outputs.mask.name];
-    const cls = out[this.spec.outputs.class.name];
-    if (!mask || !cls) throw new Error(`model outputs ${Object.keys(out).join(', ')} lack the names in model.json`);
-    return { mask: mask.data as Float32Array, cls: cls.data as Float32Array };
+    const { outputs } = this.spec;
+    const mask = out[outputs.mask.name];
+    const cls = out[outputs.class.name];
+    const spread = outputs.spread ? out[outputs.spread.name] : undefined;
+    if (!mask || !cls || (outputs.spread && !spread)) throw new Error(`model outputs ${Object.keys(out).join(', ')} lack the names in model.json`);
+    return { mask: mask.data as Float32Array, cls: cls.data as Float32Array, spread: spread?.data as Float32Array | undefined };
   }
 
   /**
@@ -103,13 +106,13 @@ export class Predictor {
       batch.forEach((f, i) => toInputTensor(cropFrame(f, rect), rw, rh, this.spec.input, input, i * h * w));
       timings.preprocessMs += performance.now() - t;
       t = performance.now();
-      const { mask, cls } = await this.runTensors(input, batch.length);
+      const { mask, cls, spread } = await this.runTensors(input, batch.length);
       timings.inferenceMs += performance.now() - t;
       t = performance.now();
       for (let i = 0; i < batch.length; i++) {
         const logits = upsampleBilinear(mask.subarray(i * h * w, (i + 1) * h * w), w, h, rw, rh);
         for (let k = 0; k < logits.length; k++) logits[k] = 1 / (1 + Math.exp(-logits[k]));
-        predictions.push({ probability: logits, width: rw, height: rh, classProbabilities: softmax(cls, i * nLabels, nLabels) });
+        predictions.push({ probability: logits, width: rw, height: rh, classProbabilities: softmax(cls, i * nLabels, nLabels), classSpread: spread?.[i] });
       }
       timings.postprocessMs += performance.now() - t;
     }

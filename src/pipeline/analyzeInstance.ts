@@ -25,11 +25,15 @@ export interface AnalyzeOptions {
   minRelativeLesionArea: number;
   /** lesions mostly on black picture (outside the scan sector) are dropped above this fraction; undefined keeps all */
   maxBlackLesionFraction?: number;
+  /** holes in an outline are filled (config inference.fillLesionHoles) */
+  fillLesionHoles: boolean;
   batchSize: number;
   /** drop a frame's lesions when the classifier calls the frame normal (argmax; config) */
   suppressLesionsWhenNormal: boolean;
   /** drop a frame's lesions when its P(normal) is above this (model.json's outputs.mask.suppressWhenNormalAbove) */
   suppressWhenNormalAbove?: number;
+  /** the networks disagree above this spread (model.json's outputs.spread.lowAgreementAbove); undefined: no such output */
+  lowAgreementAbove?: number;
 }
 
 /** Whether a frame's lesions are dropped because the classifier is sure enough it is normal. */
@@ -51,6 +55,7 @@ export async function analyzeDecoded(decoded: DecodedInstance, predictor: FrameP
   const lesions: Lesion[] = [];
   const frameLabels: Label[] = [];
   const frameProbabilities: number[][] = [];
+  const frameSpreads: (number | undefined)[] = [];
   const timings = { preprocessMs: 0, inferenceMs: 0, postprocessMs: 0 };
   let lesionMs = 0;
   const batchSize = Math.max(1, opts.batchSize);
@@ -64,6 +69,7 @@ export async function analyzeDecoded(decoded: DecodedInstance, predictor: FrameP
       const f = b + i;
       const probs = p.classProbabilities;
       frameProbabilities.push(probs);
+      frameSpreads.push(p.classSpread);
       const label = (['normal', 'benign', 'malignant'] as Label[]).reduce((x, y) => (probs[idx(y)] > probs[idx(x)] ? y : x));
       frameLabels.push(label);
       const r = extractLesions(p, f, decoded.region, decoded.columns, decoded.rows, {
@@ -71,6 +77,7 @@ export async function analyzeDecoded(decoded: DecodedInstance, predictor: FrameP
         minAreaPixels: opts.minLesionAreaPixels,
         minRelativeArea: opts.minRelativeLesionArea,
         maxBlackFraction: opts.maxBlackLesionFraction,
+        fillHoles: opts.fillLesionHoles,
         gray: decoded.frames[f].data,
       });
       if (suppressedAsNormal({ normal: probs[idx('normal')], benign: probs[idx('benign')], malignant: probs[idx('malignant')] }, opts)) {
@@ -87,6 +94,8 @@ export async function analyzeDecoded(decoded: DecodedInstance, predictor: FrameP
   const candidates = withLesion.size ? [...withLesion] : frameProbabilities.map((_, f) => f);
   const reported = candidates.reduce((a, b) => (pm(b) > pm(a) ? b : a));
   const cp = frameProbabilities[reported];
+  const spread = frameSpreads[reported];
+  const agreement = opts.lowAgreementAbove !== undefined && spread !== undefined ? { spread, lowAbove: opts.lowAgreementAbove, low: spread > opts.lowAgreementAbove } : undefined;
   return {
     source: decoded,
     masks,
@@ -95,6 +104,7 @@ export async function analyzeDecoded(decoded: DecodedInstance, predictor: FrameP
     label: frameLabels[reported],
     malignancyProbability: cp[idx('malignant')],
     reportedFrameIndex: reported,
+    ...(agreement ? { agreement } : {}),
     timingsMs: {
       preprocess: timings.preprocessMs,
       inference: timings.inferenceMs,

@@ -59,6 +59,7 @@ function keyImageOf(header: Dataset, result: InstanceResult): KeyImageCandidate 
     label: result.label,
     malignancyProbability: result.malignancyProbability,
     lesionCount: reportedLesions(result).length,
+    ...(result.agreement?.low ? { lowAgreement: true } : {}),
   };
 }
 

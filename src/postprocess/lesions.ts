@@ -21,6 +21,12 @@ export interface LesionOptions {
   maxBlackFraction?: number;
   /** the frame's gray pixels (frameWidth × frameHeight), for maxBlackFraction */
   gray?: Uint8Array;
+  /**
+   * holes inside an outline (pixels below the threshold that the edge of the analysed region cannot
+   * reach through 4-neighbours) become part of the lesion, so that its SEG, area and SCOORD outline
+   * describe the same region
+   */
+  fillHoles?: boolean;
 }
 
 /** at or below this a pixel may be the black around the scan sector */
@@ -177,6 +183,10 @@ export function extractLesions(
   const { width: w, height: h, probability } = pred;
   const binary = new Uint8Array(w * h);
   for (let i = 0; i < binary.length; i++) binary[i] = probability[i] > opts.threshold ? 1 : 0;
+  if (opts.fillHoles) {
+    const outside = reachedFromEdge(w, h, (i) => !binary[i]);
+    for (let i = 0; i < binary.length; i++) if (!outside[i]) binary[i] = 1;
+  }
   const { x0, y0 } = region.rect;
   // the flood fill covers the whole frame: only for a frame that has a component to judge
   let background: Uint8Array | null = null;

@@ -3,7 +3,7 @@
  * study, each in a new series per kind, with deterministic UIDs and the equipment being the model.
  * SEG, SR and overlay are made per source instance; the key object selection once per study.
  */
-import { Dataset, InstanceResult, Lesion, ModelInfo } from '../types/domain';
+import { Dataset, InstanceResult, Lesion, ModelInfo, NetworkAgreement } from '../types/domain';
 import { Code, Codes } from './codes';
 import { derivedUid } from './uids';
 
@@ -19,6 +19,19 @@ export interface BuildOptions {
 export const MANUFACTURER = 'Sonogate';
 export const NOT_FOR_DIAGNOSIS = 'AI result — not for diagnostic use';
 export const NO_LESION_FOUND = 'No lesion found';
+/** the overlay's line where the model's networks disagree (model card, rule 29) */
+export const LOW_AGREEMENT = 'Networks disagree: uncertain call';
+
+/**
+ * The SR's sentence on the networks' agreement. Low agreement marks an uncertain call whatever its
+ * probability: on BUSI val a quarter of such calls were wrong, against 1 in 90 of the others.
+ */
+export function agreementText(a: NetworkAgreement): string {
+  const how = `spread of their malignancy probabilities ${a.spread.toFixed(3)}; low above ${a.lowAbove}`;
+  return a.low
+    ? `Agreement of the model's networks: low (${how}). The call is uncertain whatever its probability; read the image.`
+    : `Agreement of the model's networks: usual (${how}).`;
+}
 
 export const SopClass = {
   seg: '1.2.840.10008.5.1.4.1.1.66.4',

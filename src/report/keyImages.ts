@@ -1,7 +1,7 @@
 /**
  * The study's summary for the PACS: a Key Object Selection document (PS3.3 A.35.4, TID 2010
- * "Of Interest") that flags the images of the study the model calls benign or malignant,
- * most suspicious first, with a short description. Viewers show it as the study's key images; the
+ * "Of Interest") that flags the images of the study the model calls benign or malignant, or on
+ * which its networks disagree, most suspicious first, with a short description. Viewers show it as the study's key images; the
  * details stay in each image's SR and SEG. Made only when at least one image is flagged (TID 2010
  * needs at least one reference, and "no image of interest" is not what the title says).
  */
@@ -18,9 +18,11 @@ const pct = (p: number) => `${(p * 100).toFixed(1)} %`;
 /**
  * An image is flagged when the model calls it benign or malignant (a suspected lesion), whether or
  * not an outline survived on it; an outline on an image the model calls normal is not flagged, as
- * the document's line for it would contradict itself.
+ * the document's line for it would contradict itself. An image on which the model's networks disagree
+ * is flagged whatever its call: there a "normal" or "benign" is uncertain (on BUSI val 8 of 9 wrong
+ * calls were such images), so it is worth the reader's look.
  */
-export const isKeyImage = (c: KeyImageCandidate) => c.label !== 'normal';
+export const isKeyImage = (c: KeyImageCandidate) => c.label !== 'normal' || c.lowAgreement === true;
 
 /**
  * The flagged images, most suspicious first (the label's severity, then P(malignancy)), each SOP
@@ -48,7 +50,7 @@ const outlined = (n: number) => (n === 0 ? 'no lesion outlined' : n === 1 ? '1 l
  * does not look for an outline or a SEG that was never made (a call may come without an outline).
  */
 export function keyObjectDescription(flagged: KeyImageCandidate[], analysed: number, model: ModelInfo): string {
-  const list = flagged.map((c) => `${imageName(c)}: ${c.label}, malignancy ${pct(c.malignancyProbability)}, ${outlined(c.lesionCount)}`).join('; ');
+  const list = flagged.map((c) => `${imageName(c)}: ${c.label}, malignancy ${pct(c.malignancyProbability)}${c.lowAgreement ? ', networks disagree' : ''}, ${outlined(c.lesionCount)}`).join('; ');
   const noun = analysed === 1 ? 'image' : 'images';
   return `${NOT_FOR_DIAGNOSIS}. ${model.name} ${model.version} flagged ${flagged.length} of ${analysed} analysed ${noun} of this study, most suspicious first: ${list}. For each image, its own AI results give the call and, for an outlined lesion, the outline and sizes. Decision support, not a diagnosis.`;
 }

@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import { reachedFromEdge } from '../postprocess/edgeFill';
 import { Dataset, GrayFrame, InstanceResult, Lesion, ModelInfo, RgbFrame } from '../types/domain';
 import { Codes } from './codes';
-import { BuildOptions, MANUFACTURER, NOT_FOR_DIAGNOSIS, NO_LESION_FOUND, commonAttributes, imageReference, reportedLesions, side } from './common';
+import { BuildOptions, LOW_AGREEMENT, MANUFACTURER, NOT_FOR_DIAGNOSIS, NO_LESION_FOUND, commonAttributes, imageReference, reportedLesions, side } from './common';
 
 const CONTOUR = [255, 255, 0]; // yellow, as the SEG's recommended display colour
 const AXIS = '#00e5ff';
@@ -32,12 +32,13 @@ export interface OverlayOptions extends BuildOptions {
 const pct = (p: number) => `${(p * 100).toFixed(1)} %`;
 const escapeXml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
-/** The caption lines: disclaimer first, then the model's call, then one line per lesion. */
+/** The caption lines: disclaimer first, then the model's call (and whether its networks disagree), then one line per lesion. */
 export function captionLines(result: InstanceResult, model: ModelInfo): string[] {
   const label = result.label[0].toUpperCase() + result.label.slice(1);
   let call = `${label} ${pct(result.classProbabilities[result.label])}`;
   if (result.label !== 'malignant') call += ` · malignancy ${pct(result.malignancyProbability)}`;
   const lines = [NOT_FOR_DIAGNOSIS, call];
+  if (result.agreement?.low) lines.push(LOW_AGREEMENT);
   // a cine is called by its most suspicious frame, the one drawn here
   if (result.masks.length > 1) lines.push(`Frame ${result.reportedFrameIndex + 1} of ${result.masks.length}, the most suspicious`);
   const lesions = reportedLesions(result);

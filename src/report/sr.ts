@@ -8,11 +8,12 @@
  *   ├ Image Library ─ Image Library Group ─ the source image
  *   ├ Imaging Measurements ─ one Measurement Group per lesion (TID 1411 rows); each size
  *   │   INFERRED FROM an SCOORD on the source frame: the axis's ends, the area's outline
- *   └ Qualitative Evaluations: disclaimer, class probabilities, "No lesion found"
+ *   └ Qualitative Evaluations: disclaimer, class probabilities, the networks' agreement (a model
+ *     with outputs.spread), "No lesion found"
  */
 import { Dataset, InstanceResult, Lesion, ModelInfo } from '../types/domain';
 import { Code, Codes, Units } from './codes';
-import { BuildOptions, reportedLesions, NOT_FOR_DIAGNOSIS, NO_LESION_FOUND, SopClass, commonAttributes, imageReference, isMultiFrame, lateralityCode } from './common';
+import { agreementText, BuildOptions, reportedLesions, NOT_FOR_DIAGNOSIS, NO_LESION_FOUND, SopClass, commonAttributes, imageReference, isMultiFrame, lateralityCode } from './common';
 import { LESION_SEGMENT_NUMBER } from './seg';
 import { codeItem, container, evidence, imageItem, Item, languageAndObserver, numItem, scoordItem, textItem, uidItem } from './srItems';
 import { derivedUid } from './uids';
@@ -85,6 +86,7 @@ function qualitativeEvaluations(result: InstanceResult, multiFrame: boolean): It
   // a cine is called by its most suspicious frame: say so, or the reader takes it for the whole clip's
   const frame = multiFrame ? ` (frame ${result.reportedFrameIndex + 1} of ${result.masks.length}, the most suspicious; other frames score lower)` : '';
   items.push(textItem('CONTAINS', Codes.comment, `Model classification: ${result.label}${frame}; class probabilities: ${probs}`));
+  if (result.agreement) items.push(textItem('CONTAINS', Codes.comment, agreementText(result.agreement)));
   return container('CONTAINS', Codes.qualitativeEvaluations, items);
 }
 

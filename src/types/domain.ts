@@ -62,6 +62,11 @@ export interface FramePrediction {
   height: number;
   /** softmax over model.json's class labels */
   classProbabilities: number[];
+  /**
+   * how far the model's networks disagree on this frame (model.json outputs.spread: the standard
+   * deviation of their P(malignant)); undefined for a model without that output
+   */
+  classSpread?: number;
 }
 
 /** One lesion found by postprocessing, in full-frame pixel coordinates. */
@@ -115,7 +120,20 @@ export interface InstanceResult {
   malignancyProbability: number;
   /** frame whose classification and lesion are reported (the most suspicious one) */
   reportedFrameIndex: number;
+  /** the networks' agreement on the reported frame; undefined for a model without outputs.spread */
+  agreement?: NetworkAgreement;
   timingsMs: Record<string, number>;
+}
+
+/**
+ * The spread of the model's networks' P(malignant) on the reported frame, and the cut above which it
+ * counts as low agreement (chosen on val: model card, rule 29). Wrong calls gather there: on BUSI
+ * val 26.7 % of the calls above the cut were wrong, 1.1 % of those at or below it.
+ */
+export interface NetworkAgreement {
+  spread: number;
+  lowAbove: number;
+  low: boolean;
 }
 
 export interface ModelInfo {
@@ -136,4 +154,6 @@ export interface KeyImageCandidate {
   malignancyProbability: number;
   /** lesions outlined on the reported frame */
   lesionCount: number;
+  /** the model's networks disagree on the reported frame (InstanceResult.agreement) */
+  lowAgreement?: boolean;
 }

@@ -3,7 +3,7 @@
  * known lesion ellipse, the sizes are measured on that mask, so report builders can be tested
  * without the model.
  */
-import { Dataset, InstanceResult, Label, Lesion } from '../../src/types/domain';
+import { Dataset, InstanceResult, Label, Lesion, NetworkAgreement } from '../../src/types/domain';
 import { traceOutline } from '../../src/postprocess/outline';
 import { PhantomOptions, phantomDataset, phantomLesion, phantomPixels, phantomRegion } from './phantom';
 
@@ -12,6 +12,8 @@ export interface LesionCaseOptions extends PhantomOptions {
   emptyFrames?: number[];
   label?: Label;
   malignancyProbability?: number;
+  /** the networks' agreement (a model with outputs.spread); absent: a model without it */
+  agreement?: NetworkAgreement;
 }
 
 export interface LesionCase {
@@ -115,6 +117,7 @@ export function lesionCase(opts: LesionCaseOptions = {}): LesionCase {
       label,
       malignancyProbability: malignancy,
       reportedFrameIndex,
+      ...(opts.agreement ? { agreement: opts.agreement } : {}),
       timingsMs: {},
     },
   };

@@ -34,6 +34,8 @@ export interface ParityResult {
   maskSpread: number;
   /** the descriptor branch's log-odds on the pattern, where the model has one (training/descriptors.py) */
   descriptorLogOdds?: number[];
+  /** onnxruntime-node's class_spread on the pattern, where model.json has outputs.spread (training/spread.py) */
+  spread?: number[];
 }
 
 /** The largest difference between onnxruntime-node's outputs and the PyTorch reference in dir. */
@@ -43,15 +45,21 @@ export async function onnxParity(dir: string): Promise<ParityResult> {
   if (model.spec.input.size[0] !== ref.size || model.spec.input.size[1] !== ref.size) throw new Error(`reference is ${ref.size}², the model takes ${model.spec.input.size.join('x')}`);
   const p = await Predictor.create(model.spec, model.onnxPath, ['cpu']);
   try {
-    const { mask, cls } = await p.runTensors(referencePattern(ref.n, ref.size, ref.size), ref.n);
+    const { mask, cls, spread } = await p.runTensors(referencePattern(ref.n, ref.size, ref.size), ref.n);
     const eMask = f32(ref.mask_logits);
     const eCls = f32(ref.class_logits);
     if (mask.length !== eMask.length || cls.length !== eCls.length) throw new Error('output sizes differ from the reference');
     let maxDiff = 0;
     for (let i = 0; i < mask.length; i++) maxDiff = Math.max(maxDiff, Math.abs(mask[i] - eMask[i]));
     for (let i = 0; i < cls.length; i++) maxDiff = Math.max(maxDiff, Math.abs(cls[i] - eCls[i]));
+    if (model.spec.outputs.spread) {
+      if (!spread || ref.class_spread === undefined) throw new Error('model.json has outputs.spread but the graph or the reference lacks it');
+      const eSpread = f32(ref.class_spread);
+      if (spread.length !== eSpread.length) throw new Error('class_spread size differs from the reference');
+      for (let i = 0; i < spread.length; i++) maxDiff = Math.max(maxDiff, Math.abs(spread[i] - eSpread[i]));
+    }
     const maskSpread = eMask.reduce((a, b) => Math.max(a, b), -Infinity) - eMask.reduce((a, b) => Math.min(a, b), Infinity);
-    return { maxDiff, maskSpread, descriptorLogOdds: ref.descriptor_log_odds };
+    return { maxDiff, maskSpread, descriptorLogOdds: ref.descriptor_log_odds, spread: spread ? [...spread] : undefined };
   } finally {
     await p.release();
   }

@@ -50,7 +50,7 @@ const MODEL = path.join(ROOT, 'test', 'fixtures', 'dark-lesion-model', 'model.js
     const m = JSON.parse(r.stdout);
     expect(m).toMatchObject({ n: 5, n_lesion: 3, n_normal: 2, subset: 'test', model: 'dark-lesion-fixture 0.0.1' });
     // the config's outline rules, which model.json does not carry, are stated with the scores
-    expect(m.postprocessing).toEqual({ minLesionAreaPixels: 100, minRelativeLesionArea: 0, maxBlackLesionFraction: 0.5, suppressLesionsWhenNormal: false });
+    expect(m.postprocessing).toEqual({ minLesionAreaPixels: 100, minRelativeLesionArea: 0, maxBlackLesionFraction: 0.5, fillLesionHoles: true, suppressLesionsWhenNormal: false });
     expect(m).toHaveProperty('auc_malignant_vs_benign');
     expect(m).toHaveProperty('f1_malignant_lesion_images');
     for (const k of ['dice', 'iou', 'pixel_f1', 'mean_iou_keras', 'auc_malignant', 'f1_malignant', 'f1_benign', 'sensitivity_malignant', 'specificity_malignant', 'accuracy_3class', 'normal_with_false_lesion', 'ms_per_image', 'brier_malignant', 'ece_malignant', 'log_loss_3class']) {

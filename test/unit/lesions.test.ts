@@ -1,4 +1,5 @@
 import { backgroundMask, extractLesions } from '../../src/postprocess/lesions';
+import { polygonArea } from '../../src/postprocess/outline';
 import { AnalysisRegion, FramePrediction } from '../../src/types/domain';
 
 function ellipseMap(w: number, h: number, shapes: { cx: number; cy: number; ax: number; ay: number }[]): FramePrediction {
@@ -94,6 +95,32 @@ describe('lesion measurement', () => {
     const big = extractLesions(map, 0, whole(300, 100, null), 300, 100, { threshold: 0.5, minAreaPixels: 10, minRelativeArea: 0.2 });
     expect(big.lesions).toHaveLength(2); // 20 × 15 is 25 % of 40 × 30; 8 × 8 is 5 %
     expect(big.mask.reduce((a, b) => a + b, 0)).toBe(big.lesions.reduce((a, l) => a + l.areaPixels, 0));
+  });
+
+  test('fillHoles: a hole becomes part of its lesion, so the mask, the area and the outline agree; a gap open to the edge does not', () => {
+    const w = 120;
+    const h = 80;
+    // a ring (outer ellipse minus an inner one) and, beside it, a C open to the frame's right edge
+    const map = ellipseMap(w, h, [{ cx: 40, cy: 40, ax: 30, ay: 25 }]);
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w; x++) {
+        if (((x - 40) / 10) ** 2 + ((y - 40) / 8) ** 2 <= 1) map.probability[y * w + x] = 0.1;
+        if (x >= 90 && y >= 20 && y < 60 && !(x >= 100 && y >= 30 && y < 50)) map.probability[y * w + x] = 0.9;
+      }
+    const opts = { threshold: 0.5, minAreaPixels: 1 };
+    const open = extractLesions(map, 0, whole(w, h, null), w, h, opts);
+    const filled = extractLesions(map, 0, whole(w, h, null), w, h, { ...opts, fillHoles: true });
+    const ring = (r: typeof open) => r.lesions.find((l) => l.bbox.x0 < 60)!;
+    const c = (r: typeof open) => r.lesions.find((l) => l.bbox.x0 >= 90)!;
+    const hole = open.mask.length - open.mask.reduce((a, b) => a + b, 0) - (filled.mask.length - filled.mask.reduce((a, b) => a + b, 0));
+    expect(hole).toBeGreaterThan(200);
+    expect(ring(filled).areaPixels).toBe(ring(open).areaPixels + hole);
+    // the outline encloses the hole either way; only with fillHoles does it enclose the area counted
+    expect(polygonArea(ring(open).outline)).toBe(ring(filled).areaPixels);
+    expect(polygonArea(ring(filled).outline)).toBe(ring(filled).areaPixels);
+    // the C's gap reaches the frame's edge: not a hole
+    expect(c(filled).areaPixels).toBe(c(open).areaPixels);
+    expect(filled.mask.reduce((a, b) => a + b, 0)).toBe(filled.lesions.reduce((a, l) => a + l.areaPixels, 0));
   });
 
   test('nothing above threshold gives no lesion and an empty mask', () => {

@@ -85,6 +85,21 @@ describe('Key Object Selection: the study\'s flagged images', () => {
     expect(keyImages([candidate(1, { label: 'malignant', malignancyProbability: 0.6 }), candidate(2, { label: 'benign', lesionCount: 0 })])).toHaveLength(2);
   });
 
+  test("an image on which the model's networks disagree is flagged whatever its call, and its line says so", () => {
+    const mixed = [
+      candidate(1, { label: 'benign', malignancyProbability: 0.12, lesionCount: 1 }),
+      candidate(2, { label: 'normal', malignancyProbability: 0.06, lowAgreement: true }),
+      candidate(3, { label: 'normal', malignancyProbability: 0.04 }),
+    ];
+    expect(keyImages(mixed).map((c) => c.instanceNumber)).toEqual([1, 2]);
+    const kos = buildKeyImages(study, mixed, mixed.map((c) => c.sopInstanceUid), model, { now })!;
+    const path = writeDataset(dir, 'kos-disagree.dcm', kos);
+    expect(dciodvfy(path).errors).toEqual([]);
+    expect(pydicomSrTexts(path).find((t) => t.startsWith('AI result'))).toContain(
+      'flagged 2 of 3 analysed images of this study, most suspicious first: series 2, image 1: benign, malignancy 12.0 %, 1 lesion outlined; series 2, image 2: normal, malignancy 6.0 %, networks disagree, no lesion outlined.',
+    );
+  });
+
   test('two files sharing a SOP Instance UID are one instance: referenced once, the more suspicious call', () => {
     const twins = [candidate(1, { label: 'benign', malignancyProbability: 0.2, lesionCount: 1 }), candidate(1, { sopClassUid: US_MF, frameNumber: 2, label: 'malignant', malignancyProbability: 0.7, lesionCount: 1 })];
     const kos = buildKeyImages(study, twins, twins.map((c) => c.sopInstanceUid), model, { now })!;

@@ -89,6 +89,13 @@ describe('Secondary Capture overlay', () => {
     expect(captionLines(calibrated.result, model).join('\n')).not.toMatch(/^Frame /m);
   });
 
+  test("caption: a line under the call where the model's networks disagree, none where they agree", () => {
+    const low = captionLines(lesionCase({ label: 'benign', agreement: { spread: 0.2, lowAbove: 0.0667, low: true } }).result, model);
+    expect(low.slice(1, 3)).toEqual(['Benign 79.2 % · malignancy 12.0 %', 'Networks disagree: uncertain call']);
+    const agree = captionLines(lesionCase({ label: 'benign', agreement: { spread: 0.01, lowAbove: 0.0667, low: false } }).result, model);
+    expect(agree.join('\n')).not.toMatch(/disagree/);
+  });
+
   test('no lesion: says so, and draws no contour', async () => {
     const { result, rgbAt } = await overlayFor('no-lesion', { lesion: false, seed: 3 });
     expect(captionLines(result, model)).toContain('No lesion found');

@@ -139,6 +139,18 @@ describe('Comprehensive SR (TID 1500)', () => {
     expect(named(single, 'Comment').map((i) => i.TextValue)).not.toContain(IMAGE_LEVEL_CALL);
   });
 
+  test("the networks' agreement: low says the call is uncertain, usual says so too, a model without it says nothing", () => {
+    const texts = (name: string, agreement?: { spread: number; lowAbove: number; low: boolean }) =>
+      pydicomSrTexts(srFor(name, { seed: 4, label: 'benign', agreement }).path).filter((t) => t.startsWith('Agreement'));
+    expect(texts('agreement-low', { spread: 0.2143, lowAbove: 0.0667, low: true })).toEqual([
+      "Agreement of the model's networks: low (spread of their malignancy probabilities 0.214; low above 0.0667). The call is uncertain whatever its probability; read the image.",
+    ]);
+    expect(texts('agreement-usual', { spread: 0.0104, lowAbove: 0.0667, low: false })).toEqual([
+      "Agreement of the model's networks: usual (spread of their malignancy probabilities 0.010; low above 0.0667).",
+    ]);
+    expect(texts('agreement-none')).toEqual([]);
+  });
+
   test('no lesion: says "No lesion found" and has no measurement group', () => {
     const { read, path } = srFor('none', { lesion: false, seed: 3 });
     expect(pydicomSrTexts(path)).toContain(NO_LESION_FOUND);

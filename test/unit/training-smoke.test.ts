@@ -585,9 +585,28 @@ torch.save({k: v + 0.01 * torch.randn(v.shape, generator=g) if v.is_floating_poi
 `,
       [best, nudged],
     );
-    train([...common.map((a) => (a === modelDir ? mixedDir : a)), '--export-only', '--checkpoints', `${best},${nudged}@16`, '--model-version', 'mixed']);
-    expect(JSON.parse(fs.readFileSync(path.join(mixedDir, 'model.json'), 'utf8')).training.ensemble[1]).toMatch(/nudged\.pt@16$/);
-    expect((await onnxParity(mixedDir)).maxDiff).toBeLessThanOrEqual(1e-4);
+    train([...common.map((a) => (a === modelDir ? mixedDir : a)), '--export-only', '--checkpoints', `${best},${nudged}@16`, '--model-version', 'mixed', '--tta', 'off', '--low-agreement-above', '0.05']);
+    const mixedSpec = JSON.parse(fs.readFileSync(path.join(mixedDir, 'model.json'), 'utf8'));
+    expect(mixedSpec.training.ensemble[1]).toMatch(/nudged\.pt@16$/);
+    expect(mixedSpec.outputs.spread).toEqual({ name: 'class_spread', label: 'malignant', lowAgreementAbove: 0.05 });
+    const mixedParity = await onnxParity(mixedDir);
+    expect(mixedParity.maxDiff).toBeLessThanOrEqual(1e-4);
+    // class_spread is the two networks' P(malignant) standard deviation, computed apart from the graph
+    const apart = py(
+      `
+import sys, json, numpy as np, torch
+sys.path.insert(0, '.')
+from reference import pattern
+from train import load_members
+x = torch.from_numpy(pattern(3, 32, 32))
+pm = [torch.softmax(load_members([p])(x)[1], 1)[:, 2].detach().numpy() for p in sys.argv[1:3]]
+print(json.dumps(np.std(np.stack(pm), 0).tolist()))
+`,
+      [best, `${nudged}@16`],
+    );
+    const expected = JSON.parse(apart) as number[];
+    expect(Math.max(...expected)).toBeGreaterThan(1e-3);
+    mixedParity.spread!.forEach((v, i) => expect(Math.abs(v - expected[i])).toBeLessThan(1e-5));
     const mixedLog = execFileSync(PY, [path.join(TRAINING, 'from_onnx.py'), '--model', path.join(mixedDir, 'model.json'), '--out', path.join(dir, 'mixed-rebuilt')], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } });
     expect(mixedLog).toMatch(/rebuilt 2 network\(s\)/);
     expect(mixedLog).toMatch(/wrote member0\.pt, member1\.pt@16 to/);
