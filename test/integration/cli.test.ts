@@ -148,6 +148,7 @@ const run = (args: string[], env: Record<string, string> = {}) => spawnSync(proc
       ['output', { outputs: { ...spec.outputs, mask: { ...spec.outputs.mask, name: 'seg' } } }, /output "seg" is not an output of the graph/],
       ['size', { input: { ...spec.input, size: [spec.input.size[0] / 2, spec.input.size[1]] } }, /input\.size/],
       ['labels', { outputs: { ...spec.outputs, class: { ...spec.outputs.class, labels: [...spec.outputs.class.labels, 'other'] } } }, /not 1×4 \(4 labels\)/],
+      ['spread', { outputs: { ...spec.outputs, spread: { name: 'class_spread', label: 'malignant', lowAgreementAbove: 0.07 } } }, /output "class_spread" is not an output of the graph/],
     ];
     for (const [what, change, message] of variants) {
       const m = path.join(dir, `model-${what}`);

@@ -67,6 +67,27 @@ const MODEL = path.join(ROOT, 'test', 'fixtures', 'dark-lesion-model', 'model.js
     expect(per.filter((p) => p.truth === 'normal').every((p) => p.dice === null && p.lesionPixels === 0)).toBe(true);
     const brier = per.reduce((s, p) => s + (p.probabilities.malignant - (p.truth === 'malignant' ? 1 : 0)) ** 2, 0) / per.length;
     expect(m.brier_malignant).toBeCloseTo(brier, 10);
+    // the fixture has no outputs.spread: no agreement flag to summarise
+    expect(m.low_agreement).toBeNull();
+    expect(per.every((p) => p.spread === undefined)).toBe(true);
+  }, 120_000);
+
+  test("the shipped model's networks' spread comes through the inference worker: per image, and summarised as the flag", () => {
+    const shipped = path.join(ROOT, 'model', 'model.json');
+    const cut = JSON.parse(fs.readFileSync(shipped, 'utf8')).outputs.spread.lowAgreementAbove;
+    const details = path.join(data, 'details-shipped.jsonl');
+    const r = spawnSync(process.execPath, [CLI, 'evaluate', '--data', data, '--subset', 'test', '--model', shipped, '--details', details], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    const m = JSON.parse(r.stdout);
+    const per = fs.readFileSync(details, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(per).toHaveLength(5);
+    for (const p of per) {
+      expect(p.spread).toBeGreaterThanOrEqual(0);
+      expect(p.spread).toBeLessThanOrEqual(0.5); // a standard deviation of probabilities
+      expect(p.lowAgreement).toBe(p.spread > cut);
+    }
+    expect(new Set(per.map((p) => p.spread)).size).toBeGreaterThan(1); // not a constant
+    expect(m.low_agreement.flagged).toBe(per.filter((p) => p.lowAgreement).length);
   }, 120_000);
 
   test('--update-model-json writes the scores, calibration included, into that model.json under the subset', () => {
