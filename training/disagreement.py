@@ -10,7 +10,8 @@ their average, and put through a softmax; spread = the standard deviation of P(m
 networks. A call is wrong when "malignant" (the averaged logits' argmax) and the truth disagree.
 Prints the ensemble's AUC (a check against the gateway's), the AUROC of spread for the wrong calls
 among all images and among the confident ones (P(malignant) >= 0.8 or <= 0.2), and one line per
-wrong call. The descriptor regression is not rebuilt: 1.8.0's weight for it is 0.
+wrong call; --dump writes every image's networks' probabilities for rule 30 (training/max_rule.py).
+The descriptor regression is not rebuilt: 1.8.0's weight for it is 0.
 """
 import argparse
 import json
@@ -38,6 +39,7 @@ def main():
     p.add_argument("--members", default=os.path.join(ROOT, "training", "runs", "shipped"))
     p.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "datasets", "busi"))
     p.add_argument("--subset", default="val", choices=["val", "test"])
+    p.add_argument("--dump", help="also write each image's label and each network's tempered class probabilities (JSON lines)")
     args = p.parse_args()
     spec = json.load(open(args.model))
     if spec["training"].get("descriptor_head", {}).get("weight", 0):
@@ -76,6 +78,11 @@ def main():
         print(json.dumps({"file": str(files[i]), "label": ["normal", "benign", "malignant"][labels[i]],
                           "p_malignant": round(float(pm[i]), 3), "spread": round(float(spread[i]), 3),
                           "each": [round(float(v), 3) for v in pm_each[:, i]]}))
+    if args.dump:
+        with open(args.dump, "w") as f:
+            for i in range(len(labels)):
+                f.write(json.dumps({"file": str(files[i]), "label": int(labels[i]), "ensemble": probs[i].tolist(),
+                                    "each": [softmax(z[i:i + 1] / t)[0].tolist() for z in logits]}) + "\n")
     q = np.quantile(spread, [0.5, 0.75, 0.9])
     print(json.dumps({"spread_quantiles_50_75_90": [round(float(v), 4) for v in q],
                       "wrong_rate_above_75th": round(float(wrong[spread > q[1]].mean()), 3),
