@@ -2,3 +2,4 @@ export * from './rows';
 export * from './store';
 export * from './files';
 export { MIGRATIONS, SCHEMA_VERSION } from './schema';
+export * from './studyFiles';

@@ -294,6 +294,27 @@ export class Store {
     return this.db.prepare(`SELECT ${INSTANCE_COLUMNS} FROM instances WHERE study_uid IS NULL ORDER BY received_at DESC LIMIT ?`).all(limit) as InstanceRow[];
   }
 
+  /**
+   * Removes every row of a study (instances, jobs, outputs, sends, events, the failures an admin
+   * discarded, the study) in one transaction and returns the files they pointed to: received
+   * images not yet removed by retention, and results. The caller checks that the study may go and
+   * removes the files after the commit: a crash in between leaves files without rows, which the
+   * orphan sweeps remove, never rows pointing to missing files. The audit log is not touched (it
+   * has no foreign keys into these tables).
+   */
+  deleteStudyRows(studyUid: string): { images: string[]; results: string[] } {
+    return this.db.transaction(() => {
+      const paths = (sql: string) => (this.db.prepare(sql).all(studyUid) as { path: string }[]).map((r) => r.path);
+      const images = paths('SELECT path FROM instances WHERE study_uid = ? AND purged_at IS NULL');
+      const results = paths('SELECT path FROM outputs WHERE study_uid = ?');
+      this.db.prepare("DELETE FROM failure_dismissals WHERE kind = 'send' AND key IN (SELECT CAST(id AS TEXT) FROM sends WHERE study_uid = ?)").run(studyUid);
+      this.db.prepare("DELETE FROM failure_dismissals WHERE kind = 'instance' AND key IN (SELECT sop_instance_uid FROM instances WHERE study_uid = ?)").run(studyUid);
+      this.db.prepare("DELETE FROM failure_dismissals WHERE kind = 'study' AND key = ?").run(studyUid);
+      for (const table of ['sends', 'outputs', 'jobs', 'instances', 'events', 'studies']) this.db.prepare(`DELETE FROM ${table} WHERE study_uid = ?`).run(studyUid);
+      return { images, results };
+    })();
+  }
+
   // ---------------------------------------------------------------- studies
 
   getStudy(studyUid: string): StudyRow | undefined {

@@ -6,6 +6,7 @@
 import type Database from 'better-sqlite3';
 import type { InstanceRow, JobRow, OutputRow, SendRow, StudyRow, StudyStatus } from '../store/rows';
 import type { Store } from '../store/store';
+import { notDiscarded } from '../store/failures';
 
 export const STUDY_STATUSES: readonly StudyStatus[] = ['receiving', 'queued', 'processing', 'processed', 'failed'];
 export const LABELS = ['normal', 'benign', 'malignant'] as const;
@@ -261,7 +262,7 @@ export class DashboardQueries {
     const studies = this.db
       .prepare(
         `SELECT ${STUDY_COLUMNS} FROM studies s
-         WHERE s.status = 'failed' AND NOT EXISTS (SELECT 1 FROM failure_dismissals d WHERE d.kind = 'study' AND d.key = s.study_uid AND d.at >= s.updated_at)
+         WHERE s.status = 'failed' AND ${notDiscarded('study', 's.study_uid', 's.updated_at')}
          ORDER BY s.updated_at DESC LIMIT 500`,
       )
       .all() as StudyRow[];
@@ -271,7 +272,7 @@ export class DashboardQueries {
            i.transfer_syntax_uid AS transferSyntaxUid, i.received_at AS receivedAt, i.calling_ae AS callingAe,
            i.calling_host AS callingHost, i.reason, i.message, i.bytes
          FROM instances i
-         WHERE i.status = 'failed' AND NOT EXISTS (SELECT 1 FROM failure_dismissals d WHERE d.kind = 'instance' AND d.key = i.sop_instance_uid AND d.at >= i.received_at)
+         WHERE i.status = 'failed' AND ${notDiscarded('instance', 'i.sop_instance_uid', 'i.received_at')}
          ORDER BY i.received_at DESC LIMIT 500`,
       )
       .all();
@@ -282,7 +283,7 @@ export class DashboardQueries {
            s.updated_at AS updatedAt, o.kind
          FROM sends s LEFT JOIN outputs o ON o.sop_instance_uid = s.output_sop_uid
          WHERE (s.status = 'failed' OR (s.status = 'pending' AND s.attempts > 0))
-           AND NOT EXISTS (SELECT 1 FROM failure_dismissals d WHERE d.kind = 'send' AND d.key = CAST(s.id AS TEXT) AND d.at >= s.updated_at)
+           AND ${notDiscarded('send', 'CAST(s.id AS TEXT)', 's.updated_at')}
          ORDER BY s.updated_at DESC LIMIT 1000`,
       )
       .all();

@@ -6,11 +6,9 @@
  * Results: `{ ok: true, ... }`, or `{ ok: false, code, message }` where code maps to an HTTP
  * status (not_found 404, conflict 409).
  */
-import fs from 'node:fs';
-import fsp from 'node:fs/promises';
-import path from 'node:path';
 import type { Destination } from '../dispatch/destination';
 import type { Store } from '../store/store';
+import { removeStudyFiles } from '../store/studyFiles';
 import type { RoutingSettings } from '../study/routingSettings';
 
 /** The parts of the gateway the dashboard drives (src/gateway.ts `Gateway` satisfies it). */
@@ -130,55 +128,16 @@ export class StudyActions {
    */
   async delete(studyUid: string): Promise<ActionResult<{ files: number }>> {
     if (!UID.test(studyUid)) return { ok: false, code: 'not_found', message: 'no such study' };
-    const files = this.db.transaction((): ActionResult<{ paths: string[] }> => {
+    const rows = this.db.transaction((): ActionResult<{ paths: string[] }> => {
       const s = this.store.getStudy(studyUid);
       if (!s) return { ok: false, code: 'not_found', message: 'no such study' };
       if (!DONE.includes(s.status)) return { ok: false, code: 'conflict', message: `the study is ${s.status}; delete it once that is over` };
-      const paths = [
-        ...(this.db.prepare('SELECT path FROM instances WHERE study_uid = ? AND purged_at IS NULL').all(studyUid) as { path: string }[]).map((r) => r.path),
-        ...(this.db.prepare('SELECT path FROM outputs WHERE study_uid = ?').all(studyUid) as { path: string }[]).map((r) => r.path),
-      ];
-      this.db.prepare('DELETE FROM sends WHERE study_uid = ?').run(studyUid);
-      this.db.prepare('DELETE FROM outputs WHERE study_uid = ?').run(studyUid);
-      this.db.prepare('DELETE FROM jobs WHERE study_uid = ?').run(studyUid);
-      this.db.prepare('DELETE FROM instances WHERE study_uid = ?').run(studyUid);
-      this.db.prepare('DELETE FROM events WHERE study_uid = ?').run(studyUid);
-      this.db.prepare("DELETE FROM failure_dismissals WHERE kind = 'study' AND key = ?").run(studyUid);
-      this.db.prepare('DELETE FROM studies WHERE study_uid = ?').run(studyUid);
-      return { ok: true, paths };
+      const { images, results } = this.store.deleteStudyRows(studyUid);
+      return { ok: true, paths: [...images, ...results] };
     })();
-    if (!files.ok) return files;
-    const root = path.resolve(this.dataDir);
-    // results/<study>/run-<n> (runner.ts) is written only by a running job, and the study had none.
-    // It is moved aside in the same tick as the rows go: a resend could otherwise recreate the study
-    // and start a run-1 into the folder while the old one is still being removed.
-    const results = path.join(root, 'results', studyUid);
-    const trash = path.join(root, 'results', `.deleted-${studyUid}-${Date.now()}`);
-    let moved = true;
-    try {
-      fs.renameSync(results, trash);
-    } catch {
-      moved = false; // no results yet
-    }
-    let removed = 0;
-    for (const p of files.paths) {
-      let f = path.resolve(p);
-      if (!f.startsWith(root + path.sep)) continue;
-      if (moved && f.startsWith(results + path.sep)) f = trash + f.slice(results.length);
-      try {
-        await fsp.unlink(f);
-        removed++;
-      } catch {
-        /* already gone */
-      }
-    }
-    if (moved) await fsp.rm(trash, { recursive: true, force: true });
-    // instances/<study>/<series>/ (receive.ts): only emptied folders go, in case an instance of
-    // the same study is arriving right now
-    const studyDir = path.join(root, 'instances', studyUid);
-    for (const series of await fsp.readdir(studyDir).catch(() => [] as string[])) await fsp.rmdir(path.join(studyDir, series)).catch(() => undefined);
-    await fsp.rmdir(studyDir).catch(() => undefined);
-    return { ok: true, files: removed };
+    if (!rows.ok) return rows;
+    const { files } = await removeStudyFiles(this.dataDir, studyUid, rows.paths);
+    return { ok: true, files };
   }
 
   private sendRow(id: number): { id: number; studyUid: string; destination: string; status: string; generation: number } | undefined {
