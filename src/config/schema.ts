@@ -248,6 +248,12 @@ export const configSchema = z
          * audit trail stay); a study whose results are not all delivered keeps its files; 0 keeps files forever
          */
         retentionDays: z.number().min(0).default(30),
+        /**
+         * a study whose results are all delivered (or whose failures an admin discarded), whose
+         * received images retention has deleted, and in which nothing happened for this many days
+         * goes entirely: result files and database rows (the audit log stays); 0 keeps them forever
+         */
+        resultRetentionDays: z.number().min(0).default(90),
         /** cron schedules (node-cron syntax, server local time) */
         retentionSchedule: cronExpression.default('30 3 * * *'),
         /** puts sends that failed because their destination was missing back in the queue, and wakes the sender */
@@ -256,6 +262,11 @@ export const configSchema = z
         summarySchedule: cronExpression.default('0 7 * * *'),
       })
       .strict()
+      .refine((h) => h.resultRetentionDays === 0 || h.resultRetentionDays >= h.retentionDays, {
+        // a study's records go only after its images: a shorter setting would not be honoured
+        message: 'must be 0 (keep results forever) or at least housekeeping.retentionDays: results and records are removed only after the received images',
+        path: ['resultRetentionDays'],
+      })
       .prefault({}),
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })

@@ -5,15 +5,23 @@
  *    of its results is not delivered (pending, retrying, or failed and not discarded by an admin),
  *    so nothing unsent is lost. The same run removes image files that no record points to (a
  *    crash between filing a file and committing its row: never acknowledged, so not owed).
+ *  - result retention (same schedule, after it): a study in which nothing happened for
+ *    resultRetentionDays, whose received images are gone and which owes nothing (every result
+ *    delivered, no failure an admin has not discarded, not in the pipeline) goes entirely: its
+ *    rows in one transaction, with one audit row that says so, then its files. The audit log
+ *    stays. Result files no row points to (a crash between the two) are removed once a day old.
  *  - retry sweep: sends waiting for a retry are made due now, and sends that failed because their
  *    destination was not configured go back in the queue once it is; then the sender is woken.
  *  - a daily summary line in the log (counts only, no patient data).
  */
+import type { Dirent } from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import cron, { ScheduledTask } from 'node-cron';
 import type { Config } from '../config/schema';
 import type { Logger } from '../log';
+import { notDiscarded } from '../store/failures';
+import { removeStudyFiles } from '../store/studyFiles';
 import type { AuditLog } from '../web/audit';
 import type { DashboardGateway } from '../web/studyActions';
 
@@ -27,6 +35,8 @@ export interface HousekeepingOptions {
   destinations: string[];
   audit: AuditLog;
   logger: Logger;
+  /** studies removed per result-retention run at most (default RESULT_BATCH) */
+  resultBatch?: number;
 }
 
 export interface RetentionResult {
@@ -38,8 +48,50 @@ export interface RetentionResult {
   orphans: number;
 }
 
+export interface ResultRetentionResult {
+  /** studies removed entirely: rows and files */
+  studies: number;
+  /** their files removed (results, and any received image retention had left) */
+  files: number;
+  bytes: number;
+  /** studies quiet for resultRetentionDays but kept: something unsent, a failure not discarded, an image still on disk, or in the pipeline */
+  keptUnsettled: number;
+  /** more studies were due than one run takes (RESULT_BATCH); the next run goes on */
+  more: boolean;
+  /** rows of refused files (no study) whose file retention has deleted and whose failure was discarded */
+  rejectedRows: number;
+  /** files under results/ that no output row points to, older than a day, removed */
+  orphans: number;
+}
+
 /** A file must be this old before it counts as an orphan: one being filed right now has no row yet. */
 const ORPHAN_AGE_MS = DAY_MS;
+
+/** Studies removed per run at most: each is one short transaction, and the files are removed between them. */
+export const RESULT_BATCH = 1000;
+
+/** SQL over a send `x`: it still owes a delivery (pending, retrying, or failed and not discarded). */
+const UNSETTLED_SEND = `(x.status = 'pending' OR (x.status = 'failed' AND ${notDiscarded('send', 'CAST(x.id AS TEXT)', 'x.updated_at')}))`;
+
+/** SQL over a study `s`: nothing happened to it (received, run, sent, re-sent, discarded, ...) since @cutoff. */
+const QUIET = `s.status IN ('processed','failed') AND s.last_received_at < @cutoff AND s.updated_at < @cutoff AND IFNULL(s.processed_at, 0) < @cutoff
+  AND NOT EXISTS (SELECT 1 FROM sends x WHERE x.study_uid = s.study_uid AND x.updated_at >= @cutoff)
+  AND NOT EXISTS (SELECT 1 FROM events e WHERE e.study_uid = s.study_uid AND e.at >= @cutoff)`;
+
+/**
+ * SQL over a study `s`: it may go. Not in the pipeline; every result delivered or its failure
+ * discarded; no failed analysis or image an admin has not discarded; every received image
+ * already deleted by image retention (records go after images, never before).
+ */
+const SETTLED = `NOT (s.status = 'failed' AND ${notDiscarded('study', 's.study_uid', 's.updated_at')})
+  AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.study_uid = s.study_uid AND j.status IN ('queued','running'))
+  AND NOT EXISTS (SELECT 1 FROM sends x WHERE x.study_uid = s.study_uid AND ${UNSETTLED_SEND})
+  AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.study_uid = s.study_uid
+    AND (i.purged_at IS NULL OR (i.status = 'failed' AND ${notDiscarded('instance', 'i.sop_instance_uid', 'i.received_at')})))`;
+
+/** SQL over instances: a refused file's row (no study) whose file is gone and whose failure was discarded, older than @cutoff. */
+const REJECTED_DONE = `study_uid IS NULL AND purged_at IS NOT NULL AND received_at < @cutoff
+  AND NOT (status = 'failed' AND ${notDiscarded('instance', 'sop_instance_uid', 'received_at')})`;
 
 export class Housekeeping {
   private tasks: ScheduledTask[] = [];
@@ -64,16 +116,26 @@ export class Housekeeping {
       }
     };
     this.tasks = [
-      cron.schedule(s.retentionSchedule, run('retention', () => this.retention()), { name: 'retention', noOverlap: true }),
+      cron.schedule(
+        s.retentionSchedule,
+        run('retention', () => this.runRetention()),
+        { name: 'retention', noOverlap: true },
+      ),
       cron.schedule(s.retrySweepSchedule, run('retry-sweep', () => this.retrySweep()), { name: 'retry-sweep', noOverlap: true }),
       cron.schedule(s.summarySchedule, run('summary', () => this.summary()), { name: 'summary', noOverlap: true }),
     ];
-    this.log.info({ retentionDays: s.retentionDays, retention: s.retentionSchedule, retrySweep: s.retrySweepSchedule, summary: s.summarySchedule }, 'housekeeping scheduled');
+    this.log.info({ retentionDays: s.retentionDays, resultRetentionDays: s.resultRetentionDays, retention: s.retentionSchedule, retrySweep: s.retrySweepSchedule, summary: s.summarySchedule }, 'housekeeping scheduled');
   }
 
   async stop(): Promise<void> {
     for (const t of this.tasks) await t.destroy();
     this.tasks = [];
+  }
+
+  /** The scheduled run: received images first, then whole settled studies (whose images are gone by then). */
+  async runRetention(now = Date.now()): Promise<{ images: RetentionResult; results: ResultRetentionResult }> {
+    const images = await this.retention(now);
+    return { images, results: await this.resultRetention(now) };
   }
 
   async retention(now = Date.now()): Promise<RetentionResult> {
@@ -82,8 +144,7 @@ export class Housekeeping {
     if (days <= 0) return result;
     const cutoff = now - days * DAY_MS;
     const settled = `(i.study_uid IS NULL OR EXISTS (SELECT 1 FROM studies s WHERE s.study_uid = i.study_uid AND s.status IN ('processed','failed') AND s.last_received_at < @cutoff))
-      AND NOT EXISTS (SELECT 1 FROM sends x WHERE x.study_uid = i.study_uid AND (x.status = 'pending' OR (x.status = 'failed'
-        AND NOT EXISTS (SELECT 1 FROM failure_dismissals d WHERE d.kind = 'send' AND d.key = CAST(x.id AS TEXT) AND d.at >= x.updated_at))))`;
+      AND NOT EXISTS (SELECT 1 FROM sends x WHERE x.study_uid = i.study_uid AND ${UNSETTLED_SEND})`;
     const due = this.db
       .prepare(`SELECT i.sop_instance_uid AS sop, i.path, i.bytes FROM instances i WHERE i.purged_at IS NULL AND i.received_at < @cutoff AND ${settled} LIMIT 5000`)
       .all({ cutoff }) as { sop: string; path: string; bytes: number }[];
@@ -111,8 +172,106 @@ export class Housekeeping {
     }
     if (result.deletedFiles) {
       this.opts.audit.add({ username: 'system', action: 'housekeeping.retention', outcome: 'ok', detail: { retentionDays: days, ...result } }, now);
+      this.opts.gateway.store.addEvent('housekeeping.retention', null, { files: result.deletedFiles, bytes: result.bytes }, now);
     }
     return result;
+  }
+
+  /**
+   * Removes settled studies in which nothing happened for resultRetentionDays: rows first (one
+   * transaction per study, with its audit row), then files. A kill -9 between the two leaves
+   * files without rows, which the orphan sweep at the start of a later run removes. At most
+   * RESULT_BATCH studies per run.
+   */
+  async resultRetention(now = Date.now()): Promise<ResultRetentionResult> {
+    const days = this.opts.settings.resultRetentionDays;
+    const result: ResultRetentionResult = { studies: 0, files: 0, bytes: 0, keptUnsettled: 0, more: false, rejectedRows: 0, orphans: await this.removeResultOrphans(now) };
+    if (days <= 0) return result;
+    const cutoff = now - days * DAY_MS;
+    const store = this.opts.gateway.store;
+    const batch = this.opts.resultBatch ?? RESULT_BATCH;
+    const due = (this.db.prepare(`SELECT s.study_uid AS uid FROM studies s WHERE ${QUIET} AND ${SETTLED} ORDER BY s.last_received_at LIMIT ?`).all({ cutoff }, batch + 1) as { uid: string }[]).map(
+      (r) => r.uid,
+    );
+    result.more = due.length > batch;
+    const stillDue = this.db.prepare(`SELECT 1 FROM studies s WHERE s.study_uid = @uid AND ${QUIET} AND ${SETTLED}`);
+    for (const uid of due.slice(0, batch)) {
+      if (store.isClosed) break;
+      // checked again in the transaction: the study may have been received again since the list was read
+      const paths = this.db.transaction(() => {
+        if (!stillDue.get({ uid, cutoff })) return null;
+        const { images, results } = store.deleteStudyRows(uid);
+        this.opts.audit.add(
+          { username: 'system', action: 'housekeeping.result_retention', outcome: 'ok', studyUid: uid, detail: { resultRetentionDays: days, resultFiles: results.length } },
+          now,
+        );
+        return [...images, ...results];
+      })();
+      if (!paths) continue;
+      result.studies++;
+      const removed = await removeStudyFiles(this.opts.dataDir, uid, paths);
+      result.files += removed.files;
+      result.bytes += removed.bytes;
+    }
+    if (!store.isClosed) {
+      result.rejectedRows = this.db.transaction(() => {
+        const sops = (this.db.prepare(`SELECT sop_instance_uid AS sop FROM instances WHERE ${REJECTED_DONE} LIMIT ?`).all({ cutoff }, batch) as { sop: string }[]).map((r) => r.sop);
+        const del = (sql: string) => this.db.prepare(sql);
+        for (const sop of sops) {
+          del('DELETE FROM instances WHERE sop_instance_uid = ?').run(sop);
+          del("DELETE FROM failure_dismissals WHERE kind = 'instance' AND key = ?").run(sop);
+        }
+        // events about no study: refused files, discards of them, housekeeping's own counts
+        del('DELETE FROM events WHERE study_uid IS NULL AND at < ?').run(cutoff);
+        return sops.length;
+      })();
+      result.keptUnsettled = (this.db.prepare(`SELECT COUNT(*) AS n FROM studies s WHERE ${QUIET} AND NOT (${SETTLED})`).get({ cutoff }) as { n: number }).n;
+    }
+    if (result.studies || result.keptUnsettled || result.rejectedRows) {
+      this.log.info({ resultRetentionDays: days, ...result }, 'result retention: settled studies removed (results and records; the audit log keeps one row each)');
+    }
+    if (result.studies) store.addEvent('housekeeping.result_retention', null, { studies: result.studies, files: result.files, bytes: result.bytes }, now);
+    return result;
+  }
+
+  /**
+   * Removes files under results/ that no output row points to and that are older than a day: left
+   * by a crash between a study's rows going and its files (result retention, a dashboard delete),
+   * or by a run that died before filing its results. Then the emptied folders that were as old.
+   */
+  private async removeResultOrphans(now: number): Promise<number> {
+    const root = path.join(path.resolve(this.opts.dataDir), 'results');
+    let entries: Dirent[];
+    try {
+      entries = await fsp.readdir(root, { recursive: true, withFileTypes: true });
+    } catch {
+      return 0; // no results folder yet
+    }
+    const known = new Set((this.db.prepare('SELECT path FROM outputs').all() as { path: string }[]).map((r) => path.resolve(r.path)));
+    const recorded = this.db.prepare('SELECT 1 FROM outputs WHERE path = ?');
+    // a folder's age is read before anything in it goes (removing a file makes its folder new); a
+    // run folder being written now is new, and so is the study folder a new run was just added to
+    const oldDirs: string[] = [];
+    let removed = 0;
+    for (const e of entries) {
+      const f = path.join(e.parentPath, e.name);
+      try {
+        const age = now - (await fsp.lstat(f)).mtimeMs;
+        if (e.isDirectory()) {
+          if (age >= ORPHAN_AGE_MS) oldDirs.push(f);
+          continue;
+        }
+        if (known.has(f) || age < ORPHAN_AGE_MS || recorded.get(f)) continue;
+        await fsp.unlink(f);
+        removed++;
+      } catch {
+        /* gone meanwhile */
+      }
+    }
+    // deepest first; rmdir leaves a folder that still has something in it
+    for (const d of oldDirs.sort((a, b) => b.length - a.length)) await fsp.rmdir(d).catch(() => undefined);
+    if (removed) this.log.warn({ removed }, 'result retention: result files no record points to were removed (left by a crash between a study\'s rows and its files)');
+    return removed;
   }
 
   /** Removes .dcm files under instances/ that no instance row points to and that are older than a day. */
@@ -179,6 +338,8 @@ export class Housekeeping {
       sendsRetrying: n("SELECT COUNT(*) AS n FROM sends WHERE status = 'pending' AND attempts > 0"),
       sendsFailed: n("SELECT COUNT(*) AS n FROM sends WHERE status = 'failed'"),
       filesDeletedByRetention: n('SELECT COUNT(*) AS n FROM instances WHERE purged_at >= ?', since),
+      studiesRemovedByResultRetention: n("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'housekeeping.result_retention' AND at >= ?", since),
+      bytesFreedByResultRetention: n("SELECT IFNULL(SUM(json_extract(detail, '$.bytes')), 0) AS n FROM events WHERE kind = 'housekeeping.result_retention' AND at >= ?", since),
     };
     this.log.info({ summary: line }, 'daily summary');
     return line;

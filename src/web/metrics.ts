@@ -40,6 +40,9 @@ export class PipelineMetrics {
   private readonly sendAttempts: client.Counter<'destination' | 'result'>;
   private readonly sendFailures: client.Counter<'destination'>;
   private readonly events: client.Counter<'kind'>;
+  private readonly retentionFiles: client.Counter<'what'>;
+  private readonly retentionBytes: client.Counter<'what'>;
+  private readonly retentionStudies: client.Counter;
 
   constructor(
     private readonly store: Store,
@@ -95,6 +98,14 @@ export class PipelineMetrics {
       registers: [r],
     });
     this.events = new client.Counter({ name: 'sonogate_events_total', help: 'Pipeline events recorded, by kind', labelNames: ['kind'], registers: [r] });
+    this.retentionFiles = new client.Counter({
+      name: 'sonogate_retention_deleted_files_total',
+      help: 'Files deleted by housekeeping retention: received images (images) and the results of removed studies (results)',
+      labelNames: ['what'],
+      registers: [r],
+    });
+    this.retentionBytes = new client.Counter({ name: 'sonogate_retention_deleted_bytes_total', help: 'Bytes freed by housekeeping retention (images / results)', labelNames: ['what'], registers: [r] });
+    this.retentionStudies = new client.Counter({ name: 'sonogate_retention_removed_studies_total', help: 'Studies removed entirely (results and records) by result retention', registers: [r] });
 
     const db = store.db;
     const gaugeRows = <T>(sql: string) => (store.isClosed ? [] : (db.prepare(sql).all() as T[]));
@@ -231,6 +242,11 @@ export class PipelineMetrics {
       this.studies.inc({ outcome: 'failed', label: '', reason: String(detail.reason ?? 'unknown') });
     } else if (e.kind === 'instance.failed') {
       this.instanceOutcomes.inc({ status: 'failed', reason: String(detail.reason ?? 'unknown') });
+    } else if (e.kind === 'housekeeping.retention' || e.kind === 'housekeeping.result_retention') {
+      const what = e.kind === 'housekeeping.retention' ? 'images' : 'results';
+      this.retentionFiles.inc({ what }, Number(detail.files) || 0);
+      this.retentionBytes.inc({ what }, Number(detail.bytes) || 0);
+      if (what === 'results') this.retentionStudies.inc(Number(detail.studies) || 0);
     } else if (e.kind === 'job.done' && e.studyUid) {
       this.studies.inc({ outcome: 'processed', label: String(detail.label ?? 'none'), reason: '' });
       this.observeJob(e.studyUid, Number(detail.jobId));

@@ -113,12 +113,15 @@ export class StudyActions {
 
   /** Hides a failed study or instance from the Failures page (until it fails again). */
   discardFailure(kind: 'study' | 'instance', key: string, by: string, now = Date.now()): ActionResult {
-    const exists =
+    const failed = (
       kind === 'study'
-        ? this.db.prepare("SELECT 1 FROM studies WHERE study_uid = ? AND status = 'failed'").get(key)
-        : this.db.prepare("SELECT 1 FROM instances WHERE sop_instance_uid = ? AND status = 'failed'").get(key);
-    if (!exists) return { ok: false, code: 'not_found', message: `no failed ${kind} with that UID` };
+        ? this.db.prepare("SELECT study_uid AS studyUid FROM studies WHERE study_uid = ? AND status = 'failed'").get(key)
+        : this.db.prepare("SELECT study_uid AS studyUid FROM instances WHERE sop_instance_uid = ? AND status = 'failed'").get(key)
+    ) as { studyUid: string | null } | undefined;
+    if (!failed) return { ok: false, code: 'not_found', message: `no failed ${kind} with that UID` };
     this.dismiss(kind, key, by, now);
+    // on the study's record like every admin action (result retention counts its time from the last one)
+    this.store.addEvent('failure.discarded', failed.studyUid, { by, kind, ...(kind === 'instance' ? { sopInstanceUid: key } : {}) }, now);
     return { ok: true };
   }
 

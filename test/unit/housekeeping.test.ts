@@ -1,7 +1,8 @@
 /**
  * Housekeeping on a real store (SQLite + files), with the clock passed in: retention deletes
  * old received images but never one whose study still has an undelivered result; the retry
- * sweep brings failed sends back; the daily summary is counts only.
+ * sweep brings failed sends back; the daily summary is counts only. Result retention removes a
+ * settled study entirely (results and rows, not the audit log), and only one that owes nothing.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -12,6 +13,7 @@ import { Store } from '../../src/store/store';
 import { AuditLog } from '../../src/web/audit';
 import { StudyActions } from '../../src/web/studyActions';
 import { Housekeeping } from '../../src/housekeeping/housekeeping';
+import { PipelineMetrics } from '../../src/web/metrics';
 import { silentLogger, tempDir } from '../helpers/gatewayHarness';
 
 const DAY = 24 * 3600_000;
@@ -19,18 +21,19 @@ const T0 = Date.UTC(2026, 0, 10, 12);
 const SC = '1.2.840.10008.5.1.4.1.1.7';
 const US = '1.2.840.10008.5.1.4.1.1.6.1';
 
-function setup(retentionDays = 30, logger = silentLogger()) {
+function setup(retentionDays = 30, logger = silentLogger(), results: { days?: number; batch?: number } = {}) {
   const dataDir = tempDir('housekeeping');
   const store = Store.open(dataDir);
   const kicks: number[] = [];
   const gateway = { store, destination: () => undefined, kickSender: () => kicks.push(Date.now()) };
   const hk = new Housekeeping({
-    settings: { retentionDays, retentionSchedule: '30 3 * * *', retrySweepSchedule: '*/10 * * * *', summarySchedule: '0 7 * * *' },
+    settings: { retentionDays, resultRetentionDays: results.days ?? 90, retentionSchedule: '30 3 * * *', retrySweepSchedule: '*/10 * * * *', summarySchedule: '0 7 * * *' },
     gateway,
     dataDir,
     destinations: ['pacs'],
     audit: new AuditLog(store.db),
     logger,
+    resultBatch: results.batch,
   });
 
   /** A study received at `at`, processed (one overlay output, one send to pacs) unless `processed` is false. */
@@ -168,10 +171,209 @@ test('housekeeping schedules are validated: a bad cron expression names its key'
   expect(() => parseConfig({ housekeeping: { retentionSchedule: '61 * * * *' } })).toThrow(ConfigError);
   expect(() => parseConfig({ housekeeping: { retentionSchedule: '61 * * * *' } })).toThrow(/housekeeping\.retentionSchedule: not a valid cron expression/);
   expect(() => parseConfig({ housekeeping: { retentionDays: -1 } })).toThrow(/housekeeping\.retentionDays/);
-  expect(parseConfig({}).housekeeping).toEqual({ retentionDays: 30, retentionSchedule: '30 3 * * *', retrySweepSchedule: '*/10 * * * *', summarySchedule: '0 7 * * *' });
+  // results are kept at least as long as the images they were made from (records go after images)
+  expect(() => parseConfig({ housekeeping: { retentionDays: 30, resultRetentionDays: 7 } })).toThrow(/housekeeping\.resultRetentionDays: must be 0 \(keep results forever\) or at least housekeeping\.retentionDays/);
+  expect(parseConfig({ housekeeping: { retentionDays: 30, resultRetentionDays: 0 } }).housekeeping.resultRetentionDays).toBe(0);
+  expect(parseConfig({ housekeeping: { retentionDays: 30, resultRetentionDays: 30 } }).housekeeping.resultRetentionDays).toBe(30);
+  expect(parseConfig({}).housekeeping).toEqual({ retentionDays: 30, resultRetentionDays: 90, retentionSchedule: '30 3 * * *', retrySweepSchedule: '*/10 * * * *', summarySchedule: '0 7 * * *' });
   expect(parseConfig({}).http).toMatchObject({ trustProxy: false, secureCookie: 'auto', sessionIdleMinutes: 60, loginRateLimit: { max: 10, windowSeconds: 900 } });
   // timers: at most a day (past 24.8 days Node would fire them at once), first retry within the last
   expect(() => parseConfig({ study: { quietSeconds: 3e6 } })).toThrow(/study\.quietSeconds/);
   expect(() => parseConfig({ dicom: { associationTimeoutSeconds: 3e6 } })).toThrow(/dicom\.associationTimeoutSeconds/);
   expect(() => parseConfig({ send: { initialDelaySeconds: 900, maxDelaySeconds: 600 } })).toThrow(/send\.initialDelaySeconds: initialDelaySeconds must not exceed maxDelaySeconds/);
+});
+
+/** Rows a study has in each table (the audit log is counted apart: it stays). */
+function rowsOf(store: Store, uid: string): Record<string, number> {
+  const n = (sql: string) => (store.db.prepare(sql).get(uid) as { n: number }).n;
+  return {
+    ...Object.fromEntries(['studies', 'instances', 'jobs', 'outputs', 'sends', 'events'].map((t) => [t, n(`SELECT COUNT(*) AS n FROM ${t} WHERE study_uid = ?`)])),
+    dismissals: n("SELECT COUNT(*) AS n FROM failure_dismissals WHERE key = ? OR kind = 'send'"),
+  };
+}
+const NONE = { studies: 0, instances: 0, jobs: 0, outputs: 0, sends: 0, events: 0, dismissals: 0 };
+
+/** Sets the file (or the folder and everything in it) to have been written `ms` ago. */
+function backdate(target: string, ms: number) {
+  const t = (Date.now() - ms) / 1000;
+  const inside = fs.statSync(target).isDirectory() ? fs.readdirSync(target, { recursive: true }).map((f) => path.join(target, String(f))) : [];
+  for (const f of [...inside, target]) fs.utimesSync(f, t, t);
+}
+
+test('result retention removes a settled study quiet for N days entirely, results and rows, and keeps its audit trail', async () => {
+  const { dataDir, store, hk, study, send } = setup(30, silentLogger(), { days: 90 });
+  const audit = new AuditLog(store.db);
+  const s = study('2.25.1', T0);
+  store.markSendSent(send('2.25.1').id, send('2.25.1').generation, 0, T0 + 4000);
+  audit.add({ username: 'alice', action: 'study.view', outcome: 'ok', studyUid: '2.25.1' }, T0 + 5000);
+  const metrics = new PipelineMetrics(store, { name: 'm', version: '1', provider: 'cpu' }, T0);
+
+  // day 89: the received image goes (retentionDays 30), the results and rows stay
+  let r = await hk.runRetention(T0 + 89 * DAY);
+  expect([r.images.deletedFiles, r.results.studies]).toEqual([1, 0]);
+  expect(fs.existsSync(s.output)).toBe(true);
+  expect(rowsOf(store, '2.25.1')).toMatchObject({ studies: 1, outputs: 1, sends: 1 });
+
+  r = await hk.runRetention(T0 + 91 * DAY);
+  expect(r.results).toMatchObject({ studies: 1, files: 1, bytes: 500, keptUnsettled: 0, more: false, orphans: 0 });
+  expect(fs.existsSync(s.output)).toBe(false);
+  expect(fs.readdirSync(path.join(dataDir, 'results'))).toEqual([]); // nor a folder moved aside
+  expect(fs.existsSync(path.join(dataDir, 'instances', '2.25.1'))).toBe(false);
+  expect(rowsOf(store, '2.25.1')).toEqual(NONE);
+  expect(store.db.pragma('foreign_key_check')).toEqual([]);
+  const trail = audit.list({ studyUid: '2.25.1' }).items;
+  expect(trail.map((a) => [a.username, a.action, a.outcome])).toEqual([
+    ['system', 'housekeeping.result_retention', 'ok'],
+    ['alice', 'study.view', 'ok'],
+  ]);
+  expect(hk.summary(T0 + 91 * DAY)).toMatchObject({ studiesRemovedByResultRetention: 1, bytesFreedByResultRetention: 500 });
+  const text = await metrics.render();
+  expect(text).toMatch(/sonogate_retention_removed_studies_total 1\n/);
+  expect(text).toMatch(/sonogate_retention_deleted_bytes_total\{what="results"\} 500\n/);
+  expect(text).toMatch(/sonogate_retention_deleted_bytes_total\{what="images"\} 1000\n/);
+
+  // received again: a new study, analysed from run 1 (the same deterministic result UIDs go out again)
+  const again = study('2.25.1', T0 + 92 * DAY);
+  expect(store.getStudy('2.25.1')).toMatchObject({ status: 'processed', runCount: 1 });
+  expect(again.output).toBe(path.join(dataDir, 'results', '2.25.1', 'run-1', 'overlay.dcm'));
+  expect(send('2.25.1')).toMatchObject({ status: 'pending', attempts: 0 });
+  store.close();
+});
+
+test('result retention keeps a study that owes something (unsent, failed and not discarded, in the pipeline) or had activity lately', async () => {
+  const { dataDir, store, hk, study, send } = setup(30, silentLogger(), { days: 90 });
+  const actions = new StudyActions({ store, kickSender: () => undefined } as never, dataDir);
+  const pending = study('2.25.2', T0);
+  const failedSend = study('2.25.3', T0);
+  store.markSendFailed(send('2.25.3').id, send('2.25.3').generation, 'send.refused: A900', T0 + 4000);
+  const late = study('2.25.4', T0); // delivered on day 80: the delivery is its last activity
+  store.markSendSent(send('2.25.4').id, send('2.25.4').generation, 0, T0 + 80 * DAY);
+  // delivered, its image deleted on day 31, then re-sent from the dashboard: pending again
+  const resent = study('2.25.8', T0);
+  store.markSendSent(send('2.25.8').id, send('2.25.8').generation, 0, T0 + 4000);
+  expect((await hk.retention(T0 + 31 * DAY)).deletedFiles).toBe(2); // 2.25.8's and 2.25.4's images
+  store.resetSends([send('2.25.8').id], T0 + 32 * DAY);
+  const receiving = study('2.25.5', T0, { processed: false });
+  study('2.25.7', T0, { processed: false }); // its analysis failed
+  store.queueStudyIfQuiet('2.25.7', 0, T0 + 1000);
+  store.failJob(store.claimNextJob(() => path.join(dataDir, 'results', 'x'), T0 + 2000)!.jobId, 'decode.failed', 'x', T0 + 3000);
+  expect(store.getStudy('2.25.7')!.status).toBe('failed');
+  const queued = study('2.25.6', T0, { processed: false });
+  store.queueStudyIfQuiet('2.25.6', 0, T0 + 1000);
+
+  const r = (await hk.runRetention(T0 + 91 * DAY)).results;
+  expect(r).toMatchObject({ studies: 0, keptUnsettled: 3 }); // pending, failedSend, 2.25.7
+  expect((await hk.runRetention(T0 + 123 * DAY)).results).toMatchObject({ studies: 0 }); // 2.25.8 quiet, but owes a send
+  expect(fs.existsSync(resent.output)).toBe(true);
+  for (const uid of ['2.25.2', '2.25.3', '2.25.4', '2.25.5', '2.25.6', '2.25.7']) expect(store.getStudy(uid)).toBeDefined();
+  for (const kept of [pending, failedSend, late]) expect(fs.existsSync(kept.output)).toBe(true);
+  expect([receiving, queued].map((k) => fs.existsSync(k.file))).toEqual([true, true]); // never even their images
+
+  // once delivered or discarded, each goes after N quiet days, counted from that moment
+  store.markSendSent(send('2.25.2').id, send('2.25.2').generation, 0, T0 + 91 * DAY);
+  actions.discardSend(send('2.25.3').id, 'alice', T0 + 91 * DAY);
+  expect(actions.discardFailure('study', '2.25.7', 'alice', T0 + 91 * DAY)).toEqual({ ok: true });
+  expect((await hk.runRetention(T0 + 171 * DAY)).results).toMatchObject({ studies: 1, keptUnsettled: 1 }); // 2.25.4: quiet since day 80; 2.25.8 still owes
+  expect(store.getStudy('2.25.4')).toBeUndefined();
+  expect(fs.existsSync(late.output)).toBe(false);
+  expect((await hk.runRetention(T0 + 182 * DAY)).results).toMatchObject({ studies: 3 });
+  for (const uid of ['2.25.2', '2.25.3', '2.25.7']) expect(rowsOf(store, uid)).toEqual(NONE);
+  for (const uid of ['2.25.5', '2.25.6']) expect(store.getStudy(uid)).toBeDefined();
+  store.close();
+});
+
+test('result retention 0 keeps results and records forever (received images still go)', async () => {
+  const { store, hk, study, send } = setup(30, silentLogger(), { days: 0 });
+  const s = study('2.25.1', T0);
+  store.markSendSent(send('2.25.1').id, send('2.25.1').generation, 0, T0 + 4000);
+  const r = await hk.runRetention(T0 + 3650 * DAY);
+  expect([r.images.deletedFiles, r.results.studies]).toEqual([1, 0]);
+  expect(fs.existsSync(s.output)).toBe(true);
+  expect(rowsOf(store, '2.25.1')).toMatchObject({ studies: 1, instances: 1, outputs: 1, sends: 1 });
+  store.close();
+});
+
+test('with received images kept forever (retentionDays 0), result retention keeps their studies too: records go only after images', async () => {
+  const { store, hk, study, send } = setup(0, silentLogger(), { days: 90 });
+  const s = study('2.25.1', T0);
+  store.markSendSent(send('2.25.1').id, send('2.25.1').generation, 0, T0 + 4000);
+  expect((await hk.runRetention(T0 + 3650 * DAY)).results).toMatchObject({ studies: 0, keptUnsettled: 1 });
+  expect([fs.existsSync(s.file), fs.existsSync(s.output)]).toEqual([true, true]);
+  expect(store.getInstance(s.sop)).toMatchObject({ path: s.file });
+  store.close();
+});
+
+test('result retention takes at most a batch of studies per run; the next run goes on', async () => {
+  const { store, hk, study, send } = setup(30, silentLogger(), { days: 90, batch: 2 });
+  for (const uid of ['2.25.1', '2.25.2', '2.25.3']) {
+    study(uid, T0);
+    store.markSendSent(send(uid).id, send(uid).generation, 0, T0 + 4000);
+  }
+  expect((await hk.runRetention(T0 + 91 * DAY)).results).toMatchObject({ studies: 2, more: true });
+  expect((await hk.runRetention(T0 + 91 * DAY)).results).toMatchObject({ studies: 1, more: false });
+  expect(store.listStudies()).toEqual([]);
+  store.close();
+});
+
+test('the rows of refused files go with result retention once their file is gone and their failure discarded', async () => {
+  const { dataDir, store, hk } = setup(30, silentLogger(), { days: 90 });
+  const refuse = (sop: string) => {
+    const file = path.join(dataDir, 'failed', `${sop}.dcm`);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, Buffer.alloc(10));
+    store.recordRejectedInstance({ sopInstanceUid: sop, sopClassUid: US, transferSyntaxUid: '1.2.840.10008.1.2', path: file, bytes: 10, callingAe: 'US', callingHost: '127.0.0.1', reason: 'decode.header', message: 'x' }, T0);
+  };
+  refuse('2.25.50');
+  refuse('2.25.51');
+  new StudyActions({ store, kickSender: () => undefined } as never, dataDir).discardFailure('instance', '2.25.50', 'alice', T0 + 3600_000);
+  expect((await hk.runRetention(T0 + 91 * DAY)).results.rejectedRows).toBe(1);
+  expect(store.getInstance('2.25.50')).toBeUndefined();
+  expect(store.getInstance('2.25.51')).toMatchObject({ status: 'failed' }); // still on the Failures page
+  expect(store.db.prepare('SELECT COUNT(*) AS n FROM failure_dismissals').get()).toEqual({ n: 0 });
+  expect(store.db.prepare('SELECT COUNT(*) AS n FROM events WHERE study_uid IS NULL AND at < ?').get(T0 + 2 * DAY)).toEqual({ n: 0 });
+  store.close();
+});
+
+test('result files no row points to are removed once a day old, even with result retention off; recorded and newer ones stay', async () => {
+  const { dataDir, store, hk, study } = setup(0, silentLogger(), { days: 0 });
+  const recorded = study('2.25.7', Date.now() - 3 * DAY);
+  backdate(path.join(dataDir, 'results'), 3 * DAY);
+  const put = (rel: string, ageMs: number) => {
+    const f = path.join(dataDir, 'results', rel);
+    fs.mkdirSync(path.dirname(f), { recursive: true });
+    fs.writeFileSync(f, Buffer.alloc(10));
+    backdate(path.join(dataDir, 'results', rel.split('/')[0]), ageMs);
+    return f;
+  };
+  const orphan = put('2.25.8/run-1/seg-2.25.8.9.dcm', 2 * DAY);
+  const fresh = put('2.25.9/run-1/sr-2.25.9.9.dcm', 3600_000);
+  const temp = path.join(path.dirname(recorded.output), '.sr-1.dcm.0a1b.tmp'); // a write cut short
+  fs.writeFileSync(temp, Buffer.alloc(10));
+  backdate(temp, 2 * DAY);
+
+  expect((await hk.resultRetention(Date.now())).orphans).toBe(2);
+  expect([orphan, temp, fresh, recorded.output].map((f) => fs.existsSync(f))).toEqual([false, false, true, true]);
+  expect(fs.existsSync(path.join(dataDir, 'results', '2.25.8'))).toBe(false); // emptied folders go too
+  store.close();
+});
+
+test('a kill -9 after a study\'s rows went and before its files did leaves only orphans, which the next run removes', async () => {
+  const { dataDir, store, hk, study, send } = setup(30, silentLogger(), { days: 90 });
+  const now = Date.now();
+  const s = study('2.25.10', now - 100 * DAY);
+  store.markSendSent(send('2.25.10').id, send('2.25.10').generation, 0, now - 100 * DAY);
+  // the transaction committed (rows and audit row), the process died before removeStudyFiles
+  store.deleteStudyRows('2.25.10');
+  // and one died after moving a study's results aside (results/.deleted-<uid>-<ms>), before removing them
+  const aside = path.join(dataDir, 'results', '.deleted-2.25.11-1700000000000', 'run-1', 'sr-2.25.11.9.dcm');
+  fs.mkdirSync(path.dirname(aside), { recursive: true });
+  fs.writeFileSync(aside, Buffer.alloc(10));
+  backdate(path.join(dataDir, 'results'), 100 * DAY);
+  backdate(s.file, 100 * DAY);
+
+  const r = await hk.runRetention(now);
+  expect([r.images.orphans, r.results.orphans, r.results.studies]).toEqual([1, 2, 0]);
+  expect([s.file, s.output, aside].map((f) => fs.existsSync(f))).toEqual([false, false, false]);
+  expect(fs.readdirSync(path.join(dataDir, 'results'))).toEqual([]);
+  store.close();
 });
