@@ -149,7 +149,11 @@ export function apiRouter(deps: ApiDeps): Router {
     const uid = param(req, 'uid');
     const d = queries.study(uid);
     if (!d) {
-      res.status(404).json({ error: 'not_found', message: 'no such study' });
+      // a study removed on purpose says so, and where its trace is
+      const gone = audit.removal(uid);
+      const how = gone?.action === 'study.delete' ? `deleted by ${gone.username ?? 'an admin'}` : 'removed by result retention (housekeeping.resultRetentionDays)';
+      const message = gone ? `this study was ${how} on ${new Date(gone.at).toISOString()}; the audit log keeps the record` : 'no such study';
+      res.status(404).json({ error: 'not_found', message });
       return;
     }
     auditView(req, res, uid);

@@ -58,6 +58,16 @@ export class AuditLog {
       .get(username, action, studyUid, now - withinMs);
   }
 
+  /**
+   * How a study that is no longer on record went: its last successful delete (an admin's) or
+   * removal by result retention. The audit row is the study's only trace (no tombstone is kept).
+   */
+  removal(studyUid: string): { at: number; username: string | null; action: string } | undefined {
+    return this.db
+      .prepare("SELECT at, username, action FROM audit_log WHERE study_uid = ? AND action IN ('study.delete','housekeeping.result_retention') AND outcome = 'ok' ORDER BY id DESC LIMIT 1")
+      .get(studyUid) as { at: number; username: string | null; action: string } | undefined;
+  }
+
   list(opts: { limit?: number; offset?: number; studyUid?: string; username?: string; action?: string } = {}): { total: number; items: AuditRow[] } {
     const where: string[] = [];
     const args: unknown[] = [];

@@ -349,7 +349,9 @@ d('dashboard API', () => {
     const r = await c.post(`/api/studies/${uid}/delete`);
     expect(r.status).toBe(200);
     expect(r.body.files).toBe(files.length);
-    expect((await c.get(`/api/studies/${uid}`)).status).toBe(404);
+    const gone = await c.get(`/api/studies/${uid}`);
+    expect(gone.status).toBe(404);
+    expect(gone.body.message).toMatch(/^this study was deleted by admin on 20\d\d-.*; the audit log keeps the record$/);
     expect(files.some((x) => fs.existsSync(x))).toBe(false);
     expect(gateway.store.listSends({ studyUid: uid })).toEqual([]);
     expect(fs.existsSync(path.join(dir, 'data', 'results', uid))).toBe(false);

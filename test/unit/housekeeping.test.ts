@@ -226,6 +226,7 @@ test('result retention removes a settled study quiet for N days entirely, result
     ['system', 'housekeeping.result_retention', 'ok'],
     ['alice', 'study.view', 'ok'],
   ]);
+  expect(audit.removal('2.25.1')).toEqual({ at: T0 + 91 * DAY, username: 'system', action: 'housekeeping.result_retention' }); // what the dashboard says instead of the study
   expect(hk.summary(T0 + 91 * DAY)).toMatchObject({ studiesRemovedByResultRetention: 1, bytesFreedByResultRetention: 500 });
   const text = await metrics.render();
   expect(text).toMatch(/sonogate_retention_removed_studies_total 1\n/);
