@@ -67,8 +67,12 @@ export interface ResultRetentionResult {
 /** A file must be this old before it counts as an orphan: one being filed right now has no row yet. */
 const ORPHAN_AGE_MS = DAY_MS;
 
-/** Studies removed per run at most: each is one short transaction, and the files are removed between them. */
-export const RESULT_BATCH = 1000;
+/**
+ * Studies removed per run at most (about 3 minutes here, far above a department's daily intake), read
+ * RESULT_CHUNK at a time. Each study is one short transaction, its files are removed between them.
+ */
+export const RESULT_BATCH = 10_000;
+const RESULT_CHUNK = 500;
 
 /** SQL over a send `x`: it still owes a delivery (pending, retrying, or failed and not discarded). */
 const UNSETTLED_SEND = `(x.status = 'pending' OR (x.status = 'failed' AND ${notDiscarded('send', 'CAST(x.id AS TEXT)', 'x.updated_at')}))`;
@@ -190,29 +194,32 @@ export class Housekeeping {
     const cutoff = now - days * DAY_MS;
     const store = this.opts.gateway.store;
     const batch = this.opts.resultBatch ?? RESULT_BATCH;
-    const due = (this.db.prepare(`SELECT s.study_uid AS uid FROM studies s WHERE ${QUIET} AND ${SETTLED} ORDER BY s.last_received_at LIMIT ?`).all({ cutoff }, batch + 1) as { uid: string }[]).map(
-      (r) => r.uid,
-    );
-    result.more = due.length > batch;
+    // read in chunks, in no particular order (an ORDER BY would evaluate every candidate first)
+    const list = this.db.prepare(`SELECT s.study_uid AS uid FROM studies s WHERE ${QUIET} AND ${SETTLED} LIMIT ?`);
     const stillDue = this.db.prepare(`SELECT 1 FROM studies s WHERE s.study_uid = @uid AND ${QUIET} AND ${SETTLED}`);
-    for (const uid of due.slice(0, batch)) {
-      if (store.isClosed) break;
-      // checked again in the transaction: the study may have been received again since the list was read
-      const paths = this.db.transaction(() => {
-        if (!stillDue.get({ uid, cutoff })) return null;
-        const { images, results } = store.deleteStudyRows(uid);
-        this.opts.audit.add(
-          { username: 'system', action: 'housekeeping.result_retention', outcome: 'ok', studyUid: uid, detail: { resultRetentionDays: days, resultFiles: results.length } },
-          now,
-        );
-        return [...images, ...results];
-      })();
-      if (!paths) continue;
-      result.studies++;
-      const removed = await removeStudyFiles(this.opts.dataDir, uid, paths);
-      result.files += removed.files;
-      result.bytes += removed.bytes;
+    for (let progress = true; progress && result.studies < batch && !store.isClosed; ) {
+      progress = false;
+      for (const { uid } of list.all({ cutoff }, Math.min(RESULT_CHUNK, batch - result.studies)) as { uid: string }[]) {
+        if (store.isClosed) break;
+        // checked again in the transaction: the study may have been received again since the list was read
+        const paths = this.db.transaction(() => {
+          if (!stillDue.get({ uid, cutoff })) return null;
+          const { images, results } = store.deleteStudyRows(uid);
+          this.opts.audit.add(
+            { username: 'system', action: 'housekeeping.result_retention', outcome: 'ok', studyUid: uid, detail: { resultRetentionDays: days, resultFiles: results.length } },
+            now,
+          );
+          return [...images, ...results];
+        })();
+        if (!paths) continue;
+        progress = true;
+        result.studies++;
+        const removed = await removeStudyFiles(this.opts.dataDir, uid, paths);
+        result.files += removed.files;
+        result.bytes += removed.bytes;
+      }
     }
+    result.more = !store.isClosed && list.all({ cutoff }, 1).length > 0;
     if (!store.isClosed) {
       result.rejectedRows = this.db.transaction(() => {
         const sops = (this.db.prepare(`SELECT sop_instance_uid AS sop FROM instances WHERE ${REJECTED_DONE} LIMIT ?`).all({ cutoff }, batch) as { sop: string }[]).map((r) => r.sop);
