@@ -1,0 +1,114 @@
+/**
+ * What result retention frees: N synthetic settled studies (one single-frame image of 121 KB,
+ * results the size the load test measured: 0.48 MB per image) are filed through the store's own API, delivered, and left quiet for 100 days; then
+ * one housekeeping run (images, then results and records). Prints the data folder and database
+ * sizes before and after, the event loop's longest stall during the run, and what happens to the
+ * database file when as many new studies arrive afterwards (freed pages are reused).
+ *
+ *   npm run bench:retention -- [studies=200]
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Housekeeping } from '../src/housekeeping/housekeeping';
+import { createLogger } from '../src/log';
+import { Store } from '../src/store/store';
+import { AuditLog } from '../src/web/audit';
+
+const DAY = 86_400_000;
+const N = Number(process.argv[2] ?? 200);
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sonogate-retention-'));
+const store = Store.open(dataDir);
+
+function fileStudy(uid: string, at: number): void {
+  const sop = `${uid}.1.1`;
+  const image = path.join(dataDir, 'instances', uid, `${uid}.1`, `${sop}.dcm`);
+  fs.mkdirSync(path.dirname(image), { recursive: true });
+  fs.writeFileSync(image, Buffer.alloc(121 * 1024, 7));
+  store.recordInstance({ sopInstanceUid: sop, sopClassUid: '1.2.840.10008.5.1.4.1.1.6.1', transferSyntaxUid: '1.2.840.10008.1.2.1', studyUid: uid, seriesUid: `${uid}.1`, path: image, bytes: 121 * 1024, callingAe: 'US', callingHost: '127.0.0.1', patientName: 'Test^Patient' }, at);
+  store.queueStudyIfQuiet(uid, 0, at + 1000);
+  const job = store.claimNextJob((s, run) => path.join(dataDir, 'results', s, `run-${run}`), at + 2000)!;
+  fs.mkdirSync(job.outDir, { recursive: true });
+  // overlay (uncompressed RGB) 360 KB, SEG 60 KB, SR 50 KB, KOS 10 KB: about 0.48 MB
+  const outputs = (
+    [
+      ['overlay', '1.2.840.10008.5.1.4.1.1.7', 360],
+      ['seg', '1.2.840.10008.5.1.4.1.1.66.4', 60],
+      ['sr', '1.2.840.10008.5.1.4.1.1.88.33', 50],
+      ['kos', '1.2.840.10008.5.1.4.1.1.88.59', 10],
+    ] as const
+  ).map(([kind, sopClassUid, kb], i) => {
+    const file = path.join(job.outDir, `${kind}-${sop}.9${i}.dcm`);
+    fs.writeFileSync(file, Buffer.alloc(kb * 1024, 3));
+    return { kind, path: file, sopClassUid, sopInstanceUid: `${sop}.9${i}`, seriesInstanceUid: `${uid}.9${i}`, sourceSopInstanceUid: kind === 'kos' ? null : sop };
+  });
+  store.completeJob(
+    job.jobId,
+    {
+      outputs,
+      instances: [{ sopInstanceUid: sop, status: 'analysed', label: 'benign', probability: 0.8, malignancyProbability: 0.1, lesionCount: 1, frames: 1, largestLesion: { longAxis: 14.2, shortAxis: 8.1, area: 91.5, unit: 'mm' }, timingsMs: { decode: 13, inference: 20, report: 30, total: 70 } }],
+      label: 'benign',
+      malignancyProbability: 0.1,
+      timingsMs: { total: 80 },
+    },
+    [{ destination: 'pacs', aeTitle: 'PACS', host: '127.0.0.1', port: 104 }],
+    at + 3000,
+  );
+  for (const s of store.listSends({ studyUid: uid })) store.markSendSent(s.id, s.generation, 0, at + 4000);
+}
+
+function sizes(label: string): Record<string, unknown> {
+  const size = (f: string) => (fs.existsSync(f) ? fs.statSync(f).size : 0);
+  const db = store.file;
+  const pages = store.db.pragma('page_count', { simple: true }) as number;
+  const free = store.db.pragma('freelist_count', { simple: true }) as number;
+  const row = {
+    when: label,
+    dataDirKiB: Number(execFileSync('du', ['-sk', dataDir]).toString().split('\t')[0]),
+    dbBytes: size(db),
+    walBytes: size(`${db}-wal`),
+    dbPages: pages,
+    freePages: free,
+    studies: (store.db.prepare('SELECT COUNT(*) AS n FROM studies').get() as { n: number }).n,
+    auditRows: (store.db.prepare('SELECT COUNT(*) AS n FROM audit_log').get() as { n: number }).n,
+  };
+  console.log(JSON.stringify(row));
+  return row;
+}
+
+async function main(): Promise<void> {
+  const now = Date.now();
+  for (let i = 1; i <= N; i++) fileStudy(`2.25.${9000 + i}`, now - 100 * DAY + i);
+  store.db.pragma('wal_checkpoint(TRUNCATE)');
+  sizes(`${N} settled studies, 100 days old`);
+
+  const hk = new Housekeeping({
+    settings: { retentionDays: 30, resultRetentionDays: 90, retentionSchedule: '30 3 * * *', retrySweepSchedule: '*/10 * * * *', summarySchedule: '0 7 * * *' },
+    gateway: { store, destination: () => undefined, kickSender: () => undefined },
+    dataDir,
+    destinations: ['pacs'],
+    audit: new AuditLog(store.db),
+    logger: createLogger('silent'),
+  });
+  const lag = monitorEventLoopDelay({ resolution: 1 });
+  lag.enable();
+  const t = Date.now();
+  const r = await hk.runRetention(now);
+  lag.disable();
+  console.log(JSON.stringify({ run: { ms: Date.now() - t, eventLoopMaxStallMs: Math.round(lag.max / 1e6), images: r.images, results: r.results } }));
+  sizes('after one housekeeping run');
+  store.db.pragma('wal_checkpoint(TRUNCATE)');
+  sizes('after a WAL checkpoint');
+
+  for (let i = 1; i <= N; i++) fileStudy(`2.25.${20000 + i}`, now - 10 * DAY + i);
+  store.db.pragma('wal_checkpoint(TRUNCATE)');
+  sizes(`${N} new studies filed after the run (freed pages reused)`);
+  store.db.exec('VACUUM');
+  sizes('after VACUUM (for comparison; not done by housekeeping)');
+  store.close();
+  fs.rmSync(dataDir, { recursive: true, force: true });
+}
+
+void main();
