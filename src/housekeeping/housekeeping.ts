@@ -256,6 +256,9 @@ export class Housekeeping {
     }
     const known = new Set((this.db.prepare('SELECT path FROM outputs').all() as { path: string }[]).map((r) => path.resolve(r.path)));
     const recorded = this.db.prepare('SELECT 1 FROM outputs WHERE path = ?');
+    // results/<study>/...: a study in the pipeline may be writing a file of the same name right now
+    // (received again after a crash left its old folder behind)
+    const busy = this.db.prepare("SELECT 1 FROM studies WHERE study_uid = ? AND status NOT IN ('processed','failed')");
     // a folder's age is read before anything in it goes (removing a file makes its folder new); a
     // run folder being written now is new, and so is the study folder a new run was just added to
     const oldDirs: string[] = [];
@@ -268,7 +271,9 @@ export class Housekeeping {
           if (age >= ORPHAN_AGE_MS) oldDirs.push(f);
           continue;
         }
-        if (known.has(f) || age < ORPHAN_AGE_MS || recorded.get(f)) continue;
+        if (known.has(f) || age < ORPHAN_AGE_MS) continue;
+        // checked right before the unlink, in the same tick
+        if (recorded.get(f) || busy.get(path.relative(root, f).split(path.sep)[0])) continue;
         await fsp.unlink(f);
         removed++;
       } catch {

@@ -348,12 +348,15 @@ test('result files no row points to are removed once a day old, even with result
   };
   const orphan = put('2.25.8/run-1/seg-2.25.8.9.dcm', 2 * DAY);
   const fresh = put('2.25.9/run-1/sr-2.25.9.9.dcm', 3600_000);
+  // a study received again after a crash left its old folder: its run may be rewriting these names now
+  study('2.25.12', Date.now(), { processed: false });
+  const rewriting = put('2.25.12/run-1/overlay-2.25.12.9.dcm', 2 * DAY);
   const temp = path.join(path.dirname(recorded.output), '.sr-1.dcm.0a1b.tmp'); // a write cut short
   fs.writeFileSync(temp, Buffer.alloc(10));
   backdate(temp, 2 * DAY);
 
   expect((await hk.resultRetention(Date.now())).orphans).toBe(2);
-  expect([orphan, temp, fresh, recorded.output].map((f) => fs.existsSync(f))).toEqual([false, false, true, true]);
+  expect([orphan, temp, fresh, recorded.output, rewriting].map((f) => fs.existsSync(f))).toEqual([false, false, true, true, true]);
   expect(fs.existsSync(path.join(dataDir, 'results', '2.25.8'))).toBe(false); // emptied folders go too
   store.close();
 });
