@@ -251,9 +251,11 @@ export const configSchema = z
         /**
          * a study whose results are all delivered (or whose failures an admin discarded), whose
          * received images retention has deleted, and in which nothing happened for this many days
-         * goes entirely: result files and database rows (the audit log stays); 0 keeps them forever
+         * goes entirely: result files and database rows (the audit log stays); 0 keeps them forever.
+         * Unset: 90, or retentionDays when that is longer (a config written before this key existed
+         * keeps starting)
          */
-        resultRetentionDays: z.number().min(0).default(90),
+        resultRetentionDays: z.number().min(0).optional(),
         /** cron schedules (node-cron syntax, server local time) */
         retentionSchedule: cronExpression.default('30 3 * * *'),
         /** puts sends that failed because their destination was missing back in the queue, and wakes the sender */
@@ -262,11 +264,12 @@ export const configSchema = z
         summarySchedule: cronExpression.default('0 7 * * *'),
       })
       .strict()
-      .refine((h) => h.resultRetentionDays === 0 || h.resultRetentionDays >= h.retentionDays, {
+      .refine((h) => h.resultRetentionDays === undefined || h.resultRetentionDays === 0 || h.resultRetentionDays >= h.retentionDays, {
         // a study's records go only after its images: a shorter setting would not be honoured
         message: 'must be 0 (keep results forever) or at least housekeeping.retentionDays: results and records are removed only after the received images',
         path: ['resultRetentionDays'],
       })
+      .transform(({ resultRetentionDays, ...h }) => ({ ...h, resultRetentionDays: resultRetentionDays ?? Math.max(90, h.retentionDays) }))
       .prefault({}),
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })

@@ -175,6 +175,8 @@ test('housekeeping schedules are validated: a bad cron expression names its key'
   expect(() => parseConfig({ housekeeping: { retentionDays: 30, resultRetentionDays: 7 } })).toThrow(/housekeeping\.resultRetentionDays: must be 0 \(keep results forever\) or at least housekeeping\.retentionDays/);
   expect(parseConfig({ housekeeping: { retentionDays: 30, resultRetentionDays: 0 } }).housekeeping.resultRetentionDays).toBe(0);
   expect(parseConfig({ housekeeping: { retentionDays: 30, resultRetentionDays: 30 } }).housekeeping.resultRetentionDays).toBe(30);
+  // unset, it follows a longer retentionDays: a config written before the key existed still starts
+  expect(parseConfig({ housekeeping: { retentionDays: 120 } }).housekeeping.resultRetentionDays).toBe(120);
   expect(parseConfig({}).housekeeping).toEqual({ retentionDays: 30, resultRetentionDays: 90, retentionSchedule: '30 3 * * *', retrySweepSchedule: '*/10 * * * *', summarySchedule: '0 7 * * *' });
   expect(parseConfig({}).http).toMatchObject({ trustProxy: false, secureCookie: 'auto', sessionIdleMinutes: 60, loginRateLimit: { max: 10, windowSeconds: 900 } });
   // timers: at most a day (past 24.8 days Node would fire them at once), first retry within the last
