@@ -31,6 +31,7 @@ export function analyzeOptions(config: Config, model: LoadedModel): AnalyzeOptio
     suppressLesionsWhenNormal: config.inference.suppressLesionsWhenNormal,
     suppressWhenNormalAbove: model.spec.outputs.mask.suppressWhenNormalAbove,
     lowAgreementAbove: model.spec.outputs.spread?.lowAgreementAbove,
+    classFromMostSuspiciousNetwork: model.spec.outputs.spread?.classFromMostSuspiciousNetwork,
   };
 }
 

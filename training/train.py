@@ -126,6 +126,9 @@ def parse_args():
                    help="(an ensemble) add the output class_spread, the networks' spread of P(malignant) (training/spread.py),\n"
                         "and this cut to model.json's outputs.spread: above it the report says the networks disagree\n"
                         "(chosen on val with training/disagreement.py)")
+    p.add_argument("--most-suspicious-when-disagreeing", action="store_true",
+                   help="(with --low-agreement-above) above that cut the class logits are the network's with the highest\n"
+                        "P(malignant), not the average's (rule 30, training/max_rule.py)")
     p.add_argument("--descriptor-head", help="add a lesion-descriptor regression's log-odds to the exported class logits\n"
                    "(training/descriptors.py): 'fit' fits it here on train, its weight chosen on val; or a fusion.json\n"
                    "from training/descriptor_head.py")
@@ -541,6 +544,20 @@ def finish(net, args, spec, data, info, log, paths):
         final, info, vcp = with_temperature(final, args, vcp, vl, info, log)
         val = {**val, **class_metrics(vl, vcp)}  # the masks are unchanged: no second val pass
         log("val with the class temperature: %s" % json.dumps(val))
+    scored = final  # what the scorers call: the exported graph's first two outputs
+    if args.most_suspicious_when_disagreeing and args.low_agreement_above is None:
+        raise SystemExit("--most-suspicious-when-disagreeing needs --low-agreement-above")
+    if args.low_agreement_above is not None:
+        if len(paths) < 2 or tta:
+            raise SystemExit("--low-agreement-above needs an ensemble (several --checkpoints) and no flip TTA")
+        from spread import ClassSpread, FirstTwo
+        rule = args.low_agreement_above if args.most_suspicious_when_disagreeing else None
+        final = ClassSpread(final, net, info.get("class_temperature", 1.0), rule).eval()
+        scored = FirstTwo(final).eval()
+        if rule is not None:
+            # the class scores change where the networks disagree (the masks do not): score val again
+            val, _, vcp = evaluate_small(scored, *data["val"][:3], spec)
+            log("val with the most suspicious network's class where the networks disagree: %s" % json.dumps(val))
     outlined = (vprob > threshold).reshape(len(vprob), -1).any(1)
     p_normal = vcp[:, CLASSES.index("normal")]
     bound = choose_normal_bound(outlined, p_normal, vl > 0)
@@ -548,14 +565,9 @@ def finish(net, args, spec, data, info, log, paths):
     log("val P(normal) bound: %s (normal val images outlined: %d of %d without it, %d with it)"
         % (bound, int(outlined[vl == 0].sum()), len(still), sum(still)))
 
-    test = evaluate_full(final, args.data, spec, threshold, "test", bound)
+    test = evaluate_full(scored, args.data, spec, threshold, "test", bound)
     log("test (original resolution):", json.dumps(test))
     members = paths if len(paths) > 1 else None
-    if args.low_agreement_above is not None:
-        if not members or tta:
-            raise SystemExit("--low-agreement-above needs an ensemble (several --checkpoints) and no flip TTA")
-        from spread import ClassSpread
-        final = ClassSpread(final, net, info.get("class_temperature", 1.0)).eval()
     export(final, args, spec, threshold, {**info, **val, "dice": sweep[threshold]}, test, log, tta, members, bound)
 
 
@@ -698,6 +710,8 @@ def export(model, args, spec, threshold, best, test, log, tta=False, members=Non
     if spread:
         # beyond SPEC (README: "Where we deviate from SPEC.md")
         meta["outputs"]["spread"] = {"name": "class_spread", "label": "malignant", "lowAgreementAbove": args.low_agreement_above}
+        if args.most_suspicious_when_disagreeing:
+            meta["outputs"]["spread"]["classFromMostSuspiciousNetwork"] = True
     with open(os.path.join(args.model_dir, "model.json"), "w") as f:
         json.dump(meta, f, indent=2)
         f.write("\n")

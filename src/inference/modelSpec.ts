@@ -35,7 +35,16 @@ export const modelSpecSchema = z.object({
      * beyond SPEC: one value per frame, the standard deviation of the ensemble's networks'
      * P(label); above lowAgreementAbove (chosen on val) the report says the networks disagree
      */
-    spread: z.object({ name: z.string(), label: z.string(), lowAgreementAbove: z.number().gt(0) }).strict().optional(),
+    spread: z
+      .object({
+        name: z.string(),
+        label: z.string(),
+        lowAgreementAbove: z.number().gt(0),
+        /** above the cut, the graph's class logits are the most suspicious network's, not the average's (model card, rule 30) */
+        classFromMostSuspiciousNetwork: z.boolean().optional(),
+      })
+      .strict()
+      .optional(),
   }),
   training: z.record(z.string(), z.unknown()).optional(),
   metrics: z.record(z.string(), z.unknown()).optional(),

@@ -6,7 +6,7 @@
  * most suspicious frame — the frame with the highest malignancy probability among frames with
  * a lesion, or among all frames when none has one.
  */
-import { DecodedInstance, InstanceResult, Label, Lesion } from '../types/domain';
+import { DecodedInstance, InstanceResult, Label, Lesion, NetworkAgreement } from '../types/domain';
 import { extractLesions } from '../postprocess/lesions';
 
 export interface FramePredictor {
@@ -34,6 +34,8 @@ export interface AnalyzeOptions {
   suppressWhenNormalAbove?: number;
   /** the networks disagree above this spread (model.json's outputs.spread.lowAgreementAbove); undefined: no such output */
   lowAgreementAbove?: number;
+  /** where they disagree the graph calls with its most suspicious network (outputs.spread.classFromMostSuspiciousNetwork) */
+  classFromMostSuspiciousNetwork?: boolean;
 }
 
 /** Whether a frame's lesions are dropped because the classifier is sure enough it is normal. */
@@ -95,7 +97,9 @@ export async function analyzeDecoded(decoded: DecodedInstance, predictor: FrameP
   const reported = candidates.reduce((a, b) => (pm(b) > pm(a) ? b : a));
   const cp = frameProbabilities[reported];
   const spread = frameSpreads[reported];
-  const agreement = opts.lowAgreementAbove !== undefined && spread !== undefined ? { spread, lowAbove: opts.lowAgreementAbove, low: spread > opts.lowAgreementAbove } : undefined;
+  const agreement: NetworkAgreement | undefined =
+    opts.lowAgreementAbove !== undefined && spread !== undefined ? { spread, lowAbove: opts.lowAgreementAbove, low: spread > opts.lowAgreementAbove } : undefined;
+  if (agreement?.low && opts.classFromMostSuspiciousNetwork) agreement.fromMostSuspicious = true;
   return {
     source: decoded,
     masks,

@@ -28,9 +28,9 @@ export const LOW_AGREEMENT = 'Networks disagree: uncertain call';
  */
 export function agreementText(a: NetworkAgreement): string {
   const how = `spread of their malignancy probabilities ${a.spread.toFixed(3)}; low above ${a.lowAbove}`;
-  return a.low
-    ? `Agreement of the model's networks: low (${how}). The call is uncertain whatever its probability; read the image.`
-    : `Agreement of the model's networks: usual (${how}).`;
+  if (!a.low) return `Agreement of the model's networks: usual (${how}).`;
+  const whose = a.fromMostSuspicious ? " The call and its probabilities are the most suspicious network's, not the networks' average." : '';
+  return `Agreement of the model's networks: low (${how}).${whose} The call is uncertain whatever its probability; read the image.`;
 }
 
 export const SopClass = {

@@ -134,6 +134,11 @@ export interface NetworkAgreement {
   spread: number;
   lowAbove: number;
   low: boolean;
+  /**
+   * where low, the class probabilities are those of the network that finds the image most
+   * suspicious, not the average's (model.json outputs.spread.classFromMostSuspiciousNetwork)
+   */
+  fromMostSuspicious?: boolean;
 }
 
 export interface ModelInfo {

@@ -63,7 +63,11 @@ describe("the networks' agreement", () => {
     const edge = await analyzeDecoded(decoded(1), predictor([{ pm: 0.3, spread: 0.0667 }]), opts);
     expect(edge.agreement?.low).toBe(false);
     const low = await analyzeDecoded(decoded(1), predictor([{ pm: 0.3, spread: 0.0668 }]), opts);
-    expect(low.agreement?.low).toBe(true);
+    expect(low.agreement).toEqual({ spread: 0.0668, lowAbove: 0.0667, low: true });
+    // a graph that calls with its most suspicious network where they disagree: said where low only
+    const most = { ...opts, classFromMostSuspiciousNetwork: true };
+    expect((await analyzeDecoded(decoded(1), predictor([{ pm: 0.3, spread: 0.0668 }]), most)).agreement?.fromMostSuspicious).toBe(true);
+    expect((await analyzeDecoded(decoded(1), predictor([{ pm: 0.3, spread: 0.05 }]), most)).agreement).toEqual({ spread: 0.05, lowAbove: 0.0667, low: false });
   });
 
   test('a model without outputs.spread reports none (and the result has no agreement key)', async () => {

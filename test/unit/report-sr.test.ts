@@ -140,7 +140,7 @@ describe('Comprehensive SR (TID 1500)', () => {
   });
 
   test("the networks' agreement: low says the call is uncertain, usual says so too, a model without it says nothing", () => {
-    const texts = (name: string, agreement?: { spread: number; lowAbove: number; low: boolean }) =>
+    const texts = (name: string, agreement?: { spread: number; lowAbove: number; low: boolean; fromMostSuspicious?: boolean }) =>
       pydicomSrTexts(srFor(name, { seed: 4, label: 'benign', agreement }).path).filter((t) => t.startsWith('Agreement'));
     expect(texts('agreement-low', { spread: 0.2143, lowAbove: 0.0667, low: true })).toEqual([
       "Agreement of the model's networks: low (spread of their malignancy probabilities 0.214; low above 0.0667). The call is uncertain whatever its probability; read the image.",
@@ -149,6 +149,10 @@ describe('Comprehensive SR (TID 1500)', () => {
       "Agreement of the model's networks: usual (spread of their malignancy probabilities 0.010; low above 0.0667).",
     ]);
     expect(texts('agreement-none')).toEqual([]);
+    // a model that calls with its most suspicious network where they disagree (rule 30) says so
+    expect(texts('agreement-most', { spread: 0.2143, lowAbove: 0.0667, low: true, fromMostSuspicious: true })).toEqual([
+      "Agreement of the model's networks: low (spread of their malignancy probabilities 0.214; low above 0.0667). The call and its probabilities are the most suspicious network's, not the networks' average. The call is uncertain whatever its probability; read the image.",
+    ]);
   });
 
   test('no lesion: says "No lesion found" and has no measurement group', () => {
