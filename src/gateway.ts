@@ -16,6 +16,7 @@ import { loadTlsConfig } from './config/tlsFiles';
 import type { Logger } from './log';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './dicom/part10';
 import { InstanceReceiver } from './dicom/receive';
+import type { AssociationCounts } from './dicom/associationStats';
 import { Listener, startListener } from './dicom/scp';
 import type { Destination } from './dispatch/destination';
 import { DicomStoreDestination } from './dispatch/dicomStore';
@@ -57,6 +58,8 @@ export interface Gateway {
   kickSender(): void;
   /** wakes the job runner now (e.g. after the dashboard queued a re-run) */
   kickRunner(): void;
+  /** DICOM associations open now, accepted and refused since the start (for /metrics) */
+  associations(): AssociationCounts;
   /** stops accepting, files what was received, finishes or requeues the running job, closes the database */
   close(): Promise<void>;
   /** stops everything without updating any state, leaving what a kill -9 would (restart tests) */
@@ -199,6 +202,7 @@ export async function startGateway(config: Config, processor: StudyProcessor, lo
     destination: (name) => configured.get(name),
     kickSender: () => sender!.kick(),
     kickRunner: () => runner!.kick(),
+    associations: () => ({ inbound: theListener.counts(), outboundOpen: sender!.openAssociations }),
     close() {
       closing ??= (async () => {
         await theListener.close();

@@ -15,6 +15,7 @@ import dimse from 'dcmjs-dimse';
 import { listenError } from '../config/listenError';
 import type { CallerConfig } from '../config/schema';
 import type { Logger } from '../log';
+import { AssociationTally, type AbortReasonCode, type InboundAssociationCounts, type RejectReasonCode } from './associationStats';
 import { MAX_PDU_LENGTH, PduLengthGuard } from './pduGuard';
 import { TLS_CIPHERS } from './tlsPolicy';
 import { IncomingInstance, InstanceReceiver, StoreStatus } from './receive';
@@ -66,13 +67,15 @@ export interface Listener {
   readonly tlsPort: number | null;
   /** open associations */
   connections(): number;
+  /** open, accepted, refused and cut-off associations since the start (for /metrics) */
+  counts(): InboundAssociationCounts;
   /** stops accepting, answers what was fully received, then closes the associations */
   close(): Promise<void>;
 }
 
 export type AssociationDecision =
   | { accept: true; caller: CallerConfig | null }
-  | { accept: false; reason: number; why: string };
+  | { accept: false; reason: number; code: RejectReasonCode; why: string };
 
 /** "::ffff:10.1.2.3" (IPv4 seen by a dual-stack socket) → "10.1.2.3". */
 export function normaliseHost(address: string | undefined): string {
@@ -89,13 +92,13 @@ export function normaliseHost(address: string | undefined): string {
  */
 export function decideAssociation(calledAe: string, callingAe: string, host: string, ourAe: string, callers: CallerConfig[], peerCN: string | null = null): AssociationDecision {
   if (calledAe.trim() !== ourAe.trim()) {
-    return { accept: false, reason: RejectReason.CalledAeNotRecognized, why: 'called AE title not recognised' };
+    return { accept: false, reason: RejectReason.CalledAeNotRecognized, code: 'called_ae', why: 'called AE title not recognised' };
   }
   if (callers.length === 0) return { accept: true, caller: null };
   const caller = callers.find(
     (c) => c.aeTitle.trim() === callingAe.trim() && (!c.host || normaliseHost(c.host) === host) && (!c.certificateCN || c.certificateCN === peerCN),
   );
-  if (!caller) return { accept: false, reason: RejectReason.CallingAeNotRecognized, why: 'calling AE title not recognised' };
+  if (!caller) return { accept: false, reason: RejectReason.CallingAeNotRecognized, code: 'calling_ae', why: 'calling AE title not recognised' };
   return { accept: true, caller };
 }
 
@@ -108,6 +111,23 @@ export function verifiedPeerCN(socket: Socket): string | null {
 
 interface ScpContext extends ListenerOptions {
   register(scp: SonogateScp): void;
+  tally: AssociationTally;
+}
+
+/**
+ * How long a peer may keep its side open after we ended ours (a rejection, an abort, a network
+ * error): a peer that never closes would otherwise hold its connection, its association slot and
+ * the open-associations gauge for ever.
+ */
+const CLOSE_GRACE_MS = 2000;
+
+/** Ends our side now (what was written still goes out) and the connection within CLOSE_GRACE_MS. */
+function hangUp(socket: Socket, graceMs = CLOSE_GRACE_MS): void {
+  if (socket.destroyed) return;
+  socket.end();
+  const timer = setTimeout(() => socket.destroy(), graceMs);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
 }
 
 class SonogateScp extends Scp {
@@ -118,6 +138,10 @@ class SonogateScp extends Scp {
   readonly active = new Set<IncomingInstance>();
   private readonly byRequest = new WeakMap<object, IncomingInstance>();
   private readonly log: Logger;
+  /** negotiating: no answer sent yet; associated: accepted and in use; settled: rejected, released or unusable */
+  private phase: 'negotiating' | 'associated' | 'settled' = 'negotiating';
+  /** why an association that ends without a release ended (the first cause seen) */
+  private endReason: AbortReasonCode | null = null;
 
   constructor(
     readonly socket: Socket,
@@ -136,17 +160,30 @@ class SonogateScp extends Scp {
     socket.on('data', (chunk: Buffer) => {
       const why = guard.feed(chunk);
       if (why && !socket.destroyed) {
+        this.endReason ??= 'pdu_too_long';
         this.log.warn({ callingAe: this.callingAe || undefined, why }, 'connection closed: PDU too long');
         this.abandonAll();
         socket.destroy();
       }
     });
-    this.on('close', () => this.abandonAll());
+    this.on('close', () => {
+      this.abandonAll();
+      if (this.phase === 'associated') ctx.tally.abort(this.endReason ?? 'connection_lost');
+      this.phase = 'settled';
+    });
     this.on('networkError', (e: Error) => {
+      // dcmjs-dimse's association and PDU timers and the socket's idle timeout all say "timeout"
+      this.endReason ??= /timeout/i.test(e.message) ? 'timeout' : 'connection_lost';
       this.log.debug({ err: e.message }, 'association network error');
       this.abandonAll();
-      socket.end();
+      hangUp(socket);
     });
+  }
+
+  /** The listener is stopping: end the connection (counted as such if an association was open). */
+  shutDown(): void {
+    this.endReason ??= 'shutdown';
+    hangUp(this.socket, 500);
   }
 
   abandonAll(): void {
@@ -159,8 +196,10 @@ class SonogateScp extends Scp {
     const decision = decideAssociation(called, this.callingAe, this.callingHost, this.ctx.aeTitle, this.ctx.allowedCallers, this.peerCN);
     if (!decision.accept) {
       this.log.warn({ callingAe: this.callingAe, calledAe: called.trim(), reason: decision.why }, 'association rejected');
+      this.phase = 'settled';
+      this.ctx.tally.reject(decision.code);
       this.sendAssociationReject(RejectResult.Permanent, RejectSource.ServiceUser, decision.reason);
-      this.socket.end();
+      hangUp(this.socket);
       return;
     }
     // dcmjs-dimse would echo the caller's maximum PDU length back as ours (0: unlimited); ours is fixed
@@ -182,11 +221,22 @@ class SonogateScp extends Scp {
         pc.setResult(PresentationContextResult.RejectAbstractSyntaxNotSupported);
       }
     }
-    this.log.info({ callingAe: this.callingAe, accepted: accepted.length }, 'association accepted');
+    if (accepted.length === 0) {
+      // PS3.8 9.3.3.2: an A-ASSOCIATE-AC whose every context is rejected is how a peer is told that
+      // none of what it proposed is served here (DCMTK: "No Acceptable Presentation Contexts")
+      this.log.warn({ callingAe: this.callingAe, proposed: association.getPresentationContexts().length }, 'association has no acceptable presentation context');
+      this.phase = 'settled';
+      this.ctx.tally.reject('no_presentation_context');
+    } else {
+      this.log.info({ callingAe: this.callingAe, accepted: accepted.length }, 'association accepted');
+      this.phase = 'associated';
+      this.ctx.tally.accepted++;
+    }
     this.sendAssociationAccept();
   }
 
   override associationReleaseRequested(): void {
+    this.phase = 'settled';
     this.sendAssociationReleaseResponse();
   }
 
@@ -246,10 +296,11 @@ class SonogateScp extends Scp {
 
   override abort(): void {
     this.log.info({ callingAe: this.callingAe }, 'association aborted by peer');
+    this.endReason ??= 'peer_abort';
     this.abandonAll();
     // PS3.8 7.3.2: after an A-ABORT the transport connection is closed; DCMTK's storescu waits
     // (30 s) for exactly that before it exits
-    this.socket.end();
+    hangUp(this.socket);
   }
 }
 
@@ -273,7 +324,7 @@ async function bind(server: net.Server, host: string, port: number): Promise<num
  * check itself with rejectUnauthorized, but silently (the log would only say "socket hang up");
  * doing it here logs the reason (DEPTH_ZERO_SELF_SIGNED_CERT, UNABLE_TO_VERIFY_LEAF_SIGNATURE...).
  */
-function createTlsServer(opts: ListenerTls, handshakeTimeoutMs: number, onSocket: (socket: tls.TLSSocket) => void, logger: Logger): tls.Server {
+function createTlsServer(opts: ListenerTls, handshakeTimeoutMs: number, onSocket: (socket: tls.TLSSocket) => void, onRefused: (code: RejectReasonCode) => void, logger: Logger): tls.Server {
   const server = tls.createServer(
     {
       cert: opts.cert,
@@ -292,6 +343,7 @@ function createTlsServer(opts: ListenerTls, handshakeTimeoutMs: number, onSocket
         if (presented || opts.requireClientCert) {
           const err = presented ? String(socket.authorizationError) : 'no client certificate';
           logger.warn({ remote: normaliseHost(socket.remoteAddress), err }, 'DICOM TLS client refused: certificate not trusted');
+          onRefused('tls_certificate');
           socket.destroy();
           return;
         }
@@ -302,6 +354,7 @@ function createTlsServer(opts: ListenerTls, handshakeTimeoutMs: number, onSocket
   // handshake failures: no certificate, one not signed by our CA, plain DICOM on the TLS port, old TLS versions
   server.on('tlsClientError', (e, socket) => {
     logger.warn({ remote: normaliseHost(socket?.remoteAddress), err: e.message }, 'DICOM TLS handshake failed');
+    onRefused('tls_handshake');
     // with a listener for this event Node leaves the socket open: a peer that never finishes the
     // handshake would hold its connection (and a file descriptor) for as long as it likes
     socket?.destroy();
@@ -314,12 +367,11 @@ function createTlsServer(opts: ListenerTls, handshakeTimeoutMs: number, onSocket
  * layer (3), local limit exceeded (2): DCMTK prints "Association Rejected … Local Limit Exceeded".
  */
 const ASSOCIATE_RJ_LOCAL_LIMIT = Buffer.from([0x03, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x02, 0x03, 0x02]);
-const REJECT_WAIT_MS = 2000;
 
-/** Answers the caller's A-ASSOCIATE-RQ, once it starts, with the rejection; closes within REJECT_WAIT_MS either way. */
+/** Answers the caller's A-ASSOCIATE-RQ, once it starts, with the rejection; closes within CLOSE_GRACE_MS either way. */
 function rejectOverLimit(socket: Socket): void {
   socket.on('error', () => undefined);
-  const timer = setTimeout(() => socket.destroy(), REJECT_WAIT_MS);
+  const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
   timer.unref();
   socket.once('data', (chunk: Buffer) => {
     socket.pause();
@@ -334,8 +386,10 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
   const scps = new Set<SonogateScp>();
   const timeoutMs = opts.associationTimeoutSeconds * 1000;
   const dimseOptions = { connectTimeout: timeoutMs, associationTimeout: timeoutMs, pduTimeout: timeoutMs };
+  const tally = new AssociationTally();
   const ctx: ScpContext = {
     ...opts,
+    tally,
     register: (scp) => {
       scps.add(scp);
       scp.on('close', () => scps.delete(scp));
@@ -345,6 +399,7 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
   const accept = (socket: Socket) => {
     if (opts.maxAssociations && scps.size >= opts.maxAssociations) {
       opts.logger.warn({ remote: normaliseHost(socket.remoteAddress), open: scps.size, max: opts.maxAssociations }, 'connection refused: dicom.maxAssociations reached');
+      tally.reject('max_associations');
       // the caller is told why (A-ASSOCIATE-RJ, local limit exceeded) rather than seeing the peer
       // abort; a flood of such connections is not waited on: past as many again, they are dropped
       if (refusing >= opts.maxAssociations) {
@@ -373,7 +428,7 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
       port = await bind(plain, opts.host, opts.port).catch((e) => Promise.reject(listenError(e, 'dicom.host / dicom.port', opts.host, opts.port!)));
     }
     if (opts.tls) {
-      const secure = createTlsServer(opts.tls, timeoutMs, accept, opts.logger);
+      const secure = createTlsServer(opts.tls, timeoutMs, accept, (code) => tally.reject(code), opts.logger);
       secure.on('error', (e) => opts.logger.error({ err: e.message }, 'DICOM TLS listener error'));
       // connections still in their handshake are not associations yet, but they hold a socket:
       // the TLS port takes no more than dicom.maxAssociations at once, handshakes included
@@ -395,6 +450,7 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
     port,
     tlsPort,
     connections: () => scps.size,
+    counts: () => tally.snapshot(scps.size),
     close() {
       closing ??= (async () => {
         const stopped = stopAll();
@@ -402,10 +458,7 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
         // those already received are filed and answered before the sockets go
         for (const scp of scps) scp.abandonAll();
         await opts.receiver.drain();
-        for (const scp of scps) {
-          scp.socket.end();
-          setTimeout(() => scp.socket.destroy(), 500).unref();
-        }
+        for (const scp of scps) scp.shutDown();
         await stopped;
       })();
       return closing;

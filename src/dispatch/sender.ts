@@ -40,11 +40,17 @@ export class Sender {
   private readonly unrecorded = new Map<number, { row: DueSend; status: number; at: number }>();
   /** destinations whose last pass failed outside the PACS's answers (the database): not before this time, with backoff */
   private readonly heldUntil = new Map<string, { until: number; failures: number }>();
+  private open = 0;
 
   constructor(private readonly opts: SenderOptions) {}
 
   start(): void {
     this.kick();
+  }
+
+  /** associations to destinations in progress now (one per destination at most) */
+  get openAssociations(): number {
+    return this.open;
   }
 
   /** New sends exist (or a destination became free): look soon. */
@@ -186,11 +192,17 @@ export class Sender {
       const batch = rows.slice(i, i + size);
       let results: FileSendResult[];
       logger.debug({ destination: destination.name, files: batch.length }, 'association start');
+      // counted until send() settles: a DICOM destination settles only once the association's
+      // connection has closed or been destroyed (timeouts and aborts included), and the finally
+      // below runs on every path, so the gauge cannot keep a finished association
+      this.open++;
       try {
         results = await destination.send(batch.map((r) => ({ path: r.path, sopClassUid: r.sopClassUid, sopInstanceUid: r.outputSopUid })));
       } catch (e) {
         const error = `send.internal: ${(e as Error)?.message ?? String(e)}`;
         results = batch.map((r) => ({ sopInstanceUid: r.outputSopUid, delivered: false, status: null, error }));
+      } finally {
+        this.open--;
       }
       logger.debug({ destination: destination.name, errors: results.filter((r) => !r.delivered).length }, 'association end');
       if (store.isClosed) return;

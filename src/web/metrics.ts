@@ -4,8 +4,11 @@
  * events, changed sends, newly received instances) into counters and histograms, and the
  * gauges are read from the tables at scrape time. Counters start at zero with the process, as
  * Prometheus expects. Labels are bounded: stage names, reason codes, labels, destination names.
+ * DICOM associations are not in the database: their counts are read from the listener and the
+ * sender at scrape time (src/dicom/associationStats.ts).
  */
 import client from 'prom-client';
+import type { AssociationCounts } from '../dicom/associationStats';
 import type { Store } from '../store/store';
 
 const STAGE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
@@ -14,6 +17,12 @@ export interface ModelLabels {
   name: string;
   version: string;
   provider: string;
+}
+
+/** Counts kept outside the database, read at scrape time. */
+export interface MetricSources {
+  /** the gateway's DICOM associations; without it the sonogate_dicom_associations* metrics are absent */
+  associations?: () => AssociationCounts;
 }
 
 interface SendSeen {
@@ -47,6 +56,7 @@ export class PipelineMetrics {
   constructor(
     private readonly store: Store,
     model: ModelLabels,
+    sources: MetricSources = {},
     now = Date.now(),
   ) {
     const r = this.registry;
@@ -160,6 +170,7 @@ export class PipelineMetrics {
         this.set(row?.t ? Math.max(0, (Date.now() - row.t) / 1000) : 0);
       },
     });
+    if (sources.associations) registerAssociationMetrics(r, sources.associations);
     new client.Gauge({ name: 'sonogate_model_info', help: 'The model in use and the inference provider', labelNames: ['name', 'version', 'provider'], registers: [r] }).set(
       { name: model.name, version: model.version, provider: model.provider },
       1,
@@ -283,4 +294,54 @@ export class PipelineMetrics {
       if (typeof t.inference === 'number' && i.frames) this.inferencePerFrame.observe(t.inference / 1000 / i.frames);
     }
   }
+}
+
+/**
+ * A counter whose running total is kept elsewhere (the listener), read at
+ * scrape time: one series per key of what `read` returns, under `label` ('' for a single series).
+ */
+function readCounter(r: client.Registry, name: string, help: string, read: () => Record<string, number>, label?: string): void {
+  new client.Counter({
+    name,
+    help,
+    labelNames: label ? [label] : [],
+    registers: [r],
+    collect() {
+      this.reset();
+      for (const [value, n] of Object.entries(read())) this.inc(label ? { [label]: value } : {}, n);
+    },
+  });
+}
+
+/**
+ * Open associations (gauge) and what became of the inbound ones (counters, one series per reason
+ * code even at zero, so an alert on a rate never sees a series appear from nothing).
+ */
+function registerAssociationMetrics(r: client.Registry, read: () => AssociationCounts): void {
+  new client.Gauge({
+    name: 'sonogate_dicom_associations',
+    help: 'DICOM associations open now: inbound (connections holding a dicom.maxAssociations slot, negotiating or associated), outbound (result sends in progress)',
+    labelNames: ['direction'],
+    registers: [r],
+    collect() {
+      const a = read();
+      this.set({ direction: 'inbound' }, a.inbound.open);
+      this.set({ direction: 'outbound' }, a.outboundOpen);
+    },
+  });
+  readCounter(r, 'sonogate_dicom_associations_accepted_total', 'Inbound DICOM associations accepted (at least one presentation context accepted)', () => ({ '': read().inbound.accepted }));
+  readCounter(
+    r,
+    'sonogate_dicom_associations_rejected_total',
+    'Inbound DICOM associations refused, by reason: called_ae, calling_ae, max_associations, no_presentation_context, tls_handshake, tls_certificate',
+    () => read().inbound.rejected,
+    'reason',
+  );
+  readCounter(
+    r,
+    'sonogate_dicom_associations_aborted_total',
+    'Accepted inbound DICOM associations that ended without an A-RELEASE, by reason: peer_abort, timeout, pdu_too_long, connection_lost, shutdown',
+    () => read().inbound.aborted,
+    'reason',
+  );
 }

@@ -106,7 +106,7 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
   // the same overrides either way: RoutingSettings reads them from the database on every call
   const routing = gateway.routing ?? new RoutingSettings(config, store.db);
   const live = new LiveFeed(queries, () => !store.isClosed, logger);
-  const metrics = new PipelineMetrics(store, model);
+  const metrics = new PipelineMetrics(store, model, { associations: gateway.associations?.bind(gateway) });
   const previews = new PreviewRenderer();
   const sessions = new SqliteSessionStore(store.db, config.http.sessionIdleMinutes * 60_000);
   let closing = false;

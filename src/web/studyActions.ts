@@ -6,6 +6,7 @@
  * Results: `{ ok: true, ... }`, or `{ ok: false, code, message }` where code maps to an HTTP
  * status (not_found 404, conflict 409).
  */
+import type { AssociationCounts } from '../dicom/associationStats';
 import type { Destination } from '../dispatch/destination';
 import type { Store } from '../store/store';
 import { removeStudyFiles } from '../store/studyFiles';
@@ -20,6 +21,8 @@ export interface DashboardGateway {
   kickSender(): void;
   /** wakes the job runner (a re-run is picked up at once); without it, at the runner's next wake-up */
   kickRunner?(): void;
+  /** DICOM association counts for /metrics; without it those metrics are absent */
+  associations?(): AssociationCounts;
 }
 
 export type ActionResult<T extends object = object> = ({ ok: true } & T) | { ok: false; code: 'not_found' | 'conflict' | 'bad_request'; message: string };

@@ -309,6 +309,11 @@ d('dashboard API', () => {
     expect(m).toContain('sonogate_inference_seconds_per_frame_bucket');
     expect(m).toContain('sonogate_model_info{name="copy",version="0",provider="cpu"} 1');
     expect(m).toContain('sonogate_process_cpu_seconds_total');
+    // the scanner's association, counted from the listener
+    expect(m).toMatch(/^sonogate_dicom_associations_accepted_total [1-9]/m);
+    expect(m).toMatch(/^sonogate_dicom_associations_rejected_total\{reason="calling_ae"\} 0$/m);
+    expect(m).toMatch(/^sonogate_dicom_associations\{direction="outbound"\} \d+$/m);
+    expect(m).not.toContain('US_SCANNER');
     expect(m).not.toContain('Alice');
     expect(m).not.toContain(PATIENT_ID);
   });

@@ -6,8 +6,8 @@ import { part10DatasetOffset, writePart10 } from '../../src/dicom/part10';
 import { DicomStoreDestination } from '../../src/dispatch/dicomStore';
 import { Gateway, startGateway } from '../../src/gateway';
 import { copyProcessor, silentLogger, tempDir, testConfig, writeTemp } from '../helpers/gatewayHarness';
-import { StoreScpPeer, freePort, startHungPeer, startStoreScp } from '../helpers/peers';
-import { phantomDataset } from '../helpers/phantom';
+import { StoreScpPeer, eventually, freePort, startHungPeer, startStoreScp, storescu } from '../helpers/peers';
+import { phantomDataset, phantomFile } from '../helpers/phantom';
 
 const SC = '1.2.840.10008.5.1.4.1.1.7';
 
@@ -109,6 +109,22 @@ test('a send to a PACS that stopped answering ends at its timeout, not when the 
     await hung.close();
   }
 }, 30_000);
+
+test('the outbound associations gauge counts a send to a PACS that stopped answering while it lasts, and drops back when it is given up', async () => {
+  const hung = await startHungPeer();
+  try {
+    const destinations = [{ name: 'pacs', aeTitle: 'PACS', host: '127.0.0.1', port: hung.port }];
+    gw = await startGateway(testConfig({ dataDir: path.join(dir, 'data'), port: await freePort(), send: { timeoutSeconds: 0.5 }, destinations }), copyProcessor(), silentLogger());
+    const g = gw;
+    expect((await storescu([writeTemp(dir, 'us.dcm', phantomFile({ seed: 61 }))], { port: g.dicomPort })).code).toBe(0);
+    await eventually(() => g.associations().outboundOpen === 1, 20_000, 'a send in progress');
+    await eventually(() => g.associations().outboundOpen === 0 && g.store.listSends().some((s) => s.attempts > 0), 20_000, 'the send given up, to be retried');
+    await g.close(); // a retry may be on the wire: shutdown aborts it
+    expect(g.associations().outboundOpen).toBe(0);
+  } finally {
+    await hung.close();
+  }
+});
 
 test('abort() ends a send to a PACS that stopped answering at once (shutdown), reporting the files not delivered', async () => {
   const hung = await startHungPeer();

@@ -12,9 +12,10 @@ import { errno, spyFileOps } from '../helpers/fileOps';
 import { FileOps, nodeFileOps } from '../../src/store/files';
 import { IncomingInstance } from '../../src/dicom/receive';
 import { copyProcessor, silentLogger, tempDir, testConfig, writeTemp } from '../helpers/gatewayHarness';
-import { dcmsend, echoscu, freePort, runTool, storescu } from '../helpers/peers';
+import { dcmsend, echoscu, eventually, freePort, runTool, storescu } from '../helpers/peers';
 import { phantomDataset, phantomFile } from '../helpers/phantom';
 import { writePart10 } from '../../src/dicom/part10';
+import { PipelineMetrics } from '../../src/web/metrics';
 
 const SHARED = path.resolve(__dirname, '../../../shared/dicom-samples');
 const CT_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.2';
@@ -33,6 +34,14 @@ afterEach(async () => {
   await gw?.close();
   gw = undefined;
 });
+
+/** The gateway's Prometheus text, as GET /metrics serves it. */
+function metricsText(g: Gateway): Promise<string> {
+  return new PipelineMetrics(g.store, { name: 'copy', version: '0', provider: 'cpu' }, { associations: g.associations }).render();
+}
+
+/** Waits until no inbound connection holds an association slot any more. */
+const allClosed = (g: Gateway) => eventually(() => g.associations().inbound.open === 0, 10_000, 'the open-associations gauge back to 0');
 
 function instanceFiles(): string[] {
   const root = path.join(dir, 'data', 'instances');
@@ -77,6 +86,12 @@ test('a CT image is refused at negotiation and nothing is stored', async () => {
   const r = await storescu([ct], { port: g.dicomPort });
   expect(r.code).not.toBe(0);
   expect(r.output).toMatch(/No presentation context for: \(CT\)/);
+  // storescu proposed every storage class it knows and got the ultrasound ones: an association
+  expect(g.associations().inbound).toMatchObject({ accepted: 1, rejected: { no_presentation_context: 0 } });
+  // proposing CT alone (-R: only the classes of the files), nothing is acceptable: counted as refused
+  const alone = await storescu([ct], { port: g.dicomPort, extraArgs: ['-R'] });
+  expect(alone.code).not.toBe(0);
+  expect(g.associations().inbound).toMatchObject({ accepted: 1, rejected: { no_presentation_context: 1 } });
   expect(g.store.listStudies()).toHaveLength(0);
   expect(instanceFiles()).toEqual([]);
 });
@@ -161,10 +176,15 @@ test('connections beyond dicom.maxAssociations are rejected as they arrive (loca
   expect(refused.code).not.toBe(0);
   expect(refused.output).toMatch(/Association Rejected/);
   expect(refused.output).toMatch(/Local Limit Exceeded/i);
+  // the raw third connection and echoscu: both counted, neither ever held a slot
+  expect(g.associations().inbound).toMatchObject({ open: 2, accepted: 0, rejected: { max_associations: 2 } });
   a.destroy();
   await new Promise((r) => setTimeout(r, 300));
   expect((await echoscu({ port: g.dicomPort })).code).toBe(0);
   b.destroy();
+  await allClosed(g);
+  expect(g.associations().inbound).toMatchObject({ accepted: 1, rejected: { max_associations: 2 } });
+  expect(await metricsText(g)).toMatch(/^sonogate_dicom_associations_rejected_total\{reason="max_associations"\} 2$/m);
 });
 
 test('an unknown calling AE is rejected with "calling AE title not recognised"', async () => {
@@ -177,6 +197,8 @@ test('an unknown calling AE is rejected with "calling AE title not recognised"',
   expect(g.store.listStudies()).toHaveLength(0);
   // the listed caller is still welcome
   expect((await storescu([file], { port: g.dicomPort, callingAe: 'US_SCANNER' })).code).toBe(0);
+  await allClosed(g);
+  expect(g.associations().inbound).toMatchObject({ accepted: 1, rejected: { calling_ae: 1, called_ae: 0 } });
 });
 
 test('a listed AE title calling from another host is rejected', async () => {
@@ -192,6 +214,79 @@ test('a wrong called AE is rejected with "called AE title not recognised"', asyn
   expect(r.code).not.toBe(0);
   expect(r.output).toMatch(/Association Rejected/);
   expect(r.output).toMatch(/Called AE Title Not Recognized/i);
+  expect(g.associations().inbound).toMatchObject({ accepted: 0, rejected: { called_ae: 1, calling_ae: 0 } });
+  await allClosed(g);
+});
+
+test('associations are counted on /metrics: N echoes are N accepted, and the open gauge goes back to 0', async () => {
+  const g = await start();
+  const n = 4;
+  const results = await Promise.all(Array.from({ length: n }, () => echoscu({ port: g.dicomPort })));
+  expect(results.map((r) => r.code)).toEqual(Array(n).fill(0));
+  await allClosed(g);
+  const m = await metricsText(g);
+  expect(m).toMatch(/^sonogate_dicom_associations_accepted_total 4$/m);
+  expect(m).toMatch(/^sonogate_dicom_associations\{direction="inbound"\} 0$/m);
+  expect(m).toMatch(/^sonogate_dicom_associations\{direction="outbound"\} 0$/m);
+  // every reason has its series, at 0 here; released associations are not aborted ones
+  for (const reason of ['called_ae', 'calling_ae', 'max_associations', 'no_presentation_context', 'tls_handshake', 'tls_certificate']) {
+    expect(m).toMatch(new RegExp(`^sonogate_dicom_associations_rejected_total\\{reason="${reason}"\\} 0$`, 'm'));
+  }
+  for (const reason of ['peer_abort', 'timeout', 'pdu_too_long', 'connection_lost', 'shutdown']) {
+    expect(m).toMatch(new RegExp(`^sonogate_dicom_associations_aborted_total\\{reason="${reason}"\\} 0$`, 'm'));
+  }
+  expect(m).not.toContain('US_SCANNER');
+});
+
+/** An A-ASSOCIATE-RQ (PS3.8 9.3.2) proposing Verification in Implicit VR Little Endian. */
+function associateRq(calledAe: string, callingAe = 'US_SCANNER'): Buffer {
+  const item = (type: number, body: Buffer) => Buffer.concat([Buffer.from([type, 0, body.length >> 8, body.length & 0xff]), body]);
+  const uid = (type: number, value: string) => item(type, Buffer.from(value, 'ascii'));
+  const ae = (value: string) => Buffer.from(value.padEnd(16, ' '), 'ascii');
+  const maxPdu = Buffer.alloc(4);
+  maxPdu.writeUInt32BE(16384);
+  const body = Buffer.concat([
+    Buffer.from([0, 1, 0, 0]),
+    ae(calledAe),
+    ae(callingAe),
+    Buffer.alloc(32),
+    uid(0x10, '1.2.840.10008.3.1.1.1'),
+    item(0x20, Buffer.concat([Buffer.from([1, 0, 0, 0]), uid(0x30, '1.2.840.10008.1.1'), uid(0x40, '1.2.840.10008.1.2')])),
+    item(0x50, Buffer.concat([item(0x51, maxPdu), uid(0x52, '1.2.826.0.1.3680043.9.9999')])),
+  ]);
+  const header = Buffer.alloc(6);
+  header[0] = 0x01;
+  header.writeUInt32BE(body.length, 2);
+  return Buffer.concat([header, body]);
+}
+
+/** Connects, sends an A-ASSOCIATE-RQ, resolves with the socket and the answer's PDU type (2 = AC, 3 = RJ). */
+function associateRaw(port: number, calledAe: string, allowHalfOpen = false): Promise<{ socket: net.Socket; answer: number }> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen });
+    socket.on('error', () => undefined);
+    socket.on('connect', () => socket.write(associateRq(calledAe)));
+    socket.once('data', (d: Buffer) => resolve({ socket, answer: d[0] }));
+  });
+}
+
+test('aborted, silent and half-closed peers all leave the open gauge at 0, each counted with its reason', async () => {
+  const g = await start({ dicom: { associationTimeoutSeconds: 2 } });
+  // an A-ABORT after the A-ASSOCIATE-AC
+  const aborting = await associateRaw(g.dicomPort, 'SONOGATE');
+  expect(aborting.answer).toBe(0x02);
+  aborting.socket.write(Buffer.from([0x07, 0, 0, 0, 0, 4, 0, 0, 0, 0]));
+  // associated, then nothing: cut off at dicom.associationTimeoutSeconds
+  const silent = await associateRaw(g.dicomPort, 'SONOGATE');
+  expect(silent.answer).toBe(0x02);
+  // rejected, and it never closes its side: it must not keep its slot (nor the gauge up) for ever
+  const halfOpen = await associateRaw(g.dicomPort, 'NOT_US', true);
+  expect(halfOpen.answer).toBe(0x03);
+  await allClosed(g);
+  expect(g.associations().inbound).toMatchObject({ accepted: 2, rejected: { called_ae: 1 }, aborted: { peer_abort: 1, timeout: 1, connection_lost: 0 } });
+  for (const s of [aborting.socket, silent.socket, halfOpen.socket]) s.destroy();
+  // and the listener still serves
+  expect((await echoscu({ port: g.dicomPort })).code).toBe(0);
 });
 
 test('a resent SOP Instance UID replaces the earlier file and row', async () => {

@@ -103,6 +103,9 @@ d('DICOM TLS', () => {
     expect(g.store.listStudies()).toHaveLength(0);
     await eventually(() => /DEPTH_ZERO_SELF_SIGNED_CERT/.test(logged()) && /no client certificate/.test(logged()), 2000, 'refusals logged');
     expect(logged()).toMatch(/DICOM TLS client refused: certificate not trusted/);
+    // on /metrics: two TLS refusals (after the handshake under TLS 1.3, in it under 1.2), no association
+    const { rejected, accepted } = g.associations().inbound;
+    expect([rejected.tls_certificate + rejected.tls_handshake, accepted]).toEqual([2, 0]);
     // the listener is still healthy for a good client
     expect((await echoscu({ port: g.dicomTlsPort!, extraArgs: tlsArgs(scanner) })).code).toBe(0);
   });
@@ -121,6 +124,7 @@ d('DICOM TLS', () => {
     expect(r.output).not.toMatch(/Received Store Response/);
     expect(g.store.listStudies()).toHaveLength(0);
     await eventually(() => /DICOM TLS handshake failed/.test(logged()), 2000, 'handshake failure logged');
+    expect(g.associations().inbound.rejected).toMatchObject({ tls_handshake: 1, tls_certificate: 0 });
   });
 
   test('the AE allow-list and the called-AE check apply on TLS too (reasons 3 and 7)', async () => {
