@@ -42,6 +42,12 @@ export async function startAnalysisEngine(config: Config, logger: Logger): Promi
     // (decoder, model) trips it, not a long cine
     requestTimeoutMs: 10 * 60_000,
     onWorkerLost: (reason) => logger.error({ reason }, 'inference worker lost; its instance failed, a new worker is starting'),
+    recycleRssBytes: config.inference.workerRecycleRssMB * 2 ** 20,
+    onWorkerRecycled: (rssBytes) =>
+      logger.info(
+        { rssMB: Math.round(rssBytes / 2 ** 20), workerRecycleRssMB: config.inference.workerRecycleRssMB },
+        'inference worker recycled: its memory after the last instance was above inference.workerRecycleRssMB; a fresh worker is loading the model',
+      ),
   });
   logger.info(
     { provider: pool.provider, skipped: pool.skippedProviders, model: model.spec.name, version: model.spec.version, workers: config.inference.workers },

@@ -38,6 +38,7 @@ export async function runServe(config: Config, logger: Logger): Promise<number> 
       },
       logger,
       env: dashboardEnv,
+      workersRecycled: () => engine.pool.recycled,
     });
   } catch (e) {
     await gateway.close();

@@ -199,6 +199,11 @@ export const configSchema = z
         workers: z.number().int().min(1).max(16).default(1),
         /** frames per inference call (cine frames are batched) */
         batchSize: z.number().int().min(1).max(64).default(8),
+        /**
+         * a worker whose resident memory is above this (MB) after a request is replaced by a fresh one
+         * once idle: it would otherwise keep the memory of the largest instance it analysed; 0 = never
+         */
+        workerRecycleRssMB: z.number().int().min(0).default(1024),
         /** components smaller than this (pixels of the analysed region) are dropped */
         minLesionAreaPixels: z.number().int().min(0).default(100),
         /** components smaller than this fraction of the frame's largest are dropped (0 keeps all) */

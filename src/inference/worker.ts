@@ -52,13 +52,13 @@ async function main(): Promise<void> {
         // the whole per-instance pipeline (decode, inference, postprocess, reports, file writes)
         // runs here, so the listener's event loop never waits on pixels
         const { outcome, outputs } = await processInstanceFile(req.file, req.outDir, reportingProgress(predictor, () => reply({ type: 'progress', id: req.id })), req.options);
-        reply({ type: 'processed', id: req.id, outcome, outputs });
+        reply({ type: 'processed', id: req.id, outcome, outputs, rssBytes: process.memoryUsage.rss() });
         return;
       }
       const { predictions, timings } = await predictor.predict(req.frames, req.rect, req.batchSize);
-      reply({ type: 'result', id: req.id, predictions, timings });
+      reply({ type: 'result', id: req.id, predictions, timings, rssBytes: process.memoryUsage.rss() });
     } catch (e) {
-      reply({ type: 'error', id: req.id, message: (e as Error).message });
+      reply({ type: 'error', id: req.id, message: (e as Error).message, rssBytes: process.memoryUsage.rss() });
     }
   });
 }

@@ -8,6 +8,14 @@
  * or a request that exceeded its time limit — fails only its own request and is replaced. While no
  * worker can load the model, each request tries to start one and fails with the reason, so nothing
  * waits forever and the pool recovers once the model loads again.
+ *
+ * A worker keeps the memory of the largest instance it analysed (V8 and the native allocators do
+ * not hand the peak back to the system: a 400-frame 800 × 600 RGB cine left one at 1.9 GB while
+ * idle, where a fresh one holds about 250 MB; bench/worker-memory.ts). Each reply says the worker's resident set size; one above recycleRssBytes is retired as
+ * soon as its request is answered (it is idle then: nothing in flight is lost) and a fresh worker
+ * starts in its place, loading the model again. Requests meanwhile wait in the queue (or run on
+ * the other workers). Checked once per request, after it: an instance that alone needs more than
+ * the bound costs one restart per such instance, never a loop.
  */
 import type { ChildProcess } from 'node:child_process';
 import type { PipelineOptions } from '../pipeline/processStudy';
@@ -34,11 +42,17 @@ type Predicted = { predictions: FramePrediction[]; timings: PredictTimings };
 export type WorkerReply =
   | { type: 'ready'; provider: Provider; skipped: string[] }
   | { type: 'init-error'; message: string; /** model.json and the graph disagree (a configuration error) */ model?: boolean }
-  | { type: 'result'; id: number; predictions: FramePrediction[]; timings: PredictTimings }
-  | { type: 'processed'; id: number; outcome: InstanceOutcome; outputs: OutputObject[] }
-  | { type: 'error'; id: number; message: string }
+  | ({ type: 'result'; id: number; predictions: FramePrediction[]; timings: PredictTimings } & Footprint)
+  | ({ type: 'processed'; id: number; outcome: InstanceOutcome; outputs: OutputObject[] } & Footprint)
+  | ({ type: 'error'; id: number; message: string } & Footprint)
   /** a batch of frames is done: the request is alive (its time limit starts again) */
   | { type: 'progress'; id: number };
+
+/** what a worker says of itself with each answer */
+export interface Footprint {
+  /** its resident set size after the request (process.memoryUsage.rss()) */
+  rssBytes: number;
+}
 
 interface Job {
   req: WorkerRequest;
@@ -63,6 +77,10 @@ export interface PoolOptions {
   requestTimeoutMs?: number;
   /** called when a worker died and was replaced (for the log) */
   onWorkerLost?: (reason: string) => void;
+  /** a worker whose resident set is above this after a request is replaced by a fresh one (0 or absent: never) */
+  recycleRssBytes?: number;
+  /** called when a worker was retired for its memory (for the log), with its resident set size */
+  onWorkerRecycled?: (rssBytes: number) => void;
 }
 
 export class InferencePool {
@@ -70,6 +88,7 @@ export class InferencePool {
   private closed = false;
   private readonly queue: Job[] = [];
   private readonly slots: Slot[] = [];
+  private recycledCount = 0;
 
   private constructor(
     private readonly init: WorkerInit,
@@ -100,6 +119,11 @@ export class InferencePool {
     return this.queue.length;
   }
 
+  /** workers retired for their memory since the start (inference.workerRecycleRssMB) */
+  get recycled(): number {
+    return this.recycledCount;
+  }
+
   private adopt(worker: ChildProcess, ready: boolean): void {
     const slot: Slot = { worker, ready, job: null, timer: null };
     this.slots.push(slot);
@@ -128,7 +152,22 @@ export class InferencePool {
     if (m.type === 'result') job.resolve({ predictions: m.predictions, timings: m.timings } satisfies Predicted);
     else if (m.type === 'processed') job.resolve({ outcome: m.outcome, outputs: m.outputs } satisfies Processed);
     else job.reject(new Error(m.message));
+    const bound = this.opts.recycleRssBytes ?? 0;
+    if (bound > 0 && m.rssBytes > bound && !this.closed) this.recycle(slot, m.rssBytes);
     this.dispatch();
+  }
+
+  /** Ends an idle worker that holds too much memory and starts a fresh one in its place. */
+  private recycle(slot: Slot, rssBytes: number): void {
+    const i = this.slots.indexOf(slot);
+    if (i < 0 || slot.job) return;
+    this.slots.splice(i, 1);
+    slot.worker.removeAllListeners('message').removeAllListeners('exit');
+    // idle: nothing of it is lost. Ended first, so that its memory is free before the new one loads the model
+    void killWorker(slot.worker);
+    this.recycledCount++;
+    this.opts.onWorkerRecycled?.(rssBytes);
+    this.adopt(spawnInferenceWorker(this.init), false);
   }
 
   private release(slot: Slot): void {

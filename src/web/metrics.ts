@@ -23,6 +23,8 @@ export interface ModelLabels {
 export interface MetricSources {
   /** the gateway's DICOM associations; without it the sonogate_dicom_associations* metrics are absent */
   associations?: () => AssociationCounts;
+  /** inference workers retired for their memory (inference.workerRecycleRssMB); without it the metric is absent */
+  workersRecycled?: () => number;
 }
 
 interface SendSeen {
@@ -171,6 +173,10 @@ export class PipelineMetrics {
       },
     });
     if (sources.associations) registerAssociationMetrics(r, sources.associations);
+    if (sources.workersRecycled) {
+      const recycled = sources.workersRecycled;
+      readCounter(r, 'sonogate_inference_worker_recycles_total', 'Inference workers replaced by a fresh one after a request because their resident memory was above inference.workerRecycleRssMB', () => ({ '': recycled() }));
+    }
     new client.Gauge({ name: 'sonogate_model_info', help: 'The model in use and the inference provider', labelNames: ['name', 'version', 'provider'], registers: [r] }).set(
       { name: model.name, version: model.version, provider: model.provider },
       1,
@@ -297,7 +303,7 @@ export class PipelineMetrics {
 }
 
 /**
- * A counter whose running total is kept elsewhere (the listener), read at
+ * A counter whose running total is kept elsewhere (the listener, the inference pool), read at
  * scrape time: one series per key of what `read` returns, under `label` ('' for a single series).
  */
 function readCounter(r: client.Registry, name: string, help: string, read: () => Record<string, number>, label?: string): void {

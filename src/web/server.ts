@@ -41,6 +41,8 @@ export interface WebServerOptions {
   model: ModelSummary;
   logger: Logger;
   env?: NodeJS.ProcessEnv;
+  /** inference workers retired for their memory since the start (for /metrics) */
+  workersRecycled?: () => number;
 }
 
 export interface WebServer {
@@ -106,7 +108,7 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
   // the same overrides either way: RoutingSettings reads them from the database on every call
   const routing = gateway.routing ?? new RoutingSettings(config, store.db);
   const live = new LiveFeed(queries, () => !store.isClosed, logger);
-  const metrics = new PipelineMetrics(store, model, { associations: gateway.associations?.bind(gateway) });
+  const metrics = new PipelineMetrics(store, model, { associations: gateway.associations?.bind(gateway), workersRecycled: opts.workersRecycled });
   const previews = new PreviewRenderer();
   const sessions = new SqliteSessionStore(store.db, config.http.sessionIdleMinutes * 60_000);
   let closing = false;

@@ -61,6 +61,7 @@ d('dashboard API', () => {
       model: { name: 'copy', version: '0', provider: 'cpu', specPath: path.join(dir, 'model.json'), spec: {} },
       logger: silentLogger(),
       env: {},
+      workersRecycled: () => 2,
     });
     base = web.url;
     const f = writeTemp(dir, 'study.dcm', phantomFile({ seed: 5, studyInstanceUid: STUDY, patientName: PATIENT, patientId: PATIENT_ID }));
@@ -309,10 +310,11 @@ d('dashboard API', () => {
     expect(m).toContain('sonogate_inference_seconds_per_frame_bucket');
     expect(m).toContain('sonogate_model_info{name="copy",version="0",provider="cpu"} 1');
     expect(m).toContain('sonogate_process_cpu_seconds_total');
-    // the scanner's association, counted from the listener
+    // the scanner's association, counted from the listener; the pool's recycles, from the engine
     expect(m).toMatch(/^sonogate_dicom_associations_accepted_total [1-9]/m);
     expect(m).toMatch(/^sonogate_dicom_associations_rejected_total\{reason="calling_ae"\} 0$/m);
     expect(m).toMatch(/^sonogate_dicom_associations\{direction="outbound"\} \d+$/m);
+    expect(m).toMatch(/^sonogate_inference_worker_recycles_total 2$/m);
     expect(m).not.toContain('US_SCANNER');
     expect(m).not.toContain('Alice');
     expect(m).not.toContain(PATIENT_ID);

@@ -136,6 +136,45 @@ const built = fs.existsSync(path.resolve(__dirname, '..', '..', 'dist', 'inferen
     }
   });
 
+  test('a worker above inference.workerRecycleRssMB is replaced once its request is answered; queued requests wait for the fresh one and get the same results', async () => {
+    const recycled: number[] = [];
+    const lost: string[] = [];
+    const pool = await InferencePool.start({ specPath: SPEC, providers: ['cpu'] }, 1, {
+      recycleRssBytes: 2 ** 20, // 1 MB: every worker is above it after any request
+      onWorkerRecycled: (rss) => recycled.push(rss),
+      onWorkerLost: (r) => lost.push(r),
+    });
+    const workerOf = () => (pool as any).slots[0].worker as { pid: number };
+    try {
+      const first = workerOf();
+      const a = await pool.predict([frame()], rect);
+      expect(pool.recycled).toBe(1);
+      expect(workerOf()).not.toBe(first);
+      // one per request, after it, never a loop: three queued requests, three fresh workers, all answered
+      const more = await Promise.all([1, 2, 3].map(() => pool.predict([frame()], rect)));
+      expect(pool.recycled).toBe(4);
+      for (const r of more) expect(r.predictions).toEqual(a.predictions);
+      expect(recycled.every((rss) => rss > 2 ** 20)).toBe(true);
+      expect(lost).toEqual([]);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(pool.recycled).toBe(4); // an idle pool recycles nothing
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test('with workerRecycleRssMB 0 the worker is never replaced', async () => {
+    const pool = await InferencePool.start({ specPath: SPEC, providers: ['cpu'] }, 1, { recycleRssBytes: 0 });
+    try {
+      const worker = (pool as any).slots[0].worker;
+      for (let i = 0; i < 3; i++) await pool.predict([frame()], rect);
+      expect(pool.recycled).toBe(0);
+      expect((pool as any).slots[0].worker).toBe(worker);
+    } finally {
+      await pool.close();
+    }
+  });
+
   test('closing lets the request in a worker finish and fails what is still queued', async () => {
     const pool = await InferencePool.start({ specPath: SPEC, providers: ['cpu'] }, 1);
     const settled = [pool.predict([frame()], rect), pool.predict([frame()], rect)].map((p) => p.then(() => 'resolved', (e: Error) => e.message));
