@@ -607,6 +607,38 @@ print(json.dumps(np.std(np.stack(pm), 0).tolist()))
     const expected = JSON.parse(apart) as number[];
     expect(Math.max(...expected)).toBeGreaterThan(1e-3);
     mixedParity.spread!.forEach((v, i) => expect(Math.abs(v - expected[i])).toBeLessThan(1e-5));
+
+    // rule 30: with --most-suspicious-when-disagreeing, above the cut the class logits are the
+    // network's with the higher P(malignant); at or below it, the average's
+    const cut = (Math.min(...expected) + Math.max(...expected)) / 2;
+    const ruleDir = path.join(dir, 'rule-model');
+    train([...common.map((a) => (a === modelDir ? ruleDir : a)), '--export-only', '--checkpoints', `${best},${nudged}@16`, '--model-version', 'rule', '--tta', 'off', '--low-agreement-above', String(cut), '--most-suspicious-when-disagreeing']);
+    expect(JSON.parse(fs.readFileSync(path.join(ruleDir, 'model.json'), 'utf8')).outputs.spread.classFromMostSuspiciousNetwork).toBe(true);
+    expect((await onnxParity(ruleDir)).maxDiff).toBeLessThanOrEqual(1e-4);
+    const rule = JSON.parse(
+      py(
+        `
+import sys, json, torch
+sys.path.insert(0, '.')
+from reference import pattern
+from train import load_members
+x = torch.from_numpy(pattern(3, 32, 32))
+z = [load_members([p])(x)[1].detach() for p in sys.argv[1:3]]
+print(json.dumps({"each": [t.tolist() for t in z], "mean": ((z[0] + z[1]) / 2).tolist()}))
+`,
+        [best, `${nudged}@16`],
+      ),
+    ) as { each: number[][][]; mean: number[][] };
+    const got = f32(JSON.parse(fs.readFileSync(path.join(ruleDir, 'reference-outputs.json'), 'utf8')).class_logits);
+    const pm = (l: number[]) => Math.exp(l[2]) / l.reduce((a, v) => a + Math.exp(v), 0);
+    let flagged = 0;
+    expected.forEach((spread, i) => {
+      const want = spread > cut ? rule.each[pm(rule.each[0][i]) >= pm(rule.each[1][i]) ? 0 : 1][i] : rule.mean[i];
+      flagged += spread > cut ? 1 : 0;
+      want.forEach((v, k) => expect(Math.abs(got[i * 3 + k] - v)).toBeLessThan(1e-4));
+    });
+    expect(flagged).toBeGreaterThan(0);
+    expect(flagged).toBeLessThan(expected.length);
     const mixedLog = execFileSync(PY, [path.join(TRAINING, 'from_onnx.py'), '--model', path.join(mixedDir, 'model.json'), '--out', path.join(dir, 'mixed-rebuilt')], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } });
     expect(mixedLog).toMatch(/rebuilt 2 network\(s\)/);
     expect(mixedLog).toMatch(/wrote member0\.pt, member1\.pt@16 to/);
