@@ -11,8 +11,8 @@
  *
  * A worker keeps the memory of the largest instance it analysed (V8 and the native allocators do
  * not hand the peak back to the system: a 400-frame 800 × 600 RGB cine left one at 1.9 GB while
- * idle, where a fresh one holds about 250 MB; bench/worker-memory.ts). Each reply says the worker's resident set size; one above recycleRssBytes is retired as
- * soon as its request is answered (it is idle then: nothing in flight is lost) and a fresh worker
+ * idle, where a fresh one holds about 250 MB; bench/worker-memory.ts). Each reply says the
+ * worker's resident set size; one above recycleRssBytes is retired as soon as its request is answered (it is idle then: nothing in flight is lost) and a fresh worker
  * starts in its place, loading the model again. Requests meanwhile wait in the queue (or run on
  * the other workers). Checked once per request, after it: an instance that alone needs more than
  * the bound costs one restart per such instance, never a loop.
