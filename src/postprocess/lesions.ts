@@ -40,6 +40,36 @@ export function backgroundMask(gray: Uint8Array, width: number, height: number):
   return reachedFromEdge(width, height, (i) => gray[i] <= BLACK_LEVEL);
 }
 
+/**
+ * Sets the pixels of `binary` that its edge cannot reach through 4-neighbours over 0-pixels: the
+ * holes of its 8-connected components. The flood fill covers only the foreground's bounding box and
+ * a one-pixel margin: everything outside the box is background joined to the edge.
+ */
+export function fillHoles(binary: Uint8Array, w: number, h: number): void {
+  let x0 = w;
+  let y0 = h;
+  let x1 = -1;
+  let y1 = -1;
+  for (let y = 0; y < h; y++) {
+    const row = y * w;
+    for (let x = 0; x < w; x++) {
+      if (!binary[row + x]) continue;
+      if (x < x0) x0 = x;
+      if (x > x1) x1 = x;
+      if (y < y0) y0 = y;
+      y1 = y;
+    }
+  }
+  if (x1 < 0) return;
+  x0 = Math.max(0, x0 - 1);
+  y0 = Math.max(0, y0 - 1);
+  const bw = Math.min(w - 1, x1 + 1) - x0 + 1;
+  const bh = Math.min(h - 1, y1 + 1) - y0 + 1;
+  const at = (i: number) => (Math.floor(i / bw) + y0) * w + (i % bw) + x0;
+  const outside = reachedFromEdge(bw, bh, (i) => !binary[at(i)]);
+  for (let i = 0; i < outside.length; i++) if (!outside[i]) binary[at(i)] = 1;
+}
+
 interface Component {
   pixels: Int32Array; // indices into the region map
   meanProbability: number;
@@ -183,10 +213,7 @@ export function extractLesions(
   const { width: w, height: h, probability } = pred;
   const binary = new Uint8Array(w * h);
   for (let i = 0; i < binary.length; i++) binary[i] = probability[i] > opts.threshold ? 1 : 0;
-  if (opts.fillHoles) {
-    const outside = reachedFromEdge(w, h, (i) => !binary[i]);
-    for (let i = 0; i < binary.length; i++) if (!outside[i]) binary[i] = 1;
-  }
+  if (opts.fillHoles) fillHoles(binary, w, h);
   const { x0, y0 } = region.rect;
   // the flood fill covers the whole frame: only for a frame that has a component to judge
   let background: Uint8Array | null = null;

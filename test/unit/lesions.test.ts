@@ -1,4 +1,5 @@
-import { backgroundMask, extractLesions } from '../../src/postprocess/lesions';
+import { reachedFromEdge } from '../../src/postprocess/edgeFill';
+import { backgroundMask, extractLesions, fillHoles } from '../../src/postprocess/lesions';
 import { polygonArea } from '../../src/postprocess/outline';
 import { AnalysisRegion, FramePrediction } from '../../src/types/domain';
 
@@ -121,6 +122,27 @@ describe('lesion measurement', () => {
     // the C's gap reaches the frame's edge: not a hole
     expect(c(filled).areaPixels).toBe(c(open).areaPixels);
     expect(filled.mask.reduce((a, b) => a + b, 0)).toBe(filled.lesions.reduce((a, l) => a + l.areaPixels, 0));
+  });
+
+  test('fillHoles within the foreground\'s bounding box equals a flood fill of the whole frame (random blobs, touching edges too)', () => {
+    let seed = 7;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let k = 0; k < 200; k++) {
+      const w = 5 + Math.floor(rnd() * 40);
+      const h = 5 + Math.floor(rnd() * 40);
+      const density = rnd();
+      const bin = new Uint8Array(w * h);
+      const cx = rnd() * w;
+      const cy = rnd() * h;
+      const r = 2 + rnd() * 15;
+      for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) if ((x - cx) ** 2 + (y - cy) ** 2 < r * r && rnd() < density + 0.3) bin[y * w + x] = 1;
+      const whole = bin.slice();
+      const outside = reachedFromEdge(w, h, (i) => !whole[i]);
+      for (let i = 0; i < whole.length; i++) if (!outside[i]) whole[i] = 1;
+      const boxed = bin.slice();
+      fillHoles(boxed, w, h);
+      expect(Buffer.from(boxed).equals(Buffer.from(whole))).toBe(true);
+    }
   });
 
   test('nothing above threshold gives no lesion and an empty mask', () => {
