@@ -1,8 +1,8 @@
 /**
  * The study's summary for the PACS: a Key Object Selection document (PS3.3 A.35.4, TID 2010
  * "Of Interest") that flags the images of the study the model calls benign or malignant, or on
- * which its networks disagree, most suspicious first, with a short description. Viewers show it as the study's key images; the
- * details stay in each image's SR and SEG. Made only when at least one image is flagged (TID 2010
+ * which its networks disagree, most suspicious first, with a short description. Viewers show it
+ * as the study's key images; the details stay in each image's SR and SEG. Made only when at least one image is flagged (TID 2010
  * needs at least one reference, and "no image of interest" is not what the title says).
  */
 import { Dataset, KeyImageCandidate, LABEL_SEVERITY, ModelInfo } from '../types/domain';
