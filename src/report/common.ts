@@ -19,6 +19,15 @@ export interface BuildOptions {
 export const MANUFACTURER = 'Sonogate';
 export const NOT_FOR_DIAGNOSIS = 'AI result — not for diagnostic use';
 export const NO_LESION_FOUND = 'No lesion found';
+/** said instead where the model calls the image benign or malignant but outlined nothing on it */
+export const NO_LESION_OUTLINED = 'No lesion outlined: the call is the whole image\'s';
+
+/**
+ * What the SR's finding and the overlay say when no outline is reported: "No lesion found" would
+ * contradict a benign or malignant call (a lesion the model sensed but did not outline, or one too
+ * small to keep), so such a call says that nothing was outlined.
+ */
+export const noOutlineText = (result: InstanceResult): string => (result.label === 'normal' ? NO_LESION_FOUND : NO_LESION_OUTLINED);
 /** the overlay's line where the model's networks disagree (model card, rule 29) */
 export const LOW_AGREEMENT = 'Networks disagree: uncertain call';
 

@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import { reachedFromEdge } from '../postprocess/edgeFill';
 import { Dataset, GrayFrame, InstanceResult, Lesion, ModelInfo, RgbFrame } from '../types/domain';
 import { Codes } from './codes';
-import { BuildOptions, LOW_AGREEMENT, MANUFACTURER, NOT_FOR_DIAGNOSIS, NO_LESION_FOUND, commonAttributes, imageReference, reportedLesions, side } from './common';
+import { BuildOptions, LOW_AGREEMENT, MANUFACTURER, NOT_FOR_DIAGNOSIS, noOutlineText, commonAttributes, imageReference, reportedLesions, side } from './common';
 
 const CONTOUR = [255, 255, 0]; // yellow, as the SEG's recommended display colour
 const AXIS = '#00e5ff';
@@ -42,7 +42,7 @@ export function captionLines(result: InstanceResult, model: ModelInfo): string[]
   // a cine is called by its most suspicious frame, the one drawn here
   if (result.masks.length > 1) lines.push(`Frame ${result.reportedFrameIndex + 1} of ${result.masks.length}, the most suspicious`);
   const lesions = reportedLesions(result);
-  if (lesions.length === 0) lines.push(NO_LESION_FOUND);
+  if (lesions.length === 0) lines.push(noOutlineText(result));
   for (const l of lesions.slice(0, MAX_LESION_LINES)) lines.push(`Lesion ${l.index}: ${sizeText(l)}`);
   const more = lesions.length - MAX_LESION_LINES;
   if (more > 0) lines.push(`+ ${more} more ${more === 1 ? 'lesion' : 'lesions'} (see SR)`);

@@ -9,11 +9,11 @@
  *   ├ Imaging Measurements ─ one Measurement Group per lesion (TID 1411 rows); each size
  *   │   INFERRED FROM an SCOORD on the source frame: the axis's ends, the area's outline
  *   └ Qualitative Evaluations: disclaimer, class probabilities, the networks' agreement (a model
- *     with outputs.spread), "No lesion found"
+ *     with outputs.spread), "No lesion found" (or, for a benign or malignant call, "No lesion outlined")
  */
 import { Dataset, InstanceResult, Lesion, ModelInfo } from '../types/domain';
 import { Code, Codes, Units } from './codes';
-import { agreementText, BuildOptions, reportedLesions, NOT_FOR_DIAGNOSIS, NO_LESION_FOUND, SopClass, commonAttributes, imageReference, isMultiFrame, lateralityCode } from './common';
+import { agreementText, BuildOptions, reportedLesions, NOT_FOR_DIAGNOSIS, noOutlineText, SopClass, commonAttributes, imageReference, isMultiFrame, lateralityCode } from './common';
 import { LESION_SEGMENT_NUMBER } from './seg';
 import { codeItem, container, evidence, imageItem, Item, languageAndObserver, numItem, scoordItem, textItem, uidItem } from './srItems';
 import { derivedUid } from './uids';
@@ -81,7 +81,7 @@ function measurementGroup(source: Dataset, result: InstanceResult, model: ModelI
 
 function qualitativeEvaluations(result: InstanceResult, multiFrame: boolean): Item {
   const items: Item[] = [textItem('CONTAINS', Codes.comment, `${NOT_FOR_DIAGNOSIS}. Decision support, not a diagnosis.`)];
-  if (reportedLesions(result).length === 0) items.push(textItem('CONTAINS', Codes.finding, NO_LESION_FOUND));
+  if (reportedLesions(result).length === 0) items.push(textItem('CONTAINS', Codes.finding, noOutlineText(result)));
   const probs = Object.entries(result.classProbabilities).map(([label, p]) => `${label} ${pct(p)}`).join(', ');
   // a cine is called by its most suspicious frame: say so, or the reader takes it for the whole clip's
   const frame = multiFrame ? ` (frame ${result.reportedFrameIndex + 1} of ${result.masks.length}, the most suspicious; other frames score lower)` : '';

@@ -99,6 +99,10 @@ describe('Secondary Capture overlay', () => {
   test('no lesion: says so, and draws no contour', async () => {
     const { result, rgbAt } = await overlayFor('no-lesion', { lesion: false, seed: 3 });
     expect(captionLines(result, model)).toContain('No lesion found');
+    // a benign or malignant call without an outline must not say "No lesion found"
+    const called = captionLines(lesionCase({ lesion: false, seed: 3, label: 'malignant' }).result, model);
+    expect(called).toContain("No lesion outlined: the call is the whole image's");
+    expect(called).not.toContain('No lesion found');
     const frame = result.source.frames[0];
     for (let y = 0; y < frame.height; y += 7) {
       for (let x = 0; x < frame.width; x += 7) {

@@ -2,7 +2,7 @@ import { readFileSync, rmSync } from 'fs';
 import { join } from 'path';
 import { readPart10 } from '../../src/dicom/part10';
 import { buildSeg } from '../../src/report/seg';
-import { NO_LESION_FOUND } from '../../src/report/common';
+import { NO_LESION_FOUND, NO_LESION_OUTLINED } from '../../src/report/common';
 import { IMAGE_LEVEL_CALL, NO_CALIBRATION, buildSr } from '../../src/report/sr';
 import { polygonArea } from '../../src/postprocess/outline';
 import { Dataset } from '../../src/types/domain';
@@ -161,6 +161,13 @@ describe('Comprehensive SR (TID 1500)', () => {
     expect(named(read, 'Measurement Group')).toHaveLength(0);
     expect(one(read, 'Finding').TextValue).toBe(NO_LESION_FOUND);
     expect(named(read, 'Pathology')).toHaveLength(0);
+  });
+
+  test('a benign or malignant call without an outline says nothing was outlined, not "No lesion found"', () => {
+    const { read, path } = srFor('call-no-outline', { lesion: false, seed: 3, label: 'malignant', malignancyProbability: 0.78 });
+    expect(one(read, 'Finding').TextValue).toBe(NO_LESION_OUTLINED);
+    expect(pydicomSrTexts(path)).not.toContain(NO_LESION_FOUND);
+    expect(pydicomSrTexts(path).join(' ')).toMatch(/Model classification: malignant/);
   });
 
   test('uncalibrated image: sizes in pixels with a note, never in mm', () => {
