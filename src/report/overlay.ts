@@ -158,7 +158,8 @@ export async function renderOverlay(result: InstanceResult, model: ModelInfo, co
   // the font follows the image width but never drops below 12 px: long lines wrap instead
   const fontSize = Math.max(12, Math.min(40, Math.round(width / 28)));
   const maxChars = Math.max(8, Math.floor((width - fontSize) / (EM_PER_CHAR * fontSize)));
-  const rows = captionLines(result, model).flatMap((line, i) => wrap(line, maxChars).map((text) => ({ text, warning: i === 0 })));
+  // the disclaimer, and the networks' disagreement, in the warning colour
+  const rows = captionLines(result, model).flatMap((line, i) => wrap(line, maxChars).map((text) => ({ text, warning: i === 0 || line === LOW_AGREEMENT })));
   const band = Math.round(fontSize * LINE_HEIGHT * rows.length + fontSize);
 
   const rgb = basePicture(frame, colourFrame);

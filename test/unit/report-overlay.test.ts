@@ -96,6 +96,20 @@ describe('Secondary Capture overlay', () => {
     expect(agree.join('\n')).not.toMatch(/disagree/);
   });
 
+  test("the disagreement line is drawn in the warning colour, like the disclaimer", async () => {
+    const amber = async (name: string, low: boolean) => {
+      const { result, pydicom } = await overlayFor(name, { label: 'benign', agreement: { spread: low ? 0.2 : 0.01, lowAbove: 0.0667, low } });
+      const f = result.source.frames[0];
+      const band = pydicom.pixels!.subarray(f.height * f.width * 3);
+      let n = 0;
+      for (let i = 0; i < band.length; i += 3) if (band[i] > 200 && band[i + 1] > 150 && band[i + 1] < 240 && band[i + 2] < 80) n++;
+      return n;
+    };
+    const usual = await amber('agreement-usual', false);
+    expect(usual).toBeGreaterThan(100); // the disclaimer
+    expect(await amber('agreement-low', true)).toBeGreaterThan(usual * 1.4);
+  });
+
   test('no lesion: says so, and draws no contour', async () => {
     const { result, rgbAt } = await overlayFor('no-lesion', { lesion: false, seed: 3 });
     expect(captionLines(result, model)).toContain('No lesion found');
