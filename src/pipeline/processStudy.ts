@@ -137,6 +137,7 @@ export async function processInstanceFile(
       largestLesion: summarize(result),
       frames: result.source.frames.length,
       timingsMs: timings,
+      ...(result.agreement ? { networkSpread: result.agreement.spread, lowAgreement: result.agreement.low } : {}),
       keyImage: keyImageOf(header, result),
     },
     outputs,

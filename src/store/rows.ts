@@ -47,6 +47,10 @@ export interface InstanceRow {
   lesionJson: string | null;
   frames: number | null;
   timingsJson: string | null;
+  /** InstanceOutcome.networkSpread; NULL where the model has no such output or the instance was not analysed */
+  networkSpread: number | null;
+  /** SQLite has no boolean: 1 = the networks disagree (above the model's cut), 0 = they agree */
+  lowAgreement: 0 | 1 | null;
 }
 
 export interface JobRow {

@@ -240,6 +240,17 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX outputs_study ON outputs(study_uid);
     `,
   },
+  {
+    version: 6,
+    description: "instances.network_spread and low_agreement: the model's networks' disagreement, for the dashboard",
+    sql: `
+      -- the spread of the networks' P(malignant) on the reported frame, and 1 where it is above the
+      -- model's cut (the SR, overlay and key object selection flag the call as uncertain); NULL for
+      -- a model without that output, for an instance not analysed, and for rows from before this column
+      ALTER TABLE instances ADD COLUMN network_spread REAL;
+      ALTER TABLE instances ADD COLUMN low_agreement INTEGER;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

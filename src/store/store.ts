@@ -41,7 +41,8 @@ const INSTANCE_COLUMNS = `sop_instance_uid AS sopInstanceUid, study_uid AS study
   sop_class_uid AS sopClassUid, transfer_syntax_uid AS transferSyntaxUid, path, bytes,
   received_at AS receivedAt, calling_ae AS callingAe, calling_host AS callingHost, status, reason, message,
   label, probability, malignancy_probability AS malignancyProbability, lesion_count AS lesionCount,
-  lesion_json AS lesionJson, frames, timings_json AS timingsJson`;
+  lesion_json AS lesionJson, frames, timings_json AS timingsJson, network_spread AS networkSpread,
+  low_agreement AS lowAgreement`;
 
 const JOB_COLUMNS = `id, study_uid AS studyUid, status, run, attempts, out_dir AS outDir, created_at AS createdAt,
   started_at AS startedAt, finished_at AS finishedAt, timings_json AS timingsJson,
@@ -198,7 +199,7 @@ export class Store {
              received_at = excluded.received_at, calling_ae = excluded.calling_ae, calling_host = excluded.calling_host,
              status = 'received', reason = NULL, message = NULL, label = NULL, probability = NULL,
              malignancy_probability = NULL, lesion_count = NULL, lesion_json = NULL, frames = NULL, timings_json = NULL,
-             purged_at = NULL`,
+             network_spread = NULL, low_agreement = NULL, purged_at = NULL`,
         )
         .run({ ...i, now });
 
@@ -473,7 +474,7 @@ export class Store {
       const updInstance = this.db.prepare(
         `UPDATE instances SET status = @status, reason = @reason, message = @message, label = @label, probability = @probability,
            malignancy_probability = @malignancyProbability, lesion_count = @lesionCount, lesion_json = @lesionJson,
-           frames = @frames, timings_json = @timingsJson
+           frames = @frames, timings_json = @timingsJson, network_spread = @networkSpread, low_agreement = @lowAgreement
          WHERE sop_instance_uid = @sopInstanceUid AND study_uid = @studyUid`,
       );
       for (const o of result.instances) {
@@ -490,6 +491,8 @@ export class Store {
           lesionJson: o.largestLesion === undefined ? null : JSON.stringify(o.largestLesion),
           frames: o.frames ?? null,
           timingsJson: o.timingsMs ? JSON.stringify(o.timingsMs) : null,
+          networkSpread: o.networkSpread ?? null,
+          lowAgreement: o.lowAgreement === undefined ? null : Number(o.lowAgreement),
         });
       }
       const upsertOutput = this.db.prepare(

@@ -45,6 +45,12 @@ export interface InstanceOutcome {
   largestLesion?: { longAxis: number; shortAxis: number; area: number; unit: 'mm' | 'px' } | null;
   frames?: number;
   timingsMs?: Record<string, number>;
+  /**
+   * how far the model's networks disagree on P(malignant) on the reported frame, and whether that is
+   * above the model's cut (InstanceResult.agreement); absent for a model without outputs.spread
+   */
+  networkSpread?: number;
+  lowAgreement?: boolean;
   /** what the study's key object selection needs of an analysed instance (not stored) */
   keyImage?: KeyImageCandidate;
 }

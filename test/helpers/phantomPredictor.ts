@@ -1,14 +1,15 @@
 /**
  * A FramePredictor without a model, for pipeline tests: it outlines the phantom's lesion
  * (test/helpers/phantom.ts) where it lies in each frame of `lesionFrames` (counted over every
- * frame it is asked for, from 0) and calls those frames malignant, the others normal.
+ * frame it is asked for, from 0) and calls those frames malignant, the others normal. Given
+ * `classSpread`, every frame reports it as the networks' spread (a model with outputs.spread).
  */
 import { FramePredictor } from '../../src/pipeline/analyzeInstance';
 import { PipelineOptions } from '../../src/pipeline/processStudy';
 import { FramePrediction } from '../../src/types/domain';
 import { phantomLesion } from './phantom';
 
-export function phantomPredictor(rows: number, columns: number, lesionFrames: number[]): FramePredictor {
+export function phantomPredictor(rows: number, columns: number, lesionFrames: number[], opts: { classSpread?: number } = {}): FramePredictor {
   let next = 0;
   return {
     predict: async (frames, rect) => {
@@ -28,7 +29,8 @@ export function phantomPredictor(rows: number, columns: number, lesionFrames: nu
             }
           }
         }
-        return { probability, width, height, classProbabilities: lesion ? [0.05, 0.15, 0.8] : [0.8, 0.15, 0.05] };
+        const classProbabilities = lesion ? [0.05, 0.15, 0.8] : [0.8, 0.15, 0.05];
+        return { probability, width, height, classProbabilities, ...(opts.classSpread !== undefined ? { classSpread: opts.classSpread } : {}) };
       });
       return { predictions, timings: { preprocessMs: 0, inferenceMs: 0, postprocessMs: 0 } };
     },

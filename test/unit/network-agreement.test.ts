@@ -11,7 +11,11 @@ import path from 'node:path';
 import { agreementSummary, PerImage } from '../../src/evaluate/evaluate';
 import { loadModelSpec } from '../../src/inference/modelSpec';
 import { analyzeDecoded, AnalyzeOptions, FramePredictor } from '../../src/pipeline/analyzeInstance';
+import { PipelineOptions, processInstanceFile } from '../../src/pipeline/processStudy';
 import { DecodedInstance, FramePrediction } from '../../src/types/domain';
+import { tempDir, writeTemp } from '../helpers/gatewayHarness';
+import { phantomFile } from '../helpers/phantom';
+import { phantomPipelineOptions, phantomPredictor } from '../helpers/phantomPredictor';
 
 const W = 40;
 const H = 30;
@@ -75,6 +79,21 @@ describe("the networks' agreement", () => {
     expect('agreement' in r).toBe(false);
     const noSpread = await analyzeDecoded(decoded(1), predictor([{ pm: 0.3 }]), opts);
     expect(noSpread.agreement).toBeUndefined();
+  });
+
+  test("an instance's outcome carries it to the store and the dashboard; without the output it carries nothing", async () => {
+    const dir = tempDir('agreement-outcome');
+    try {
+      const file = writeTemp(dir, 'us.dcm', phantomFile({ seed: 3 }));
+      const pipeline: PipelineOptions = { ...phantomPipelineOptions({ seg: false, sr: false, overlay: false }), lowAgreementAbove: 0.0667 };
+      const run = (spread: { classSpread?: number }, o = pipeline) => processInstanceFile(file, dir, phantomPredictor(251, 333, [0], spread), o);
+      expect((await run({ classSpread: 0.3 })).outcome).toMatchObject({ status: 'analysed', networkSpread: 0.3, lowAgreement: true });
+      expect((await run({ classSpread: 0.05 })).outcome).toMatchObject({ status: 'analysed', networkSpread: 0.05, lowAgreement: false });
+      const none = (await run({}, { ...pipeline, lowAgreementAbove: undefined })).outcome;
+      expect(['networkSpread' in none, 'lowAgreement' in none]).toEqual([false, false]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('model.json: outputs.spread must name one of the class labels and a positive cut', () => {

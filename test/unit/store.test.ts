@@ -397,3 +397,41 @@ test('a database from before the key object selection is upgraded: outputs and t
   store.db.prepare("DELETE FROM outputs WHERE sop_instance_uid = '1.1.7'").run();
   expect(store.listSends({ studyUid: STUDY })).toHaveLength(0);
 });
+
+test("the networks' disagreement is filed with an instance's result, and a resent instance clears it", () => {
+  const job = receiveAndClaim(['1.1', '1.2', '1.3'], 1000);
+  const out = output(['1.1', '1.2', '1.3']);
+  out.instances[0] = { ...out.instances[0], networkSpread: 0.31, lowAgreement: true };
+  out.instances[1] = { ...out.instances[1], networkSpread: 0.04, lowAgreement: false };
+  // 1.3: a model without the spread output says nothing about agreement
+  store.completeJob(job.jobId, out, TARGETS, 20_000);
+  const row = (sop: string) => store.getInstance(sop)!;
+  expect(row('1.1')).toMatchObject({ networkSpread: 0.31, lowAgreement: 1 });
+  expect(row('1.2')).toMatchObject({ networkSpread: 0.04, lowAgreement: 0 });
+  expect(row('1.3')).toMatchObject({ networkSpread: null, lowAgreement: null });
+
+  store.recordInstance(instance('1.1'), 30_000);
+  expect(row('1.1')).toMatchObject({ status: 'received', label: null, networkSpread: null, lowAgreement: null });
+});
+
+test('a database from before the agreement columns is upgraded: earlier results stay, their agreement unknown', () => {
+  const job = receiveAndClaim(['1.1'], 1000);
+  store.completeJob(job.jobId, output(['1.1']), TARGETS, 20_000);
+  store.close();
+  // turn it back into a schema-5 database, as the previous release left it
+  const raw = new Database(path.join(dir, 'sonogate.db'));
+  raw.exec('ALTER TABLE instances DROP COLUMN network_spread; ALTER TABLE instances DROP COLUMN low_agreement; DELETE FROM schema_migrations WHERE version = 6');
+  raw.close();
+
+  store = Store.open(dir);
+  expect(store.schemaVersion()).toBe(SCHEMA_VERSION);
+  expect(store.getInstance('1.1')).toMatchObject({ status: 'analysed', label: 'malignant', networkSpread: null, lowAgreement: null });
+  // and the next run files it
+  store.recordInstance(instance('1.1'), 30_000);
+  expect(store.queueStudyIfQuiet(STUDY, QUIET, 40_000)).toEqual({ queued: true });
+  const again = store.claimNextJob(outDir, 40_001)!;
+  const out = output(['1.1']);
+  out.instances[0] = { ...out.instances[0], networkSpread: 0.22, lowAgreement: true };
+  store.completeJob(again.jobId, out, TARGETS, 41_000);
+  expect(store.getInstance('1.1')).toMatchObject({ networkSpread: 0.22, lowAgreement: 1 });
+});
