@@ -62,6 +62,8 @@ export interface SendSummary {
 export interface StudyListItem extends StudyRow {
   instances: number;
   sends: SendSummary;
+  /** an analysed instance of the study has its model's networks disagreeing (its call is uncertain) */
+  lowAgreement: boolean;
 }
 
 export interface StudyFilter {
@@ -91,16 +93,19 @@ const SEND_SUMMARY = `(SELECT COUNT(*) FROM instances i WHERE i.study_uid = s.st
   (SELECT COUNT(*) FROM sends x WHERE x.study_uid = s.study_uid AND x.status = 'sent') AS sendsSent,
   (SELECT COUNT(*) FROM sends x WHERE x.study_uid = s.study_uid AND x.status = 'pending') AS sendsPending,
   (SELECT COUNT(*) FROM sends x WHERE x.study_uid = s.study_uid AND x.status = 'pending' AND x.attempts > 0) AS sendsRetrying,
-  (SELECT COUNT(*) FROM sends x WHERE x.study_uid = s.study_uid AND x.status = 'failed') AS sendsFailed`;
+  (SELECT COUNT(*) FROM sends x WHERE x.study_uid = s.study_uid AND x.status = 'failed') AS sendsFailed,
+  EXISTS (SELECT 1 FROM instances i WHERE i.study_uid = s.study_uid AND i.status = 'analysed' AND i.low_agreement = 1) AS lowAgreement`;
 
-type RawListRow = StudyRow & { instances: number; sendsSent: number; sendsPending: number; sendsRetrying: number; sendsFailed: number };
+type RawListRow = StudyRow & { instances: number; sendsSent: number; sendsPending: number; sendsRetrying: number; sendsFailed: number; lowAgreement: 0 | 1 };
 
 function toListItem(r: RawListRow): StudyListItem {
-  const { sendsSent, sendsPending, sendsRetrying, sendsFailed, ...rest } = r;
-  return { ...rest, sends: { sent: sendsSent, pending: sendsPending, retrying: sendsRetrying, failed: sendsFailed } };
+  const { sendsSent, sendsPending, sendsRetrying, sendsFailed, lowAgreement, ...rest } = r;
+  return { ...rest, sends: { sent: sendsSent, pending: sendsPending, retrying: sendsRetrying, failed: sendsFailed }, lowAgreement: lowAgreement === 1 };
 }
 
-export interface InstanceView extends Omit<InstanceRow, 'lesionJson' | 'timingsJson' | 'path'> {
+export interface InstanceView extends Omit<InstanceRow, 'lesionJson' | 'timingsJson' | 'path' | 'lowAgreement'> {
+  /** the model's networks disagree on this image (its call is uncertain); null: no such output, or not analysed */
+  lowAgreement: boolean | null;
   lesion: { longAxis: number; shortAxis: number; area: number; unit: 'mm' | 'px' } | null;
   timingsMs: Record<string, number> | null;
   purgedAt: number | null;
@@ -182,10 +187,17 @@ export class DashboardQueries {
     );
     const stageTimesMs: Record<string, number> = {};
     const instances: InstanceView[] = this.store.listInstances(studyUid).map((i) => {
-      const { lesionJson, timingsJson, path: _path, ...rest } = i;
+      const { lesionJson, timingsJson, path: _path, lowAgreement, ...rest } = i;
       const timingsMs = parseJson<Record<string, number>>(timingsJson);
       for (const [k, v] of Object.entries(timingsMs ?? {})) if (typeof v === 'number') stageTimesMs[k] = (stageTimesMs[k] ?? 0) + v;
-      return { ...rest, lesion: parseJson(lesionJson), timingsMs, purgedAt: purged.get(i.sopInstanceUid) ?? null, overlaySopInstanceUid: overlayBySource.get(i.sopInstanceUid) ?? null };
+      return {
+        ...rest,
+        lowAgreement: lowAgreement === null ? null : lowAgreement === 1,
+        lesion: parseJson(lesionJson),
+        timingsMs,
+        purgedAt: purged.get(i.sopInstanceUid) ?? null,
+        overlaySopInstanceUid: overlayBySource.get(i.sopInstanceUid) ?? null,
+      };
     });
     const jobs = this.store.listJobs(studyUid).map(({ timingsJson, outDir: _o, ...j }) => ({ ...j, timingsMs: parseJson<Record<string, number>>(timingsJson) }));
     const lastDone = [...jobs].reverse().find((j) => j.status === 'done' && j.startedAt && j.finishedAt);

@@ -13,13 +13,18 @@ import { startGateway, Gateway } from '../../src/gateway';
 import { Accounts } from '../../src/web/accounts';
 import { startWebServer, WebServer } from '../../src/web/server';
 import { DashboardClient } from '../helpers/dashboardClient';
+import { createStudyProcessor, processInstanceFile } from '../../src/pipeline/processStudy';
+import type { StudyProcessor } from '../../src/types/pipeline';
 import { copyProcessor, silentLogger, tempDir, testConfig, writeTemp } from '../helpers/gatewayHarness';
 import { eventually, freePort, startHungPeer, startStoreScp, StoreScpPeer, storescu } from '../helpers/peers';
 import { phantomFile } from '../helpers/phantom';
+import { phantomPipelineOptions, phantomPredictor } from '../helpers/phantomPredictor';
 
 const PATIENT = 'Dashboard^Alice';
 const PATIENT_ID = 'PID-7731';
 const STUDY = '2.25.424242';
+/** analysed by the real pipeline with a model whose networks disagree on it (the others: copy processor) */
+const UNCERTAIN_STUDY = '2.25.424244';
 const ADMIN_PW = 'correct horse battery';
 const VIEWER_PW = 'viewer password 1';
 
@@ -51,7 +56,16 @@ d('dashboard API', () => {
       dicom: { allowedCallers: [{ aeTitle: 'US_SCANNER', destinations: ['pacs', 'down'] }] },
       http: { host: '127.0.0.1', port: 0, loginRateLimit: { max: 4, windowSeconds: 600 } },
     });
-    gateway = await startGateway(config, copyProcessor(), silentLogger());
+    // the phantom's outline, called malignant, with a spread above the model's cut (model card, rule 29)
+    const uncertain = createStudyProcessor((file, outDir) =>
+      processInstanceFile(file, outDir, phantomPredictor(251, 333, [0], { classSpread: 0.3 }), {
+        ...phantomPipelineOptions({ seg: false, sr: true, overlay: true }),
+        lowAgreementAbove: 0.0667,
+      }),
+    );
+    const copy = copyProcessor();
+    const processor: StudyProcessor = (input) => (input.studyInstanceUid === UNCERTAIN_STUDY ? uncertain(input) : copy(input));
+    gateway = await startGateway(config, processor, silentLogger());
     const accounts = new Accounts(gateway.store.db);
     await accounts.add('admin', ADMIN_PW, 'admin');
     await accounts.add('viewer', VIEWER_PW, 'viewer');
@@ -365,6 +379,21 @@ d('dashboard API', () => {
     const audit = await c.get(`/api/audit?study=${uid}`);
     expect(audit.body.items[0]).toMatchObject({ username: 'admin', action: 'study.delete', outcome: 'ok' });
     expect((await c.post(`/api/studies/${uid}/delete`)).status).toBe(404);
+  });
+
+  test("an image whose networks disagree is flagged in the study's JSON and in the study list; a model without the output says null", async () => {
+    const f = writeTemp(dir, 'uncertain.dcm', phantomFile({ seed: 7, studyInstanceUid: UNCERTAIN_STUDY, patientName: 'Uncertain^Una' }));
+    expect((await storescu([f], { port: gateway.dicomPort })).code).toBe(0);
+    await eventually(() => gateway.store.getStudy(UNCERTAIN_STUDY)?.status === 'processed', 20_000, 'study processed');
+    const c = new DashboardClient(base);
+    await c.login('viewer', VIEWER_PW);
+    const detail = await c.get(`/api/studies/${UNCERTAIN_STUDY}`);
+    expect(detail.body.instances).toEqual([expect.objectContaining({ status: 'analysed', label: 'malignant', networkSpread: expect.closeTo(0.3, 6), lowAgreement: true })]);
+    const copied = await c.get(`/api/studies/${STUDY}`);
+    expect(copied.body.instances).toEqual([expect.objectContaining({ status: 'analysed', networkSpread: null, lowAgreement: null })]);
+    const list = await c.get('/api/studies');
+    const flag = (uid: string) => list.body.items.find((s: { studyUid: string }) => s.studyUid === uid).lowAgreement;
+    expect([flag(UNCERTAIN_STUDY), flag(STUDY)]).toEqual([true, false]);
   });
 
   test('re-run puts a finished study back in the queue', async () => {
