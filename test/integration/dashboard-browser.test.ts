@@ -10,7 +10,9 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { BrowserContext, chromium, Page } from 'playwright-core';
+import { LOW_AGREEMENT } from '../../src/report/common';
 import { tempDir, writeTemp } from '../helpers/gatewayHarness';
 import { dcmsend, eventually, freePort, startStoreScp, StoreScpPeer } from '../helpers/peers';
 import { phantomFile } from '../helpers/phantom';
@@ -186,6 +188,37 @@ d('dashboard in a browser', () => {
       return !!frames && !frames.dataset.stale && frames.querySelector('.frame-number').textContent === 'frame 3 / 3';
     }, undefined, { timeout: 10_000 });
     expect((await pacs.received()).filter((x) => x.studyInstanceUid === STUDY_1).length).toBeGreaterThanOrEqual(2);
+  });
+
+  test("an image the model's networks disagree on carries the overlay's warning on the study page, and its study a marker in the list", async () => {
+    const study = `main[data-page="study"]`;
+    await page.goto(`${base}/#/study/${STUDY_1}`);
+    await page.waitForSelector(`${study} #study-status`);
+    // the fixture model has no spread output: no warning
+    expect(await page.locator('.badge.disagree').count()).toBe(0);
+    // a model with one (model/model.json) files the flag with the result; the fixture cannot make it,
+    // so it is set in the gateway's database as a finished run with such a model leaves it
+    const db = new Database(path.join(work, 'data', 'sonogate.db'));
+    try {
+      db.pragma('busy_timeout = 5000');
+      db.prepare("UPDATE instances SET network_spread = 0.31, low_agreement = 1 WHERE study_uid = ? AND status = 'analysed'").run(STUDY_1);
+    } finally {
+      db.close();
+    }
+    await page.reload();
+    await page.waitForSelector(`${study} #study-status`);
+    const warning = page.locator('table .badge.disagree');
+    await warning.waitFor({ state: 'visible' });
+    expect(await warning.textContent()).toContain(LOW_AGREEMENT);
+    expect(await warning.getAttribute('title')).toMatch(/read the image.*Spread 0\.310/);
+    expect(await page.locator('figcaption .badge.disagree').isVisible()).toBe(true);
+    expect(await page.textContent('#study-disagree')).toContain(`${LOW_AGREEMENT} on one image`);
+    await shot('study-disagree');
+
+    await page.goto(`${base}/#/studies`);
+    const marker = page.locator(`tr[data-study-uid="${STUDY_1}"] .badge.disagree`);
+    await marker.waitFor({ state: 'visible' });
+    expect(await marker.getAttribute('aria-label')).toBe(`${LOW_AGREEMENT} on an image of this study`);
   });
 
   test('the PACS goes down, a send fails; it comes back, the administrator presses Retry and the results are sent', async () => {

@@ -38,6 +38,20 @@
   const badge = (s) => h('span', { class: `badge ${s}` }, s);
   const labelBadge = (l) => (l ? h('span', { class: `badge label-${l}` }, l) : h('span', { class: 'muted' }, '–'));
   const isAdmin = () => state.user && state.user.role === 'admin';
+  // the overlay's words (LOW_AGREEMENT in src/report/common.ts), so the dashboard and the PACS say the same
+  const DISAGREE = 'Networks disagree: uncertain call';
+  const DISAGREE_WHY =
+    "The model's networks disagree on this image's malignancy (the spread of their probabilities is above the model's cut): " +
+    'the call is uncertain whatever its probability; read the image. The SR and the key object selection say so too.';
+  /** The warning beside an image's call where the model's networks disagree on it (nothing otherwise). */
+  const disagreeWarning = (i) =>
+    i.lowAgreement
+      ? h(
+          'span',
+          { class: 'badge disagree', role: 'note', title: `${DISAGREE_WHY}${typeof i.networkSpread === 'number' ? ` Spread ${i.networkSpread.toFixed(3)}.` : ''}` },
+          `⚠ ${DISAGREE}`,
+        )
+      : null;
 
   /** An instance's preview; a multi-frame instance gets a slider that picks the frame shown. */
   function thumbnail(base, i) {
@@ -256,7 +270,14 @@
           h('td', {}, s.patientId || '–'),
           h('td', {}, s.studyDescription || '–'),
           h('td', { class: 'status' }, badge(s.status)),
-          h('td', {}, labelBadge(s.label)),
+          h(
+            'td',
+            {},
+            labelBadge(s.label),
+            s.lowAgreement
+              ? [' ', h('span', { class: 'badge disagree', role: 'img', 'aria-label': `${DISAGREE} on an image of this study`, title: `An image of this study: ${DISAGREE.toLowerCase()}. ${DISAGREE_WHY}` }, '⚠')]
+              : null,
+          ),
           h('td', {}, pct(s.malignancyProbability)),
           h('td', {}, String(s.instances)),
           h('td', { class: 'sends' }, sendsSummary(s.sends)),
@@ -350,6 +371,7 @@
         )
       : null;
     const overlays = d.instances.filter((i) => i.overlaySopInstanceUid);
+    const disagreeing = d.instances.filter((i) => i.status === 'analysed' && i.lowAgreement);
     const stages = Object.entries(d.stageTimesMs);
     return [
       h('p', {}, h('a', { href: '#/studies' }, '‹ Studies')),
@@ -361,6 +383,9 @@
         ' ',
         h('span', { id: 'study-label' }, labelBadge(s.label)),
         s.malignancyProbability !== null ? h('span', {}, ` malignancy ${pct(s.malignancyProbability)}`) : null,
+        disagreeing.length
+          ? h('p', { class: 'warn', id: 'study-disagree' }, `⚠ ${DISAGREE} on ${disagreeing.length === 1 ? 'one image' : `${disagreeing.length} images`} of this study: read ${disagreeing.length === 1 ? 'it' : 'them'} whatever the probability.`)
+          : null,
         s.errorReason ? h('p', { class: 'bad' }, `${s.errorReason}: ${s.errorMessage || ''}`) : null,
       ),
       h(
@@ -390,7 +415,7 @@
                 'figure',
                 {},
                 h('img', { class: 'overlay', src: `${base}/outputs/${encodeURIComponent(i.overlaySopInstanceUid)}/image.png`, alt: `AI overlay of instance ${i.sopInstanceUid}` }),
-                h('figcaption', {}, labelBadge(i.label), ` ${pct(i.probability)} · lesion ${lesionText(i.lesion)}`),
+                h('figcaption', {}, labelBadge(i.label), ` ${pct(i.probability)} · lesion ${lesionText(i.lesion)}`, i.lowAgreement ? ' ' : null, disagreeWarning(i)),
               ),
             ),
           )
@@ -411,7 +436,7 @@
             ),
             h('td', { class: 'uid' }, i.sopInstanceUid),
             h('td', {}, badge(i.status), i.reason ? h('div', { class: 'small bad' }, `${i.reason}: ${i.message || ''}`) : null),
-            h('td', {}, labelBadge(i.label)),
+            h('td', {}, labelBadge(i.label), i.lowAgreement ? h('div', {}, disagreeWarning(i)) : null),
             h('td', {}, pct(i.probability)),
             h('td', {}, pct(i.malignancyProbability)),
             h('td', {}, i.lesionCount === null ? '–' : String(i.lesionCount)),
