@@ -12,7 +12,8 @@ import { agreementSummary, PerImage } from '../../src/evaluate/evaluate';
 import { loadModelSpec } from '../../src/inference/modelSpec';
 import { analyzeDecoded, AnalyzeOptions, FramePredictor } from '../../src/pipeline/analyzeInstance';
 import { PipelineOptions, processInstanceFile } from '../../src/pipeline/processStudy';
-import { DecodedInstance, FramePrediction } from '../../src/types/domain';
+import { FramePrediction } from '../../src/types/domain';
+import { blankDecoded } from '../helpers/blankDecoded';
 import { tempDir, writeTemp } from '../helpers/gatewayHarness';
 import { phantomFile } from '../helpers/phantom';
 import { phantomPipelineOptions, phantomPredictor } from '../helpers/phantomPredictor';
@@ -38,14 +39,7 @@ function predictor(frames: { pm: number; spread?: number }[]): FramePredictor {
   };
 }
 
-const decoded = (frames: number): DecodedInstance => ({
-  sopInstanceUid: '1.2.3',
-  sopClassUid: '1.2.840.10008.5.1.4.1.1.3.1',
-  rows: H,
-  columns: W,
-  frames: Array.from({ length: frames }, () => ({ width: W, height: H, data: new Uint8Array(W * H) })),
-  region: { rect: { x0: 0, y0: 0, x1: W, y1: H }, calibration: null, source: 'whole-frame' },
-});
+const decoded = (frames: number) => blankDecoded(frames, W, H);
 
 const opts: AnalyzeOptions = {
   labels: ['normal', 'benign', 'malignant'],

@@ -9,7 +9,8 @@ import { analyzeDecoded, AnalyzeOptions, FramePredictor, suppressedAsNormal } fr
 import { configSchema } from '../../src/config/schema';
 import { loadModelSpec } from '../../src/inference/modelSpec';
 import { analyzeOptions } from '../../src/runtime';
-import { DecodedInstance, FramePrediction } from '../../src/types/domain';
+import { FramePrediction } from '../../src/types/domain';
+import { blankDecoded } from '../helpers/blankDecoded';
 
 const W = 40;
 const H = 30;
@@ -33,14 +34,7 @@ function fixed(perFrame: number[][]): FramePredictor {
   };
 }
 
-const decoded = (frames: number): DecodedInstance => ({
-  sopInstanceUid: '1.2.3',
-  sopClassUid: '1.2.840.10008.5.1.4.1.1.3.1',
-  rows: H,
-  columns: W,
-  frames: Array.from({ length: frames }, () => ({ width: W, height: H, data: new Uint8Array(W * H) })),
-  region: { rect: { x0: 0, y0: 0, x1: W, y1: H }, calibration: null, source: 'whole-frame' },
-});
+const decoded = (frames: number) => blankDecoded(frames, W, H);
 
 const base: AnalyzeOptions = {
   labels: ['normal', 'benign', 'malignant'],
