@@ -6,6 +6,7 @@ import Database from 'better-sqlite3';
 import { SCHEMA_VERSION, Store } from '../../src/store';
 import { tempDir } from '../helpers/gatewayHarness';
 import { freePort } from '../helpers/peers';
+import { pydicomSrTexts } from '../helpers/dicomTools';
 import { phantomFile } from '../helpers/phantom';
 import { CLI } from '../helpers/serve';
 
@@ -126,6 +127,28 @@ const run = (args: string[], env: Record<string, string> = {}) => spawnSync(proc
     const files = fs.readdirSync(out).map((f) => path.join(out, f));
     expect(files.length).toBeGreaterThan(0);
     for (const f of [out, ...files]) expect([f, fs.statSync(f).mode & 0o007]).toEqual([f, 0]);
+  });
+
+  test("analyze through the inference worker with a model that reports its networks' spread: the flag reaches the SR and the key images", () => {
+    const inputs = path.join(dir, 'spread-in');
+    fs.mkdirSync(inputs);
+    fs.writeFileSync(path.join(inputs, 'lesion.dcm'), phantomFile({ seed: 21, studyInstanceUid: '2.25.33001' }));
+    fs.writeFileSync(path.join(inputs, 'clear.dcm'), phantomFile({ seed: 22, lesion: false, studyInstanceUid: '2.25.33002' }));
+    const out = path.join(dir, 'spread-out');
+    // the fixture reports a spread of 0.2 where it finds a dark area, 0.01 elsewhere (training/export_fixture.py)
+    const r = run(['analyze', inputs, '--out', out], { SONOGATE_MODEL: path.resolve(__dirname, '..', 'fixtures', 'dark-lesion-spread-model', 'model.json') });
+    expect(r.status).toBe(0);
+    const studies = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const byStudy = (uid: string) => studies.find((s) => s.studyInstanceUid === uid);
+    const texts = (uid: string, kind: string) => byStudy(uid).outputs.filter((o: { kind: string }) => o.kind === kind).flatMap((o: { file: string }) => pydicomSrTexts(o.file));
+    expect(byStudy('2.25.33001').instances[0].keyImage.lowAgreement).toBe(true);
+    expect(texts('2.25.33001', 'sr').filter((t: string) => t.startsWith('Agreement'))).toEqual([
+      "Agreement of the model's networks: low (spread of their malignancy probabilities 0.200; low above 0.0667). The call is uncertain whatever its probability; read the image.",
+    ]);
+    expect(texts('2.25.33001', 'kos').join(' ')).toMatch(/networks disagree/);
+    expect(texts('2.25.33002', 'sr').filter((t: string) => t.startsWith('Agreement'))).toEqual([
+      "Agreement of the model's networks: usual (spread of their malignancy probabilities 0.010; low above 0.0667).",
+    ]);
   });
 
   test('a model whose checksum does not match model.json refuses to start (exit 2)', () => {
