@@ -125,6 +125,7 @@ export function summarize(per: PerImage[], px: { tp: number; fp: number; fn: num
     dice: mean(dices),
     dice_ci95: bootstrapCi(dices.length, (idx) => mean(idx.map((i) => dices[i]))),
     iou: mean(lesion.map((p) => p.iou!)),
+    iou_ci95: bootstrapCi(lesion.length, (idx) => mean(idx.map((i) => lesion[i].iou!)), 1000, 4),
     pixel_f1: (2 * px.tp) / (2 * px.tp + px.fp + px.fn),
     mean_iou_keras: (iouLesionPx + iouBackgroundPx) / 2,
     // over every image, normal ones among the negatives (score: P(malignant)); the same on lesion
@@ -134,6 +135,8 @@ export function summarize(per: PerImage[], px: { tp: number; fp: number; fn: num
     auc_malignant_vs_benign: auc(lesion.map((p) => p.truth === 'malignant'), lesion.map((p) => p.probabilities.malignant)),
     // a normal image called malignant is a false positive here; lesion images only just after
     f1_malignant: mal.f1,
+    // how far the F1 could move with another draw of test images of the same kind
+    f1_malignant_ci95: bootstrapCi(per.length, (idx) => binaryStats(idx.map((i) => isMal[i]), idx.map((i) => per[i].predicted === 'malignant')).f1, 1000, 3),
     f1_malignant_lesion_images: binaryStats(lesion.map((p) => p.truth === 'malignant'), lesion.map((p) => p.predicted === 'malignant')).f1,
     f1_benign: ben.f1,
     sensitivity_malignant: mal.sensitivity,

@@ -117,4 +117,18 @@ describe('which images each class metric counts', () => {
     expect(m.f1_malignant).toBeCloseTo(2 / 5);
     expect(m.f1_malignant_lesion_images).toBeCloseTo(2 / 4);
   });
+  test('the F1 interval holds the F1 and is narrower for more images of the same mix', () => {
+    const mix = [image('malignant', 0.9, 'malignant'), image('malignant', 0.4, 'benign'), image('benign', 0.3, 'benign'), image('benign', 0.5, 'malignant'), image('benign', 0.2, 'benign'), image('normal', 0.1, 'normal')];
+    const few = summarize(mix, { tp: 1, fp: 0, fn: 0, tn: 1 });
+    const many = summarize(Array.from({ length: 20 }, () => mix).flat(), { tp: 1, fp: 0, fn: 0, tn: 1 });
+    expect(many.f1_malignant).toBeCloseTo(few.f1_malignant);
+    for (const m of [few, many]) {
+      expect(m.f1_malignant_ci95[0]).toBeLessThanOrEqual(m.f1_malignant);
+      expect(m.f1_malignant_ci95[1]).toBeGreaterThanOrEqual(m.f1_malignant);
+      expect(m.iou_ci95[0]).toBeLessThanOrEqual(m.iou);
+    }
+    const width = (m: { f1_malignant_ci95: [number, number] }) => m.f1_malignant_ci95[1] - m.f1_malignant_ci95[0];
+    expect(width(many)).toBeLessThan(width(few) / 2);
+    expect(width(many)).toBeGreaterThan(0);
+  });
 });
