@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Val-only check for rule 17 (model card): does averaging the class logits over the image and its
+"""Val-only check for rule 17 (model/EXPERIMENTS.md): does averaging the class logits over the image and its
 mirror, with the mask from the image alone, lift the malignant AUC of an exported ensemble?
 
   /usr/bin/python3 training/class_flip.py --fusion training/runs/shipped/fusion.json \\

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Feasibility check for a second classifier that sees only the lesion (rules 16 and 28 in model/MODEL_CARD.md;
+"""Feasibility check for a second classifier that sees only the lesion (rules 16 and 28 in model/EXPERIMENTS.md;
 val only, test is never read, nothing is exported):
 
   /usr/bin/python3 training/crop_classifier.py --details <val details from sonogate evaluate> \

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Rule 29 (model card, "What we tried after 1.8.0"): does the disagreement between the shipped
+"""Rule 29 (model/EXPERIMENTS.md, "What we tried after 1.8.0"): does the disagreement between the shipped
 model's networks mark its wrong malignant calls, above all the confident ones?
 
   /usr/bin/python3 training/from_onnx.py --out training/runs/shipped

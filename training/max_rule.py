@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Rule 30 (model card): where the networks disagree (spread of P(malignant) above the cut), take
+"""Rule 30 (model/EXPERIMENTS.md): where the networks disagree (spread of P(malignant) above the cut), take
 the class probabilities of the network that finds the image most suspicious instead of the average,
 as a double reading recalls a woman when either reader is concerned. Scores the average and the
 rule side by side from training/disagreement.py --dump files; nothing here runs a network.

@@ -1,4 +1,4 @@
-"""The ensemble's disagreement as a third output of the exported graph (rules 29 and 30, model card).
+"""The ensemble's disagreement as a third output of the exported graph (rules 29 and 30, model/EXPERIMENTS.md).
 
 class_spread = the standard deviation (over the networks, population form) of each network's
 P(malignant), its class logits divided by the model's class temperature as the graph divides their

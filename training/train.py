@@ -6,7 +6,7 @@ One command (from the repository root):   npm run train  [-- --resume]
     && /usr/bin/python3 training/train.py --arch mobilenetv2 --encoder-lr 0.3 --lr 1e-3 --size 128 --dice image
       --normal-penalty 0.25 --zoom-range 0.5,1.3 --val-zooms 0.5,0.75,1,1.25 --select-normal-weight 0.25
       --time-budget 6300 --descriptor-head fit --class-temperature fit
-    (since session 25, rule 22 in model/MODEL_CARD.md: the Attention U-Net's decoder and class head
+    (since session 25, rule 22 in model/EXPERIMENTS.md: the Attention U-Net's decoder and class head
     on a MobileNetV2 encoder that starts from ImageNet weights, 105 min of training on a 2-core CPU
     at 128x128 (160 epochs in session 25's run) with a soft Dice per lesion image, scale augmentation 0.5-1.3 and
     a penalty on lesion-like pixels in images without a lesion, the checkpoint chosen on val at four

@@ -1,12 +1,12 @@
 """A zoomed second view for frames where the ensemble outlines little or nothing (rule 6 in the
-model card).
+model/EXPERIMENTS.md).
 
 A network trained at 128 x 128 and fed the 256 x 256 input itself sees the picture at twice the
 scale it learnt, so a lesion shown at half size (a scanner set to a greater depth) looks the size
 it was trained on. gate_logits combines the base ensemble's and such a zoom view's mask logits:
 where the base outlines less than a share `area_below` of the frame (hard area at `threshold`),
 they move a share `weight` of the way towards the zoom view's. Plain tensor operations, so it
-would export to ONNX inside one graph; rule 6 failed on val (model card), so no export uses it and
+would export to ONNX inside one graph; rule 6 failed on val (model/EXPERIMENTS.md), so no export uses it and
 training/zoom_search.py is its only caller.
 """
 import math

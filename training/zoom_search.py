@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Val-only search for rule 6 (model card): the base ensemble, plus a zoom view of 128² networks
+"""Val-only search for rule 6 (model/EXPERIMENTS.md): the base ensemble, plus a zoom view of 128² networks
 fed the 256² input, used on frames where the base outlines less than a share A of the frame
 (training/zoom_gate.py). Test is never read here.
 

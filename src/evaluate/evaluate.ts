@@ -154,7 +154,7 @@ export function summarize(per: PerImage[], px: { tp: number; fp: number; fn: num
 }
 
 /**
- * Whether the "networks disagree" flag marks the wrong malignant calls (model card, rule 29): a call
+ * Whether the "networks disagree" flag marks the wrong malignant calls (model/EXPERIMENTS.md, rule 29): a call
  * is wrong when "malignant" and the truth disagree. Null for a model without outputs.spread.
  */
 export function agreementSummary(per: PerImage[]) {

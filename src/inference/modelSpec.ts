@@ -40,7 +40,7 @@ export const modelSpecSchema = z.object({
         name: z.string(),
         label: z.string(),
         lowAgreementAbove: z.number().gt(0),
-        /** above the cut, the graph's class logits are the most suspicious network's, not the average's (model card, rule 30) */
+        /** above the cut, the graph's class logits are the most suspicious network's, not the average's (model/EXPERIMENTS.md, rule 30) */
         classFromMostSuspiciousNetwork: z.boolean().optional(),
       })
       .strict()

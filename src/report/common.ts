@@ -28,7 +28,7 @@ export const NO_LESION_OUTLINED = 'No lesion outlined: the call is the whole ima
  * small to keep), so such a call says that nothing was outlined.
  */
 export const noOutlineText = (result: InstanceResult): string => (result.label === 'normal' ? NO_LESION_FOUND : NO_LESION_OUTLINED);
-/** the overlay's line where the model's networks disagree (model card, rule 29) */
+/** the overlay's line where the model's networks disagree (model/EXPERIMENTS.md, rule 29) */
 export const LOW_AGREEMENT = 'Networks disagree: uncertain call';
 
 /**

@@ -127,7 +127,7 @@ export interface InstanceResult {
 
 /**
  * The spread of the model's networks' P(malignant) on the reported frame, and the cut above which it
- * counts as low agreement (chosen on val: model card, rule 29). Wrong calls gather there: on BUSI
+ * counts as low agreement (chosen on val: model/EXPERIMENTS.md, rule 29). Wrong calls gather there: on BUSI
  * val 26.7 % of the calls above the cut were wrong, 1.1 % of those at or below it.
  */
 export interface NetworkAgreement {

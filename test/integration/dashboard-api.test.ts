@@ -56,7 +56,7 @@ d('dashboard API', () => {
       dicom: { allowedCallers: [{ aeTitle: 'US_SCANNER', destinations: ['pacs', 'down'] }] },
       http: { host: '127.0.0.1', port: 0, loginRateLimit: { max: 4, windowSeconds: 600 } },
     });
-    // the phantom's outline, called malignant, with a spread above the model's cut (model card, rule 29)
+    // the phantom's outline, called malignant, with a spread above the model's cut (model/EXPERIMENTS.md, rule 29)
     const uncertain = createStudyProcessor((file, outDir) =>
       processInstanceFile(file, outDir, phantomPredictor(251, 333, [0], { classSpread: 0.3 }), {
         ...phantomPipelineOptions({ seg: false, sr: true, overlay: true }),

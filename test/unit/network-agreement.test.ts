@@ -1,5 +1,5 @@
 /**
- * The networks' agreement (model card, rule 29): model.json's outputs.spread names a graph output,
+ * The networks' agreement (model/EXPERIMENTS.md, rule 29): model.json's outputs.spread names a graph output,
  * the spread of the ensemble's P(malignant) per frame, and a cut above which the report says the
  * networks disagree. Here: the contract's validation, the reported frame's spread becoming the
  * result's agreement, and evaluate's summary of the flag. The shipped graph's own class_spread is

@@ -1,25 +1,25 @@
 #!/bin/bash
 # Trains Attention U-Nets side by side on one GPU within a fixed time (default: four), for the
 # device tool's machine (no BUSI folder there: it reads the packed train+val file from training/pack.py).
-# Session 24's runs (rule 20 in model/MODEL_CARD.md: the MobileNetV2 encoder from ImageNet weights), carrying the pack
+# Session 24's runs (rule 20 in model/EXPERIMENTS.md: the MobileNetV2 encoder from ImageNet weights), carrying the pack
 #   and training/cache/mobilenet_v2_imagenet.{json,bin} (training/pretrained/extract_nsfwjs.js; the .onnx moved out, as below):
 #   BUDGET=400 EXTRA="--arch mobilenetv2 --lr 1e-3 --normal-penalty 0.25 --zoom-range 0.5,1.3 --val-zooms 0.5,0.75,1,1.25
 #   --select-normal-weight 0.25 --channels-last" RUNS="p3:16:80:16:image:--encoder-lr=0.3
 #   p3b:16:81:16:image:--encoder-lr=0.3 p1:16:82:16:image r1:16:83:16:image:--pretrained=none"
 #   timeout 560 bash training/gpu/run.sh
-# Session 22's runs (rule 15 in model/MODEL_CARD.md), carrying the pack and 1.4.0's two 256² networks rebuilt by
+# Session 22's runs (rule 15 in model/EXPERIMENTS.md), carrying the pack and 1.4.0's two 256² networks rebuilt by
 #   training/from_onnx.py --model <1.4.0's model.json> --calibrate --out training/runs/m140 (the .onnx moved out, as below):
 #   BUDGET=400 EXTRA="--lr 1e-3 --normal-penalty 0.25 --zoom-range 0.5,1.3 --val-zooms 0.5,0.75,1,1.25
 #   --select-normal-weight 0.25" RUNS="f25h:16:70:16:image:--init=training/runs/m140/member0.pt
 #   f25hc:16:71:16:image:--init=training/runs/m140/member0.pt+--class-weight=1
 #   b25hc:16:72:16:image:--init=training/runs/m140/member1.pt+--class-weight=1
 #   f25h2:16:73:16:image:--init=training/runs/m140/member0.pt" timeout 545 bash training/gpu/run.sh
-# Session 20's runs (rule 13 in model/MODEL_CARD.md), carrying the pack and the init weights (the .onnx moved out, as below):
+# Session 20's runs (rule 13 in model/EXPERIMENTS.md), carrying the pack and the init weights (the .onnx moved out, as below):
 #   BUDGET=420 EXTRA="--init training/runs/shipped/member1.pt --lr 3e-4 --zoom-range 0.5,1.3 --val-zooms 0.5,0.75,1,1.25
 #   --select-normal-weight 0.25" RUNS="h0:16:60:16:image h25:16:61:16:image:--normal-penalty=0.25
 #   h25h:16:62:16:image:--normal-penalty=0.25+--lr=1e-3 h5h:16:63:16:image:--normal-penalty=0.5+--lr=1e-3"
 #   timeout 560 bash training/gpu/run.sh
-# Session 19's runs (rule 11 in model/MODEL_CARD.md), as run, carrying the pack and the init weights:
+# Session 19's runs (rule 11 in model/EXPERIMENTS.md), as run, carrying the pack and the init weights:
 #   BUDGET=400 EXTRA="--init training/runs/shipped/member1.pt --lr 3e-4 --zoom-range 0.5,1.3 --val-zooms 0.5,0.75,1,1.25"
 #   RUNS="g0:16:40:16:image g5:16:41:16:image:--normal-penalty=0.5 g5h:16:42:16:image:--normal-penalty=0.5+--lr=1e-3
 #   g10:16:43:16:image:--normal-penalty=1" timeout 550 bash training/gpu/run.sh
@@ -29,7 +29,7 @@
 #   /usr/bin/python3 training/pack.py --size 256        # here, once
 #   device run, carry training/cache/busi-256-trainval.pt.gz:  bash training/gpu/run.sh
 # Each run's best weights (chosen on val) come back in $OUT as float16 parts, with the logs.
-# Then, here:  training/train.py --export-only --checkpoints <chosen parts> (see model/MODEL_CARD.md)
+# Then, here:  training/train.py --export-only --checkpoints <chosen parts> (see model/EXPERIMENTS.md)
 set -u
 OUT=${OUT:-training/runs/gpu-out}
 BUDGET=${BUDGET:-420}
