@@ -251,6 +251,47 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE instances ADD COLUMN low_agreement INTEGER;
     `,
   },
+  {
+    version: 7,
+    description: 'outputs.bytes and storage_totals: the bytes the data folder holds by the rows, for housekeeping.maxStorageGB',
+    sql: `
+      -- the result file's size; NULL for results filed before this column existed, until
+      -- housekeeping has read their size from the disk (once)
+      ALTER TABLE outputs ADD COLUMN bytes INTEGER;
+      CREATE INDEX outputs_unsized ON outputs(sop_instance_uid) WHERE bytes IS NULL;
+
+      -- the bytes of the files the rows account for, kept by the triggers below in the same
+      -- transaction as the rows, so reading them costs nothing however many rows there are (a SUM
+      -- over 400,000 outputs rows takes 25-30 ms with an index): 'images' = received files not yet
+      -- deleted by housekeeping (instances.purged_at NULL; refused files under failed/ included),
+      -- 'results' = the files outputs rows point to. A migration that rebuilds instances or outputs
+      -- drops their triggers with the table and must create them again.
+      CREATE TABLE storage_totals (
+        what  TEXT PRIMARY KEY CHECK (what IN ('images','results')),
+        bytes INTEGER NOT NULL
+      );
+      INSERT INTO storage_totals (what, bytes) SELECT 'images', IFNULL(SUM(bytes), 0) FROM instances WHERE purged_at IS NULL;
+      INSERT INTO storage_totals (what, bytes) VALUES ('results', 0);
+
+      -- an upsert's DO UPDATE fires the UPDATE triggers, not the INSERT ones
+      CREATE TRIGGER instances_storage_insert AFTER INSERT ON instances WHEN NEW.purged_at IS NULL
+      BEGIN UPDATE storage_totals SET bytes = bytes + NEW.bytes WHERE what = 'images'; END;
+      CREATE TRIGGER instances_storage_update AFTER UPDATE OF bytes, purged_at ON instances
+      BEGIN
+        UPDATE storage_totals SET bytes = bytes - (CASE WHEN OLD.purged_at IS NULL THEN OLD.bytes ELSE 0 END)
+          + (CASE WHEN NEW.purged_at IS NULL THEN NEW.bytes ELSE 0 END) WHERE what = 'images';
+      END;
+      CREATE TRIGGER instances_storage_delete AFTER DELETE ON instances WHEN OLD.purged_at IS NULL
+      BEGIN UPDATE storage_totals SET bytes = bytes - OLD.bytes WHERE what = 'images'; END;
+
+      CREATE TRIGGER outputs_storage_insert AFTER INSERT ON outputs WHEN NEW.bytes IS NOT NULL
+      BEGIN UPDATE storage_totals SET bytes = bytes + NEW.bytes WHERE what = 'results'; END;
+      CREATE TRIGGER outputs_storage_update AFTER UPDATE OF bytes ON outputs
+      BEGIN UPDATE storage_totals SET bytes = bytes - IFNULL(OLD.bytes, 0) + IFNULL(NEW.bytes, 0) WHERE what = 'results'; END;
+      CREATE TRIGGER outputs_storage_delete AFTER DELETE ON outputs WHEN OLD.bytes IS NOT NULL
+      BEGIN UPDATE storage_totals SET bytes = bytes - OLD.bytes WHERE what = 'results'; END;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

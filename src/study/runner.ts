@@ -11,7 +11,7 @@ import type { Logger } from '../log';
 import { ensureDirDurable, nodeFileOps } from '../store/files';
 import type { SendTarget } from '../store/rows';
 import type { ClaimedJob, Store } from '../store/store';
-import type { StudyJobOutput, StudyProcessor } from '../types/pipeline';
+import type { OutputObject, StudyJobOutput, StudyProcessor } from '../types/pipeline';
 
 export interface RunnerOptions {
   store: Store;
@@ -37,17 +37,23 @@ export function runDir(dataDir: string, studyUid: string, run: number): string {
   return path.join(dataDir, 'results', studyUid, `run-${run}`);
 }
 
-/** Flushes the processor's files before the database promises to deliver them. */
-async function syncOutputs(outDir: string, files: string[]): Promise<void> {
-  for (const f of files) {
-    const fh = await fsp.open(f, 'r');
+/**
+ * Flushes the processor's files before the database promises to deliver them, and gives each its
+ * size as written (the store sums them for housekeeping.maxStorageGB).
+ */
+async function syncOutputs(outDir: string, outputs: OutputObject[]): Promise<OutputObject[]> {
+  const sized: OutputObject[] = [];
+  for (const o of outputs) {
+    const fh = await fsp.open(o.path, 'r');
     try {
       await fh.sync();
+      sized.push({ ...o, bytes: (await fh.stat()).size });
     } finally {
       await fh.close();
     }
   }
   await nodeFileOps.syncDir(outDir);
+  return sized;
 }
 
 export class JobRunner {
@@ -159,7 +165,7 @@ export class JobRunner {
       if (full) throw Object.assign(new Error(full.message ?? 'no space left'), { reason: 'storage.full' });
       const missing = result.outputs.filter((o) => !o.path || !fs.existsSync(o.path)).map((o) => o.sopInstanceUid);
       if (missing.length) throw Object.assign(new Error(`output files missing for ${missing.join(', ')}`), { reason: 'report.failed' });
-      await syncOutputs(job.outDir, result.outputs.map((o) => o.path));
+      result = { ...result, outputs: await syncOutputs(job.outDir, result.outputs) };
     } catch (e) {
       if (this.halted || store.isClosed) return;
       const reason = String((e as { reason?: unknown }).reason ?? 'internal');

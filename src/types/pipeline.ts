@@ -64,6 +64,8 @@ export interface OutputObject {
   seriesInstanceUid: string;
   /** the source instance; null for the study's key object selection */
   sourceSopInstanceUid: string | null;
+  /** the file's size, set by the job runner once the file is synced (housekeeping.maxStorageGB sums them) */
+  bytes?: number;
 }
 
 export interface StudyJobOutput {

@@ -70,6 +70,9 @@ test('ENOSPC while writing results: the job waits for space and runs again, inst
     expect(Date.now() - t0).toBeGreaterThanOrEqual(RETRY_MS);
     expect(runs).toBe(2);
     expect(store.listOutputs(STUDY)).toHaveLength(1);
+    // the runner filed the result's size as written ('SR': 2 bytes), for housekeeping.maxStorageGB
+    expect(store.db.prepare('SELECT bytes FROM outputs').all()).toEqual([{ bytes: 2 }]);
+    expect(store.storageBytes().results).toBe(2);
     expect(store.getStudy(STUDY)).toMatchObject({ status: 'processed', label: 'benign' });
     // the run put back for want of space is not counted as one the process died in
     expect(store.listJobs(STUDY).map((j) => j.attempts)).toEqual([1]);

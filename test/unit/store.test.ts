@@ -380,9 +380,11 @@ test('a database from before the key object selection is upgraded: outputs and t
   raw.exec(`
     CREATE TABLE outputs_v4 (sop_instance_uid TEXT PRIMARY KEY, study_uid TEXT NOT NULL, series_uid TEXT, sop_class_uid TEXT NOT NULL,
       kind TEXT NOT NULL CHECK (kind IN ('seg','sr','overlay')), path TEXT NOT NULL, source_sop_instance_uid TEXT, job_id INTEGER, created_at INTEGER NOT NULL);
-    INSERT INTO outputs_v4 SELECT * FROM outputs; DROP TABLE outputs; ALTER TABLE outputs_v4 RENAME TO outputs;
+    INSERT INTO outputs_v4 SELECT sop_instance_uid, study_uid, series_uid, sop_class_uid, kind, path, source_sop_instance_uid, job_id, created_at FROM outputs;
+    DROP TABLE outputs; ALTER TABLE outputs_v4 RENAME TO outputs;
     CREATE INDEX outputs_study ON outputs(study_uid);
-    DELETE FROM schema_migrations WHERE version = 5;`);
+    DROP TABLE storage_totals; DROP TRIGGER instances_storage_insert; DROP TRIGGER instances_storage_update; DROP TRIGGER instances_storage_delete;
+    DELETE FROM schema_migrations WHERE version IN (5, 7);`);
   expect(() => raw.prepare("INSERT INTO outputs VALUES ('x', 's', NULL, '1', 'kos', '/p', NULL, NULL, 0)").run()).toThrow(/CHECK/);
   raw.close();
 
@@ -393,7 +395,7 @@ test('a database from before the key object selection is upgraded: outputs and t
   expect(store.db.pragma('foreign_keys', { simple: true })).toBe(1);
   expect(store.db.pragma('foreign_key_list(sends)')).toEqual([expect.objectContaining({ table: 'outputs', from: 'output_sop_uid' })]);
   // a key object selection can be filed now, and deleting an output still takes its sends with it
-  store.db.prepare("INSERT INTO outputs VALUES ('9.1', ?, NULL, '1.2.840.10008.5.1.4.1.1.88.59', 'kos', '/p', NULL, NULL, 0)").run(STUDY);
+  store.db.prepare("INSERT INTO outputs VALUES ('9.1', ?, NULL, '1.2.840.10008.5.1.4.1.1.88.59', 'kos', '/p', NULL, NULL, 0, NULL)").run(STUDY);
   store.db.prepare("DELETE FROM outputs WHERE sop_instance_uid = '1.1.7'").run();
   expect(store.listSends({ studyUid: STUDY })).toHaveLength(0);
 });
@@ -434,4 +436,79 @@ test('a database from before the agreement columns is upgraded: earlier results 
   out.instances[0] = { ...out.instances[0], networkSpread: 0.22, lowAgreement: true };
   store.completeJob(again.jobId, out, TARGETS, 41_000);
   expect(store.getInstance('1.1')).toMatchObject({ networkSpread: 0.22, lowAgreement: 1 });
+});
+
+/** What storage_totals says beside what the rows sum to, in one object. */
+function kept(s: Store) {
+  const { images, results, unsizedResults } = s.storageBytes();
+  const sums = {
+    images: (s.db.prepare('SELECT IFNULL(SUM(bytes), 0) AS b FROM instances WHERE purged_at IS NULL').get() as { b: number }).b,
+    results: (s.db.prepare('SELECT IFNULL(SUM(bytes), 0) AS b FROM outputs').get() as { b: number }).b,
+  };
+  expect({ images, results }).toEqual(sums); // the triggers never drift from the rows
+  return { images, results, unsizedResults };
+}
+
+test('the bytes kept follow the rows: a received image until housekeeping deletes it, a result file while its row lasts', () => {
+  const sized = (sources: string[], bytes: number) => {
+    const o = output(sources);
+    o.outputs = o.outputs.map((x) => ({ ...x, bytes }));
+    return o;
+  };
+  const job = receiveAndClaim(['1.1', '1.2'], 1000);
+  expect(kept(store)).toEqual({ images: 2000, results: 0, unsizedResults: 0 });
+  store.completeJob(job.jobId, sized(['1.1', '1.2'], 300), TARGETS, 20_000);
+  expect(kept(store)).toEqual({ images: 2000, results: 600, unsizedResults: 0 });
+
+  // a resend replaces the row (an upsert: the UPDATE triggers fire) and a re-run the results
+  store.recordInstance(instance('1.1', { bytes: 1500 }), 30_000);
+  expect(kept(store).images).toBe(2500);
+  expect(store.queueStudyIfQuiet(STUDY, QUIET, 40_000)).toEqual({ queued: true });
+  store.completeJob(store.claimNextJob(outDir, 40_001)!.jobId, sized(['1.1'], 200), TARGETS, 41_000);
+  expect(kept(store).results).toBe(500);
+
+  // housekeeping deleted an image: it no longer counts; a refused file (no study) does
+  store.db.prepare("UPDATE instances SET purged_at = 50000 WHERE sop_instance_uid = '1.2'").run();
+  store.recordRejectedInstance(
+    { sopInstanceUid: '9.9', sopClassUid: '1.2.840.10008.5.1.4.1.1.6.1', transferSyntaxUid: '1.2.840.10008.1.2', path: '/data/failed/9.9.dcm', bytes: 10, callingAe: 'X', callingHost: 'h', reason: 'decode.malformed', message: 'bad' },
+    50_000,
+  );
+  expect(kept(store)).toEqual({ images: 1510, results: 500, unsizedResults: 0 });
+
+  // a result filed without its size (an older runner) counts once housekeeping has read it
+  store.recordInstance(instance('1.3'), 60_000);
+  expect(store.queueStudyIfQuiet(STUDY, QUIET, 70_000)).toEqual({ queued: true });
+  store.completeJob(store.claimNextJob(outDir, 70_001)!.jobId, output(['1.3']), TARGETS, 71_000);
+  expect(kept(store)).toEqual({ images: 2510, results: 500, unsizedResults: 1 });
+  expect(store.unsizedOutputs(10)).toEqual([{ sopInstanceUid: '1.3.7', path: '/data/results/1.3.seg.dcm' }]);
+  expect(store.recordOutputSizes([{ sopInstanceUid: '1.3.7', path: '/data/elsewhere.dcm', bytes: 99 }])).toBe(0); // not the row's file
+  expect(store.recordOutputSizes([{ sopInstanceUid: '1.3.7', path: '/data/results/1.3.seg.dcm', bytes: 70 }])).toBe(1);
+  expect(kept(store)).toEqual({ images: 2510, results: 570, unsizedResults: 0 });
+
+  // the study's rows go: so do its bytes; the refused file's stay
+  store.deleteStudyRows(STUDY);
+  expect(kept(store)).toEqual({ images: 10, results: 0, unsizedResults: 0 });
+  // a total changed around the triggers is put right by a recount
+  store.db.prepare("UPDATE storage_totals SET bytes = 12345 WHERE what = 'results'").run();
+  expect(store.recountStorage()).toEqual({ before: { images: 10, results: 12345 }, after: { images: 10, results: 0 } });
+  expect(kept(store).results).toBe(0);
+});
+
+test('a database from before the size columns is upgraded: its received images are counted at once, its results once sized', () => {
+  const job = receiveAndClaim(['1.1', '1.2'], 1000);
+  store.completeJob(job.jobId, output(['1.1', '1.2']), TARGETS, 20_000);
+  store.db.prepare("UPDATE instances SET purged_at = 30000 WHERE sop_instance_uid = '1.2'").run();
+  store.close();
+  // turn it back into a schema-6 database, as the previous release left it
+  const raw = new Database(path.join(dir, 'sonogate.db'));
+  raw.exec(`DROP TRIGGER instances_storage_insert; DROP TRIGGER instances_storage_update; DROP TRIGGER instances_storage_delete;
+    DROP TRIGGER outputs_storage_insert; DROP TRIGGER outputs_storage_update; DROP TRIGGER outputs_storage_delete;
+    DROP TABLE storage_totals; DROP INDEX outputs_unsized; ALTER TABLE outputs DROP COLUMN bytes; DELETE FROM schema_migrations WHERE version = 7`);
+  raw.close();
+
+  store = Store.open(dir);
+  expect(store.schemaVersion()).toBe(SCHEMA_VERSION);
+  expect(kept(store)).toEqual({ images: 1000, results: 0, unsizedResults: 2 });
+  store.recordOutputSizes(store.unsizedOutputs(10).map((o) => ({ ...o, bytes: 400 })));
+  expect(kept(store)).toEqual({ images: 1000, results: 800, unsizedResults: 0 });
 });
