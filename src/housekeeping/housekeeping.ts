@@ -83,15 +83,27 @@ const QUIET = `s.status IN ('processed','failed') AND s.last_received_at < @cuto
   AND NOT EXISTS (SELECT 1 FROM events e WHERE e.study_uid = s.study_uid AND e.at >= @cutoff)`;
 
 /**
- * SQL over a study `s`: it may go. Not in the pipeline; every result delivered or its failure
- * discarded; no failed analysis or image an admin has not discarded; every received image
- * already deleted by image retention (records go after images, never before).
+ * SQL over a study `s`: image retention may delete its received images once they are old enough.
+ * Not in the pipeline; every result delivered or its failed send discarded.
  */
-const SETTLED = `NOT (s.status = 'failed' AND ${notDiscarded('study', 's.study_uid', 's.updated_at')})
+const IMAGES_MAY_GO = `s.status IN ('processed','failed') AND NOT EXISTS (SELECT 1 FROM sends x WHERE x.study_uid = s.study_uid AND ${UNSETTLED_SEND})`;
+
+/**
+ * SQL over a study `s`: it owes nothing. IMAGES_MAY_GO made stricter: no job waiting or running,
+ * and no failed analysis or image an admin has not discarded (the Failures page still lists it).
+ */
+const OWES_NOTHING = `${IMAGES_MAY_GO}
+  AND NOT (s.status = 'failed' AND ${notDiscarded('study', 's.study_uid', 's.updated_at')})
   AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.study_uid = s.study_uid AND j.status IN ('queued','running'))
-  AND NOT EXISTS (SELECT 1 FROM sends x WHERE x.study_uid = s.study_uid AND ${UNSETTLED_SEND})
   AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.study_uid = s.study_uid
-    AND (i.purged_at IS NULL OR (i.status = 'failed' AND ${notDiscarded('instance', 'i.sop_instance_uid', 'i.received_at')})))`;
+    AND i.status = 'failed' AND ${notDiscarded('instance', 'i.sop_instance_uid', 'i.received_at')})`;
+
+/**
+ * SQL over a study `s`: it may go entirely. It owes nothing, and every received image is already
+ * deleted by image retention (records go after images, never before).
+ */
+const SETTLED = `${OWES_NOTHING}
+  AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.study_uid = s.study_uid AND i.purged_at IS NULL)`;
 
 /** SQL over instances: a refused file's row (no study) whose file is gone and whose failure was discarded, older than @cutoff. */
 const REJECTED_DONE = `study_uid IS NULL AND purged_at IS NOT NULL AND received_at < @cutoff
@@ -147,30 +159,16 @@ export class Housekeeping {
     const result: RetentionResult = { deletedFiles: 0, bytes: 0, keptUnsent: 0, orphans: await this.removeOrphans(now) };
     if (days <= 0) return result;
     const cutoff = now - days * DAY_MS;
-    const settled = `(i.study_uid IS NULL OR EXISTS (SELECT 1 FROM studies s WHERE s.study_uid = i.study_uid AND s.status IN ('processed','failed') AND s.last_received_at < @cutoff))
-      AND NOT EXISTS (SELECT 1 FROM sends x WHERE x.study_uid = i.study_uid AND ${UNSETTLED_SEND})`;
+    const settled = `(i.study_uid IS NULL OR EXISTS (SELECT 1 FROM studies s WHERE s.study_uid = i.study_uid AND s.last_received_at < @cutoff AND ${IMAGES_MAY_GO}))`;
     const due = this.db
       .prepare(`SELECT i.sop_instance_uid AS sop, i.path, i.bytes FROM instances i WHERE i.purged_at IS NULL AND i.received_at < @cutoff AND ${settled} LIMIT 5000`)
       .all({ cutoff }) as { sop: string; path: string; bytes: number }[];
     result.keptUnsent = (
       this.db.prepare(`SELECT COUNT(*) AS n FROM instances i WHERE i.purged_at IS NULL AND i.received_at < @cutoff AND NOT (${settled})`).get({ cutoff }) as { n: number }
     ).n;
-    const root = path.resolve(this.opts.dataDir) + path.sep;
-    const mark = this.db.prepare('UPDATE instances SET purged_at = ? WHERE sop_instance_uid = ? AND purged_at IS NULL AND path = ?');
-    for (const d of due) {
-      if (!path.resolve(d.path).startsWith(root)) continue;
-      try {
-        await fsp.unlink(d.path);
-        result.bytes += d.bytes;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
-          this.log.warn({ sopInstanceUid: d.sop, err: (e as Error).message }, 'could not delete an expired file');
-          continue;
-        }
-      }
-      // path must still match: a resend of the same instance meanwhile replaced the row
-      if (mark.run(now, d.sop, d.path).changes) result.deletedFiles++;
-    }
+    const purged = await this.purgeImages(due, now);
+    result.deletedFiles = purged.files;
+    result.bytes = purged.bytes;
     if (result.deletedFiles || result.keptUnsent) {
       this.log.info({ retentionDays: days, ...result }, 'retention: expired received images deleted');
     }
@@ -179,6 +177,48 @@ export class Housekeeping {
       this.opts.gateway.store.addEvent('housekeeping.retention', null, { files: result.deletedFiles, bytes: result.bytes }, now);
     }
     return result;
+  }
+
+  /**
+   * Deletes received image files, each before its row is marked (purged_at); the row's path must
+   * still match (a resend of the same instance meanwhile replaced it). `mayGo`, when given, is
+   * asked again right before each file, in the same tick as its unlink starts.
+   */
+  private async purgeImages(due: { sop: string; path: string; bytes: number }[], now: number, mayGo?: () => boolean): Promise<{ files: number; bytes: number }> {
+    const root = path.resolve(this.opts.dataDir) + path.sep;
+    const mark = this.db.prepare('UPDATE instances SET purged_at = ? WHERE sop_instance_uid = ? AND purged_at IS NULL AND path = ?');
+    const done = { files: 0, bytes: 0 };
+    for (const d of due) {
+      if (!path.resolve(d.path).startsWith(root)) continue;
+      if (this.opts.gateway.store.isClosed || (mayGo && !mayGo())) break;
+      try {
+        await fsp.unlink(d.path);
+        done.bytes += d.bytes;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+          this.log.warn({ sopInstanceUid: d.sop, err: (e as Error).message }, 'could not delete an expired file');
+          continue;
+        }
+      }
+      if (mark.run(now, d.sop, d.path).changes) done.files++;
+    }
+    return done;
+  }
+
+  /**
+   * Removes one study as result retention does: its rows in one transaction with its audit row,
+   * provided `stillDue` holds in that transaction (the study may have been received again since
+   * it was listed), then its files. Null when it may no longer go.
+   */
+  private async removeStudy(uid: string, stillDue: () => boolean, audit: { action: string; detail: Record<string, unknown> }, now: number): Promise<{ files: number; bytes: number } | null> {
+    const store = this.opts.gateway.store;
+    const paths = this.db.transaction(() => {
+      if (!stillDue()) return null;
+      const { images, results } = store.deleteStudyRows(uid);
+      this.opts.audit.add({ username: 'system', action: audit.action, outcome: 'ok', studyUid: uid, detail: { ...audit.detail, resultFiles: results.length } }, now);
+      return [...images, ...results];
+    })();
+    return paths && removeStudyFiles(this.opts.dataDir, uid, paths);
   }
 
   /**
@@ -201,20 +241,10 @@ export class Housekeeping {
       progress = false;
       for (const { uid } of list.all({ cutoff }, Math.min(RESULT_CHUNK, batch - result.studies)) as { uid: string }[]) {
         if (store.isClosed) break;
-        // checked again in the transaction: the study may have been received again since the list was read
-        const paths = this.db.transaction(() => {
-          if (!stillDue.get({ uid, cutoff })) return null;
-          const { images, results } = store.deleteStudyRows(uid);
-          this.opts.audit.add(
-            { username: 'system', action: 'housekeeping.result_retention', outcome: 'ok', studyUid: uid, detail: { resultRetentionDays: days, resultFiles: results.length } },
-            now,
-          );
-          return [...images, ...results];
-        })();
-        if (!paths) continue;
+        const removed = await this.removeStudy(uid, () => !!stillDue.get({ uid, cutoff }), { action: 'housekeeping.result_retention', detail: { resultRetentionDays: days } }, now);
+        if (!removed) continue;
         progress = true;
         result.studies++;
-        const removed = await removeStudyFiles(this.opts.dataDir, uid, paths);
         result.files += removed.files;
         result.bytes += removed.bytes;
       }
