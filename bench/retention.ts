@@ -85,7 +85,7 @@ async function main(): Promise<void> {
   sizes(`${N} settled studies, 100 days old`);
 
   const hk = new Housekeeping({
-    settings: { retentionDays: 30, resultRetentionDays: 90, retentionSchedule: '30 3 * * *', retrySweepSchedule: '*/10 * * * *', summarySchedule: '0 7 * * *' },
+    settings: { retentionDays: 30, resultRetentionDays: 90, maxStorageGB: 0, retentionSchedule: '30 3 * * *', storageCapSchedule: '*/15 * * * *', retrySweepSchedule: '*/10 * * * *', summarySchedule: '0 7 * * *' },
     gateway: { store, destination: () => undefined, kickSender: () => undefined },
     dataDir,
     destinations: ['pacs'],

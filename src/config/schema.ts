@@ -261,8 +261,17 @@ export const configSchema = z
          * keeps starting)
          */
         resultRetentionDays: z.number().min(0).optional(),
+        /**
+         * a bound on the bytes the data folder holds by the database's account (received images not
+         * yet deleted, result files), in GB of 10^9 bytes; over it, housekeeping deletes, oldest
+         * activity first, the received images of studies that owe nothing, then whole settled
+         * studies, as the age rules would; never anything of a study that owes something. 0 = no cap
+         */
+        maxStorageGB: z.number().min(0).default(0),
         /** cron schedules (node-cron syntax, server local time) */
         retentionSchedule: cronExpression.default('30 3 * * *'),
+        /** when the size cap is checked (also after the age rules on retentionSchedule); nothing is done without a cap */
+        storageCapSchedule: cronExpression.default('*/15 * * * *'),
         /** puts sends that failed because their destination was missing back in the queue, and wakes the sender */
         retrySweepSchedule: cronExpression.default('*/10 * * * *'),
         /** one summary line per day in the log (received, processed, failed, sent, pending) */

@@ -21,13 +21,13 @@ const T0 = Date.UTC(2026, 0, 10, 12);
 const SC = '1.2.840.10008.5.1.4.1.1.7';
 const US = '1.2.840.10008.5.1.4.1.1.6.1';
 
-function setup(retentionDays = 30, logger = silentLogger(), results: { days?: number; batch?: number } = {}) {
+function setup(retentionDays = 30, logger = silentLogger(), results: { days?: number; batch?: number; capBytes?: number } = {}) {
   const dataDir = tempDir('housekeeping');
   const store = Store.open(dataDir);
   const kicks: number[] = [];
   const gateway = { store, destination: () => undefined, kickSender: () => kicks.push(Date.now()) };
   const hk = new Housekeeping({
-    settings: { retentionDays, resultRetentionDays: results.days ?? 90, retentionSchedule: '30 3 * * *', retrySweepSchedule: '*/10 * * * *', summarySchedule: '0 7 * * *' },
+    settings: parseConfig({ housekeeping: { retentionDays, resultRetentionDays: results.days ?? 90, maxStorageGB: results.capBytes ? results.capBytes / 1e9 : 0 } }).housekeeping,
     gateway,
     dataDir,
     destinations: ['pacs'],
@@ -177,7 +177,20 @@ test('housekeeping schedules are validated: a bad cron expression names its key'
   expect(parseConfig({ housekeeping: { retentionDays: 30, resultRetentionDays: 30 } }).housekeeping.resultRetentionDays).toBe(30);
   // unset, it follows a longer retentionDays: a config written before the key existed still starts
   expect(parseConfig({ housekeeping: { retentionDays: 120 } }).housekeeping.resultRetentionDays).toBe(120);
-  expect(parseConfig({}).housekeeping).toEqual({ retentionDays: 30, resultRetentionDays: 90, retentionSchedule: '30 3 * * *', retrySweepSchedule: '*/10 * * * *', summarySchedule: '0 7 * * *' });
+  expect(parseConfig({}).housekeeping).toEqual({
+    retentionDays: 30,
+    resultRetentionDays: 90,
+    maxStorageGB: 0,
+    retentionSchedule: '30 3 * * *',
+    storageCapSchedule: '*/15 * * * *',
+    retrySweepSchedule: '*/10 * * * *',
+    summarySchedule: '0 7 * * *',
+  });
+  // the size cap: 0 (none) or a positive size in GB, fractions allowed; its schedule is a cron expression too
+  expect(() => parseConfig({ housekeeping: { maxStorageGB: -1 } })).toThrow(/housekeeping\.maxStorageGB: Too small/);
+  expect(() => parseConfig({ housekeeping: { maxStorageGB: '500' } })).toThrow(/housekeeping\.maxStorageGB/);
+  expect(parseConfig({ housekeeping: { maxStorageGB: 0.5 } }).housekeeping.maxStorageGB).toBe(0.5);
+  expect(() => parseConfig({ housekeeping: { storageCapSchedule: 'often' } })).toThrow(/housekeeping\.storageCapSchedule: not a valid cron expression/);
   expect(parseConfig({}).http).toMatchObject({ trustProxy: false, secureCookie: 'auto', sessionIdleMinutes: 60, loginRateLimit: { max: 10, windowSeconds: 900 } });
   // timers: at most a day (past 24.8 days Node would fire them at once), first retry within the last
   expect(() => parseConfig({ study: { quietSeconds: 3e6 } })).toThrow(/study\.quietSeconds/);
