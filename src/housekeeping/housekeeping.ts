@@ -10,6 +10,11 @@
  *    delivered, no failure an admin has not discarded, not in the pipeline) goes entirely: its
  *    rows in one transaction, with one audit row that says so, then its files. The audit log
  *    stays. Result files no row points to (a crash between the two) are removed once a day old.
+ *  - storage cap (maxStorageGB; on its own schedule, and after the two above): while the bytes the
+ *    rows account for (received images not deleted, result files) are over the cap, the received
+ *    images of studies that owe nothing go, then whole settled studies as result retention removes
+ *    them, oldest activity first. Nothing of a study that owes something is touched; when what is
+ *    left still exceeds the cap, one warning per run says so (counts and UIDs only).
  *  - retry sweep: sends waiting for a retry are made due now, and sends that failed because their
  *    destination was not configured go back in the queue once it is; then the sender is woken.
  *  - a daily summary line in the log (counts only, no patient data).
@@ -17,6 +22,7 @@
 import type { Dirent } from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { setImmediate as nextTick } from 'node:timers/promises';
 import cron, { ScheduledTask } from 'node-cron';
 import type { Config } from '../config/schema';
 import type { Logger } from '../log';
@@ -64,6 +70,27 @@ export interface ResultRetentionResult {
   orphans: number;
 }
 
+export interface StorageCapResult {
+  /** housekeeping.maxStorageGB in bytes; 0 = no cap, and nothing else was done */
+  capBytes: number;
+  /** the bytes the rows account for, before and after the run */
+  keptBefore: number;
+  keptAfter: number;
+  /** result files filed without their size whose size was read from the disk in this run */
+  sized: number;
+  /** received images deleted (of studies that owe nothing), and their bytes */
+  imageFiles: number;
+  imageBytes: number;
+  /** settled studies removed entirely, their files and bytes */
+  studies: number;
+  files: number;
+  bytes: number;
+  /** more was due than one run takes (RESULT_BATCH studies per step); the next run goes on */
+  more: boolean;
+  /** still over the cap with nothing left that may go: the rest belongs to studies that owe something */
+  unmet: boolean;
+}
+
 /** A file must be this old before it counts as an orphan: one being filed right now has no row yet. */
 const ORPHAN_AGE_MS = DAY_MS;
 
@@ -81,6 +108,17 @@ const UNSETTLED_SEND = `(x.status = 'pending' OR (x.status = 'failed' AND ${notD
 const QUIET = `s.status IN ('processed','failed') AND s.last_received_at < @cutoff AND s.updated_at < @cutoff AND IFNULL(s.processed_at, 0) < @cutoff
   AND NOT EXISTS (SELECT 1 FROM sends x WHERE x.study_uid = s.study_uid AND x.updated_at >= @cutoff)
   AND NOT EXISTS (SELECT 1 FROM events e WHERE e.study_uid = s.study_uid AND e.at >= @cutoff)`;
+
+/**
+ * SQL over a study `s`: the moment QUIET measures from, the last time anything happened to it
+ * (received, run, sent, re-sent, discarded, ...). The storage cap frees the oldest first by it.
+ */
+const LAST_ACTIVITY = `MAX(s.last_received_at, s.updated_at, IFNULL(s.processed_at, 0),
+  IFNULL((SELECT MAX(x.updated_at) FROM sends x WHERE x.study_uid = s.study_uid), 0),
+  IFNULL((SELECT MAX(e.at) FROM events e WHERE e.study_uid = s.study_uid), 0))`;
+
+/** Studies whose eligibility and last activity the storage cap reads per statement, between which the event loop runs. */
+const CAP_CHUNK = 500;
 
 /**
  * SQL over a study `s`: image retention may delete its received images once they are old enough.
@@ -112,6 +150,10 @@ const REJECTED_DONE = `study_uid IS NULL AND purged_at IS NOT NULL AND received_
 export class Housekeeping {
   private tasks: ScheduledTask[] = [];
   private readonly log: Logger;
+  /** the storage cap run in progress (its own schedule and the retention run's may meet) */
+  private capRun: Promise<StorageCapResult> | null = null;
+  /** the last storage cap run ended over the cap with nothing more it may remove (metrics) */
+  capUnmet = false;
 
   constructor(private readonly opts: HousekeepingOptions) {
     this.log = opts.logger.child({ component: 'housekeeping' });
@@ -137,10 +179,22 @@ export class Housekeeping {
         run('retention', () => this.runRetention()),
         { name: 'retention', noOverlap: true },
       ),
+      cron.schedule(s.storageCapSchedule, run('storage-cap', () => this.storageCap()), { name: 'storage-cap', noOverlap: true }),
       cron.schedule(s.retrySweepSchedule, run('retry-sweep', () => this.retrySweep()), { name: 'retry-sweep', noOverlap: true }),
       cron.schedule(s.summarySchedule, run('summary', () => this.summary()), { name: 'summary', noOverlap: true }),
     ];
-    this.log.info({ retentionDays: s.retentionDays, resultRetentionDays: s.resultRetentionDays, retention: s.retentionSchedule, retrySweep: s.retrySweepSchedule, summary: s.summarySchedule }, 'housekeeping scheduled');
+    this.log.info(
+      {
+        retentionDays: s.retentionDays,
+        resultRetentionDays: s.resultRetentionDays,
+        maxStorageGB: s.maxStorageGB,
+        retention: s.retentionSchedule,
+        storageCap: s.storageCapSchedule,
+        retrySweep: s.retrySweepSchedule,
+        summary: s.summarySchedule,
+      },
+      'housekeeping scheduled',
+    );
   }
 
   async stop(): Promise<void> {
@@ -148,10 +202,157 @@ export class Housekeeping {
     this.tasks = [];
   }
 
-  /** The scheduled run: received images first, then whole settled studies (whose images are gone by then). */
-  async runRetention(now = Date.now()): Promise<{ images: RetentionResult; results: ResultRetentionResult }> {
+  /**
+   * The scheduled run: received images first, then whole settled studies (whose images are gone by
+   * then), then the storage cap. Also reads the size of result files filed without one, and sums
+   * the rows once to check the kept totals (a daily cost: 50-100 ms per 100,000 studies).
+   */
+  async runRetention(now = Date.now()): Promise<{ images: RetentionResult; results: ResultRetentionResult; cap: StorageCapResult }> {
     const images = await this.retention(now);
-    return { images, results: await this.resultRetention(now) };
+    const results = await this.resultRetention(now);
+    await this.sizeResults();
+    if (!this.opts.gateway.store.isClosed) {
+      const { before, after } = this.opts.gateway.store.recountStorage();
+      if (before.images !== after.images || before.results !== after.results) {
+        this.log.warn({ before, after }, 'storage: the kept totals differed from the rows (changed around the store?) and were corrected');
+      }
+    }
+    return { images, results, cap: await this.storageCap(now) };
+  }
+
+  /**
+   * Frees space while the bytes the rows account for are over housekeeping.maxStorageGB, oldest
+   * activity (LAST_ACTIVITY) first, by the age rules' own conditions without their ages: first
+   * the received images of studies that owe nothing (OWES_NOTHING), then whole settled studies
+   * (SETTLED) as result retention removes them, each with its `housekeeping.storage_cap` audit
+   * row. Stops as soon as it is under the cap. Never touches a study that owes something; if the
+   * cap cannot be met without, one warning per run. At most RESULT_BATCH studies per step.
+   * A second call while one runs gets that run's result.
+   */
+  storageCap(now = Date.now()): Promise<StorageCapResult> {
+    if (!this.capRun) this.capRun = this.runStorageCap(now).finally(() => (this.capRun = null));
+    return this.capRun;
+  }
+
+  private async runStorageCap(now: number): Promise<StorageCapResult> {
+    const gb = this.opts.settings.maxStorageGB;
+    const capBytes = Math.round(gb * 1e9);
+    const store = this.opts.gateway.store;
+    const result: StorageCapResult = { capBytes, keptBefore: 0, keptAfter: 0, sized: 0, imageFiles: 0, imageBytes: 0, studies: 0, files: 0, bytes: 0, more: false, unmet: false };
+    if (capBytes <= 0 || store.isClosed) {
+      this.capUnmet = false;
+      return result;
+    }
+    result.sized = await this.sizeResults();
+    const kept = () => store.storageBytes().total;
+    result.keptBefore = result.keptAfter = kept();
+    if (result.keptBefore <= capBytes) {
+      this.capUnmet = false;
+      return result;
+    }
+    const batch = this.opts.resultBatch ?? RESULT_BATCH;
+    const over = () => !store.isClosed && kept() > capBytes;
+
+    // 1. the received images of studies that owe nothing: image retention's rule without the age
+    const owesNothing = this.db.prepare(`SELECT 1 FROM studies s WHERE s.study_uid = ? AND ${OWES_NOTHING}`);
+    const images = this.db.prepare('SELECT sop_instance_uid AS sop, path, bytes FROM instances WHERE study_uid = ? AND purged_at IS NULL');
+    let n = 0;
+    for (const uid of await this.oldestFirst(`${OWES_NOTHING} AND EXISTS (SELECT 1 FROM instances i WHERE i.study_uid = s.study_uid AND i.purged_at IS NULL)`)) {
+      if (!over()) break;
+      if (n === batch) {
+        result.more = true;
+        break;
+      }
+      const mayGo = () => !!owesNothing.get(uid);
+      if (!mayGo()) continue;
+      n++;
+      const purged = await this.purgeImages(images.all(uid) as { sop: string; path: string; bytes: number }[], now, mayGo);
+      result.imageFiles += purged.files;
+      result.imageBytes += purged.bytes;
+    }
+    if (result.imageFiles) {
+      this.opts.audit.add({ username: 'system', action: 'housekeeping.storage_cap', outcome: 'ok', detail: { maxStorageGB: gb, imageFiles: result.imageFiles, imageBytes: result.imageBytes } }, now);
+    }
+
+    // 2. whole settled studies, as result retention removes them but without its quiet period
+    const settled = this.db.prepare(`SELECT 1 FROM studies s WHERE s.study_uid = ? AND ${SETTLED}`);
+    if (!result.more && over()) {
+      for (const uid of await this.oldestFirst(SETTLED)) {
+        if (!over()) break;
+        if (result.studies === batch) {
+          result.more = true;
+          break;
+        }
+        const keptBytes = kept();
+        const removed = await this.removeStudy(uid, () => !!settled.get(uid), { action: 'housekeeping.storage_cap', detail: { maxStorageGB: gb, keptBytes } }, now);
+        if (!removed) continue;
+        result.studies++;
+        result.files += removed.files;
+        result.bytes += removed.bytes;
+      }
+    }
+    if (store.isClosed) return result;
+    result.keptAfter = kept();
+    result.unmet = !result.more && result.keptAfter > capBytes;
+    this.capUnmet = result.unmet;
+    if (result.imageFiles || result.studies) {
+      this.log.info({ maxStorageGB: gb, ...result }, 'storage cap: received images and settled studies removed, oldest first');
+      store.addEvent('housekeeping.storage_cap', null, { imageFiles: result.imageFiles, imageBytes: result.imageBytes, studies: result.studies, files: result.files, bytes: result.bytes }, now);
+    }
+    if (result.unmet) this.warnCapUnmet(capBytes, result.keptAfter);
+    return result;
+  }
+
+  /** The one warning of a run that could not meet the cap: what is left, as counts and the oldest studies' UIDs. */
+  private warnCapUnmet(capBytes: number, keptBytes: number): void {
+    const holding = `(EXISTS (SELECT 1 FROM instances i WHERE i.study_uid = s.study_uid AND i.purged_at IS NULL) OR EXISTS (SELECT 1 FROM outputs o WHERE o.study_uid = s.study_uid))`;
+    const owing = this.db.prepare(`SELECT s.study_uid AS uid FROM studies s WHERE NOT (${OWES_NOTHING}) AND ${holding} ORDER BY s.last_received_at LIMIT 5`).all() as { uid: string }[];
+    const count = (this.db.prepare(`SELECT COUNT(*) AS n FROM studies s WHERE NOT (${OWES_NOTHING}) AND ${holding}`).get() as { n: number }).n;
+    const refused = this.db.prepare('SELECT COUNT(*) AS n, IFNULL(SUM(bytes), 0) AS bytes FROM instances WHERE study_uid IS NULL AND purged_at IS NULL').get() as { n: number; bytes: number };
+    this.log.warn(
+      { capBytes, keptBytes, studiesOwing: count, oldestOwing: owing.map((r) => r.uid), refusedFiles: refused.n, refusedBytes: refused.bytes },
+      'storage cap not met: what is left belongs to studies that owe something (unsent results, failures not discarded, in the pipeline) or is refused files; deliver or discard them, or raise housekeeping.maxStorageGB',
+    );
+  }
+
+  /**
+   * The study UIDs matching `where` (SQL over a study `s`), oldest LAST_ACTIVITY first. Read
+   * CAP_CHUNK studies (by rowid) per statement, letting the event loop run between them: one
+   * statement over every study would hold the listener and the dashboard for its whole length.
+   */
+  private async oldestFirst(where: string): Promise<string[]> {
+    const next = this.db.prepare('SELECT MAX(id) AS upto FROM (SELECT rowid AS id FROM studies WHERE rowid > ? ORDER BY rowid LIMIT ?)');
+    const read = this.db.prepare(`SELECT s.study_uid AS uid, ${LAST_ACTIVITY} AS at FROM studies s WHERE s.rowid > @after AND s.rowid <= @upto AND ${where}`);
+    const rows: { uid: string; at: number }[] = [];
+    for (let after = Number.MIN_SAFE_INTEGER; !this.opts.gateway.store.isClosed; ) {
+      const { upto } = next.get(after, CAP_CHUNK) as { upto: number | null };
+      if (upto === null) break;
+      rows.push(...(read.all({ after, upto }) as { uid: string; at: number }[]));
+      after = upto;
+      await nextTick();
+    }
+    return rows.sort((a, b) => a.at - b.at || (a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0)).map((r) => r.uid);
+  }
+
+  /**
+   * Reads the size of result files filed before the store recorded sizes (schema 7), so that the
+   * kept bytes count them: once each, a chunk at a time. A file that is gone counts 0.
+   */
+  private async sizeResults(): Promise<number> {
+    const store = this.opts.gateway.store;
+    let sized = 0;
+    while (!store.isClosed) {
+      const rows = store.unsizedOutputs(RESULT_CHUNK);
+      if (!rows.length) break;
+      const sizes: { sopInstanceUid: string; path: string; bytes: number }[] = [];
+      for (const r of rows) sizes.push({ ...r, bytes: await fsp.stat(r.path).then((st) => st.size, () => 0) });
+      if (store.isClosed) break;
+      const n = store.recordOutputSizes(sizes);
+      sized += n;
+      if (!n) break; // every row changed meanwhile (re-runs): the next run reads them
+    }
+    if (sized) this.log.info({ sized }, 'storage: sizes of result files filed before sizes were recorded read from the disk');
+    return sized;
   }
 
   async retention(now = Date.now()): Promise<RetentionResult> {
@@ -381,6 +582,8 @@ export class Housekeeping {
       sendsFailed: n("SELECT COUNT(*) AS n FROM sends WHERE status = 'failed'"),
       filesDeletedByRetention: n('SELECT COUNT(*) AS n FROM instances WHERE purged_at >= ?', since),
       studiesRemovedByResultRetention: n("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'housekeeping.result_retention' AND at >= ?", since),
+      studiesRemovedByStorageCap: n("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'housekeeping.storage_cap' AND study_uid IS NOT NULL AND at >= ?", since),
+      storageBytes: this.opts.gateway.store.storageBytes().total,
       bytesFreedByResultRetention: n("SELECT IFNULL(SUM(json_extract(detail, '$.bytes')), 0) AS n FROM events WHERE kind = 'housekeeping.result_retention' AND at >= ?", since),
     };
     this.log.info({ summary: line }, 'daily summary');

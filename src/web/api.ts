@@ -151,7 +151,12 @@ export function apiRouter(deps: ApiDeps): Router {
     if (!d) {
       // a study removed on purpose says so, and where its trace is
       const gone = audit.removal(uid);
-      const how = gone?.action === 'study.delete' ? `deleted by ${gone.username ?? 'an admin'}` : 'removed by result retention (housekeeping.resultRetentionDays)';
+      const how =
+        gone?.action === 'study.delete'
+          ? `deleted by ${gone.username ?? 'an admin'}`
+          : gone?.action === 'housekeeping.storage_cap'
+            ? 'removed by the storage cap (housekeeping.maxStorageGB)'
+            : 'removed by result retention (housekeeping.resultRetentionDays)';
       const message = gone ? `this study was ${how} on ${new Date(gone.at).toISOString()}; the audit log keeps the record` : 'no such study';
       res.status(404).json({ error: 'not_found', message });
       return;

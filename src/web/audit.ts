@@ -60,11 +60,14 @@ export class AuditLog {
 
   /**
    * How a study that is no longer on record went: its last successful delete (an admin's) or
-   * removal by result retention. The audit row is the study's only trace (no tombstone is kept).
+   * removal by result retention or by the storage cap. The audit row is the study's only trace
+   * (no tombstone is kept).
    */
   removal(studyUid: string): { at: number; username: string | null; action: string } | undefined {
     return this.db
-      .prepare("SELECT at, username, action FROM audit_log WHERE study_uid = ? AND action IN ('study.delete','housekeeping.result_retention') AND outcome = 'ok' ORDER BY id DESC LIMIT 1")
+      .prepare(
+        "SELECT at, username, action FROM audit_log WHERE study_uid = ? AND action IN ('study.delete','housekeeping.result_retention','housekeeping.storage_cap') AND outcome = 'ok' ORDER BY id DESC LIMIT 1",
+      )
       .get(studyUid) as { at: number; username: string | null; action: string } | undefined;
   }
 

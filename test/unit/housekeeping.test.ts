@@ -3,6 +3,7 @@
  * old received images but never one whose study still has an undelivered result; the retry
  * sweep brings failed sends back; the daily summary is counts only. Result retention removes a
  * settled study entirely (results and rows, not the audit log), and only one that owes nothing.
+ * The storage cap frees space by the same two rules without their ages, oldest activity first.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -26,8 +27,10 @@ function setup(retentionDays = 30, logger = silentLogger(), results: { days?: nu
   const store = Store.open(dataDir);
   const kicks: number[] = [];
   const gateway = { store, destination: () => undefined, kickSender: () => kicks.push(Date.now()) };
+  // the object itself is handed over, so a test can change the cap between runs
+  const settings = parseConfig({ housekeeping: { retentionDays, resultRetentionDays: results.days ?? 90, maxStorageGB: (results.capBytes ?? 0) / 1e9 } }).housekeeping;
   const hk = new Housekeeping({
-    settings: parseConfig({ housekeeping: { retentionDays, resultRetentionDays: results.days ?? 90, maxStorageGB: results.capBytes ? results.capBytes / 1e9 : 0 } }).housekeeping,
+    settings,
     gateway,
     dataDir,
     destinations: ['pacs'],
@@ -67,7 +70,7 @@ function setup(retentionDays = 30, logger = silentLogger(), results: { days?: nu
     return { file, sop, output };
   };
   const send = (uid: string) => store.listSends({ studyUid: uid })[0];
-  return { dataDir, store, hk, study, send, kicks };
+  return { dataDir, store, hk, study, send, kicks, settings };
 }
 
 test('retention deletes received images older than N days, keeps results and records, and never a study with an unsent result', async () => {
@@ -395,4 +398,133 @@ test('a kill -9 after a study\'s rows went and before its files did leaves only 
   expect([s.file, s.output, aside].map((f) => fs.existsSync(f))).toEqual([false, false, false]);
   expect(fs.readdirSync(path.join(dataDir, 'results'))).toEqual([]);
   store.close();
+});
+
+// ------------------------------------------------------------------ storage cap (housekeeping.maxStorageGB)
+
+/** Captures the log as parsed lines. */
+function logLines() {
+  let out = '';
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      out += String(chunk);
+      cb();
+    },
+  });
+  return { logger: createLogger('info', sink), text: () => out, lines: () => out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
+}
+
+/** The setup's study() (a 1000-byte image, a 500-byte overlay), delivered at `sentAt`: it owes nothing. */
+function deliveredStudy(h: ReturnType<typeof setup>, uid: string, at: number, sentAt = at + 4000) {
+  const s = h.study(uid, at);
+  h.store.markSendSent(h.send(uid).id, h.send(uid).generation, 0, sentAt);
+  return s;
+}
+
+test('the storage cap deletes received images, then whole settled studies, oldest activity first, and stops once under the cap', async () => {
+  const h = setup(30, silentLogger(), { days: 90, capBytes: 4200 });
+  const { store, hk, settings } = h;
+  const audit = new AuditLog(store.db);
+  // by last activity: A, B, C, D. D was received first but delivered last, so it is the newest
+  const a = deliveredStudy(h, '2.25.31', T0);
+  const b = deliveredStudy(h, '2.25.32', T0 + 1 * DAY);
+  const c = deliveredStudy(h, '2.25.33', T0 + 2 * DAY);
+  const d = deliveredStudy(h, '2.25.34', T0 - 1 * DAY, T0 + 3 * DAY);
+  const now = T0 + 5 * DAY; // nothing is old enough for the age rules (30 and 90 days)
+
+  // 4 × (1000 + 500) = 6000 bytes; the result files' sizes are read from the disk first (filed without)
+  let r = await hk.storageCap(now);
+  expect(r).toMatchObject({ capBytes: 4200, keptBefore: 6000, sized: 4, imageFiles: 2, imageBytes: 2000, studies: 0, keptAfter: 4000, more: false, unmet: false });
+  expect([a.file, b.file, c.file, d.file].map((f) => fs.existsSync(f))).toEqual([false, false, true, true]);
+  expect([a.output, b.output, c.output, d.output].every((f) => fs.existsSync(f))).toBe(true);
+  expect(store.getInstance(a.sop)).toMatchObject({ status: 'analysed' }); // the record stays, as after image retention
+  expect(audit.list({ action: 'housekeeping.storage_cap' }).items).toEqual([expect.objectContaining({ username: 'system', studyUid: null })]);
+
+  // under the cap: the next run does nothing
+  expect(await hk.storageCap(now)).toMatchObject({ keptBefore: 4000, imageFiles: 0, studies: 0 });
+
+  // a lower cap: the other two images go, then whole studies (results and rows), oldest first: A, B
+  settings.maxStorageGB = 1200 / 1e9;
+  r = await hk.storageCap(now);
+  expect(r).toMatchObject({ keptBefore: 4000, imageFiles: 2, studies: 2, files: 2, bytes: 1000, keptAfter: 1000, unmet: false });
+  expect(rowsOf(store, '2.25.31')).toEqual(NONE);
+  expect(rowsOf(store, '2.25.32')).toEqual(NONE);
+  expect([a.output, b.output, c.output, d.output].map((f) => fs.existsSync(f))).toEqual([false, false, true, true]);
+  expect(store.getStudy('2.25.33')).toMatchObject({ status: 'processed' });
+  expect(store.getStudy('2.25.34')).toMatchObject({ status: 'processed' });
+  expect(store.storageBytes()).toMatchObject({ images: 0, results: 1000, unsizedResults: 0 });
+  // one audit row per removed study, saying it was the cap; the study page says so too
+  const trail = audit.list({ studyUid: '2.25.31' }).items;
+  expect(trail).toEqual([expect.objectContaining({ username: 'system', action: 'housekeeping.storage_cap', outcome: 'ok' })]);
+  expect(JSON.parse(String(trail[0].detail))).toEqual({ maxStorageGB: 1200 / 1e9, keptBytes: 2000, resultFiles: 1 }); // kept when it went: C's and D's images had gone first
+  expect(audit.removal('2.25.32')).toEqual({ at: now, username: 'system', action: 'housekeeping.storage_cap' });
+  expect(hk.summary(now)).toMatchObject({ studiesRemovedByStorageCap: 2, storageBytes: 1000 });
+  store.close();
+});
+
+test('the storage cap never touches a study that owes something, even the oldest; it warns once per run, with UIDs and counts only', async () => {
+  const log = logLines();
+  const h = setup(30, log.logger, { days: 90, capBytes: 1 });
+  const { dataDir, store, hk, send } = h;
+  const actions = new StudyActions({ store, kickSender: () => undefined } as never, dataDir);
+  const pending = h.study('2.25.41', T0 - 50 * DAY, { patientName: 'Secret^Sally' }); // the oldest: its result is not delivered
+  const failedSend = h.study('2.25.42', T0 - 40 * DAY);
+  store.markSendFailed(send('2.25.42').id, send('2.25.42').generation, 'send.refused: A900', T0 - 40 * DAY);
+  const failedRun = h.study('2.25.43', T0 - 30 * DAY, { processed: false });
+  store.queueStudyIfQuiet('2.25.43', 0, T0 - 30 * DAY + 1000);
+  store.failJob(store.claimNextJob(() => path.join(dataDir, 'results', 'x'), T0 - 30 * DAY + 2000)!.jobId, 'decode.failed', 'x', T0 - 30 * DAY + 3000);
+  const settled = deliveredStudy(h, '2.25.46', T0); // the newest, and the only one that may go
+  const receiving = h.study('2.25.44', T0 - 20 * DAY, { processed: false });
+  const queued = h.study('2.25.45', T0 - 20 * DAY, { processed: false });
+  store.queueStudyIfQuiet('2.25.45', 0, T0 - 20 * DAY + 1000);
+
+  const r = await hk.storageCap(T0 + DAY);
+  expect(r).toMatchObject({ imageFiles: 1, studies: 1, unmet: true, more: false, keptAfter: 5 * 1000 + 2 * 500 });
+  expect(hk.capUnmet).toBe(true);
+  expect(store.getStudy('2.25.46')).toBeUndefined();
+  expect(fs.existsSync(settled.output)).toBe(false);
+  for (const kept of [pending, failedSend, failedRun, receiving, queued]) expect(fs.existsSync(kept.file)).toBe(true);
+  for (const kept of [pending, failedSend]) expect(fs.existsSync(kept.output)).toBe(true);
+  for (const uid of ['2.25.41', '2.25.42', '2.25.43', '2.25.44', '2.25.45']) expect(store.listInstances(uid)[0]).toMatchObject({ studyUid: uid });
+  expect(store.db.prepare('SELECT COUNT(*) AS n FROM instances WHERE purged_at IS NOT NULL').get()).toEqual({ n: 0 });
+
+  const warnings = log.lines().filter((l) => l.msg === 'storage cap not met: what is left belongs to studies that owe something (unsent results, failures not discarded, in the pipeline) or is refused files; deliver or discard them, or raise housekeeping.maxStorageGB');
+  expect(warnings).toHaveLength(1);
+  expect(warnings[0]).toMatchObject({ level: 40, capBytes: 1, keptBytes: 6000, studiesOwing: 5, refusedFiles: 0 });
+  expect(warnings[0].oldestOwing).toEqual(['2.25.41', '2.25.42', '2.25.43', '2.25.44', '2.25.45']);
+  expect(log.text()).not.toContain('Sally');
+
+  // once delivered or discarded, a study owes nothing and goes like any other, oldest first
+  store.markSendSent(send('2.25.41').id, send('2.25.41').generation, 0, T0 + DAY);
+  actions.discardSend(send('2.25.42').id, 'alice', T0 + DAY);
+  expect(await hk.storageCap(T0 + 2 * DAY)).toMatchObject({ imageFiles: 2, studies: 2, unmet: true });
+  expect([store.getStudy('2.25.41'), store.getStudy('2.25.42')]).toEqual([undefined, undefined]);
+  expect(log.lines().filter((l) => l.level === 40)).toHaveLength(2); // one more warning: one per run
+  store.close();
+});
+
+test('a cap of 0 removes nothing by size, however much is kept', async () => {
+  const h = setup(30, silentLogger(), { days: 90, capBytes: 0 });
+  const kept = [deliveredStudy(h, '2.25.51', T0), deliveredStudy(h, '2.25.52', T0)];
+  expect(await h.hk.storageCap(T0 + DAY)).toEqual({ capBytes: 0, keptBefore: 0, keptAfter: 0, sized: 0, imageFiles: 0, imageBytes: 0, studies: 0, files: 0, bytes: 0, more: false, unmet: false });
+  expect((await h.hk.runRetention(T0 + DAY)).cap).toMatchObject({ capBytes: 0, imageFiles: 0, studies: 0 });
+  for (const s of kept) expect([fs.existsSync(s.file), fs.existsSync(s.output)]).toEqual([true, true]);
+  expect(h.store.storageBytes()).toMatchObject({ images: 2000, results: 1000 }); // the retention run read the results' sizes
+  h.store.close();
+});
+
+test('the retention run applies the cap after the age rules; the cap takes at most a batch of studies per run', async () => {
+  const h = setup(30, silentLogger(), { days: 90, batch: 2, capBytes: 1 });
+  for (const [i, uid] of ['2.25.61', '2.25.62', '2.25.63'].entries()) deliveredStudy(h, uid, T0 + i * 1000);
+  // day 31: image retention deletes the three images; the cap then removes the studies, two per run
+  const r = await h.hk.runRetention(T0 + 31 * DAY);
+  expect([r.images.deletedFiles, r.results.studies]).toEqual([3, 0]);
+  expect(r.cap).toMatchObject({ imageFiles: 0, studies: 2, more: true, unmet: false });
+  expect(h.store.listStudies().map((s) => s.studyUid)).toEqual(['2.25.63']); // the two oldest went
+  // two calls at once (its own schedule and the retention run's) share one run
+  const [x, y] = [h.hk.storageCap(T0 + 31 * DAY), h.hk.storageCap(T0 + 31 * DAY)];
+  expect(x).toBe(y);
+  expect(await x).toMatchObject({ studies: 1, more: false, unmet: false, keptAfter: 0 });
+  expect(h.store.listStudies()).toEqual([]);
+  h.store.close();
 });
