@@ -24,6 +24,15 @@ export async function runServe(config: Config, logger: Logger): Promise<number> 
     await engine.close();
     throw e;
   }
+  // made before the dashboard, whose /metrics reads its storage cap verdict; started after it
+  const housekeeping = new Housekeeping({
+    settings: config.housekeeping,
+    gateway,
+    dataDir: path.resolve(config.dataDir),
+    destinations: config.destinations.map((d) => d.name),
+    audit: new AuditLog(gateway.store.db),
+    logger,
+  });
   let web: WebServer;
   try {
     web = await startWebServer({
@@ -39,20 +48,13 @@ export async function runServe(config: Config, logger: Logger): Promise<number> 
       logger,
       env: dashboardEnv,
       workersRecycled: () => engine.pool.recycled,
+      storageCapUnmet: () => housekeeping.capUnmet,
     });
   } catch (e) {
     await gateway.close();
     await engine.close();
     throw e;
   }
-  const housekeeping = new Housekeeping({
-    settings: config.housekeeping,
-    gateway,
-    dataDir: path.resolve(config.dataDir),
-    destinations: config.destinations.map((d) => d.name),
-    audit: new AuditLog(gateway.store.db),
-    logger,
-  });
   housekeeping.start();
   return new Promise<number>((resolve) => {
     let stopping = false;

@@ -6,6 +6,9 @@ import { isIP } from 'node:net';
 import { validate as isValidCron } from 'node-cron';
 import { z } from 'zod';
 
+/** housekeeping.maxStorageGB's unit: GB as disks are sold (`df -H`), not GiB */
+export const BYTES_PER_GB = 1e9;
+
 /** timers longer than this are a mistake (and past 24.8 days Node fires them at once) */
 const DAY_SECONDS = 86_400;
 

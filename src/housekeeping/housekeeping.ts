@@ -24,7 +24,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as nextTick } from 'node:timers/promises';
 import cron, { ScheduledTask } from 'node-cron';
-import type { Config } from '../config/schema';
+import { BYTES_PER_GB, type Config } from '../config/schema';
 import type { Logger } from '../log';
 import { notDiscarded } from '../store/failures';
 import { removeStudyFiles } from '../store/studyFiles';
@@ -236,7 +236,7 @@ export class Housekeeping {
 
   private async runStorageCap(now: number): Promise<StorageCapResult> {
     const gb = this.opts.settings.maxStorageGB;
-    const capBytes = Math.round(gb * 1e9);
+    const capBytes = Math.round(gb * BYTES_PER_GB);
     const store = this.opts.gateway.store;
     const result: StorageCapResult = { capBytes, keptBefore: 0, keptAfter: 0, sized: 0, imageFiles: 0, imageBytes: 0, studies: 0, files: 0, bytes: 0, more: false, unmet: false };
     if (capBytes <= 0 || store.isClosed) {

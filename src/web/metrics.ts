@@ -25,6 +25,10 @@ export interface MetricSources {
   associations?: () => AssociationCounts;
   /** inference workers retired for their memory (inference.workerRecycleRssMB); without it the metric is absent */
   workersRecycled?: () => number;
+  /** housekeeping.maxStorageGB in bytes, for sonogate_storage_cap_bytes (absent or 0: no cap) */
+  storageCapBytes?: number;
+  /** the last storage cap run ended over the cap with nothing more it may remove; without it sonogate_storage_cap_unmet is absent */
+  storageCapUnmet?: () => boolean;
 }
 
 interface SendSeen {
@@ -54,6 +58,8 @@ export class PipelineMetrics {
   private readonly retentionFiles: client.Counter<'what'>;
   private readonly retentionBytes: client.Counter<'what'>;
   private readonly retentionStudies: client.Counter;
+  private readonly capStudies: client.Counter;
+  private readonly capBytes: client.Counter<'what'>;
 
   constructor(
     private readonly store: Store,
@@ -118,6 +124,14 @@ export class PipelineMetrics {
     });
     this.retentionBytes = new client.Counter({ name: 'sonogate_retention_deleted_bytes_total', help: 'Bytes freed by housekeeping retention (images / results)', labelNames: ['what'], registers: [r] });
     this.retentionStudies = new client.Counter({ name: 'sonogate_retention_removed_studies_total', help: 'Studies removed entirely (results and records) by result retention', registers: [r] });
+    this.capStudies = new client.Counter({ name: 'sonogate_storage_cap_removed_studies_total', help: 'Studies removed entirely (results and records) by the storage cap (housekeeping.maxStorageGB)', registers: [r] });
+    this.capBytes = new client.Counter({
+      name: 'sonogate_storage_cap_freed_bytes_total',
+      help: 'Bytes freed by the storage cap: received images (images) and the results of removed studies (results)',
+      labelNames: ['what'],
+      registers: [r],
+    });
+    for (const what of ['images', 'results']) this.capBytes.inc({ what }, 0);
 
     const db = store.db;
     const gaugeRows = <T>(sql: string) => (store.isClosed ? [] : (db.prepare(sql).all() as T[]));
@@ -172,6 +186,26 @@ export class PipelineMetrics {
         this.set(row?.t ? Math.max(0, (Date.now() - row.t) / 1000) : 0);
       },
     });
+    new client.Gauge({
+      name: 'sonogate_storage_bytes',
+      help: "Bytes the data folder holds by the database's account: received images not yet deleted (refused files included) and result files; what housekeeping.maxStorageGB bounds (not the database itself, nor files no row points to)",
+      registers: [r],
+      collect() {
+        if (!store.isClosed) this.set(store.storageBytes().total);
+      },
+    });
+    new client.Gauge({ name: 'sonogate_storage_cap_bytes', help: 'housekeeping.maxStorageGB in bytes (0: no cap)', registers: [r] }).set(sources.storageCapBytes ?? 0);
+    if (sources.storageCapUnmet) {
+      const unmet = sources.storageCapUnmet;
+      new client.Gauge({
+        name: 'sonogate_storage_cap_unmet',
+        help: '1 when the last storage cap run ended over the cap with nothing more it may remove (the rest belongs to studies that owe something), else 0',
+        registers: [r],
+        collect() {
+          this.set(unmet() ? 1 : 0);
+        },
+      });
+    }
     if (sources.associations) registerAssociationMetrics(r, sources.associations);
     if (sources.workersRecycled) {
       const recycled = sources.workersRecycled;
@@ -264,6 +298,10 @@ export class PipelineMetrics {
       this.retentionFiles.inc({ what }, Number(detail.files) || 0);
       this.retentionBytes.inc({ what }, Number(detail.bytes) || 0);
       if (what === 'results') this.retentionStudies.inc(Number(detail.studies) || 0);
+    } else if (e.kind === 'housekeeping.storage_cap') {
+      this.capStudies.inc(Number(detail.studies) || 0);
+      this.capBytes.inc({ what: 'images' }, Number(detail.imageBytes) || 0);
+      this.capBytes.inc({ what: 'results' }, Number(detail.bytes) || 0);
     } else if (e.kind === 'job.done' && e.studyUid) {
       this.studies.inc({ outcome: 'processed', label: String(detail.label ?? 'none'), reason: '' });
       this.observeJob(e.studyUid, Number(detail.jobId));

@@ -16,7 +16,7 @@ import session from 'express-session';
 import helmet from 'helmet';
 import { listenError } from '../config/listenError';
 import { PACKAGE_ROOT } from '../config/load';
-import type { Config } from '../config/schema';
+import { BYTES_PER_GB, type Config } from '../config/schema';
 import type { Logger } from '../log';
 import { RoutingSettings } from '../study/routingSettings';
 import { Accounts, sessionSecrets } from './accounts';
@@ -43,6 +43,8 @@ export interface WebServerOptions {
   env?: NodeJS.ProcessEnv;
   /** inference workers retired for their memory since the start (for /metrics) */
   workersRecycled?: () => number;
+  /** the last storage cap run could not meet housekeeping.maxStorageGB (for /metrics) */
+  storageCapUnmet?: () => boolean;
 }
 
 export interface WebServer {
@@ -108,7 +110,12 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
   // the same overrides either way: RoutingSettings reads them from the database on every call
   const routing = gateway.routing ?? new RoutingSettings(config, store.db);
   const live = new LiveFeed(queries, () => !store.isClosed, logger);
-  const metrics = new PipelineMetrics(store, model, { associations: gateway.associations?.bind(gateway), workersRecycled: opts.workersRecycled });
+  const metrics = new PipelineMetrics(store, model, {
+    associations: gateway.associations?.bind(gateway),
+    workersRecycled: opts.workersRecycled,
+    storageCapBytes: Math.round(config.housekeeping.maxStorageGB * BYTES_PER_GB),
+    storageCapUnmet: opts.storageCapUnmet,
+  });
   const previews = new PreviewRenderer();
   const sessions = new SqliteSessionStore(store.db, config.http.sessionIdleMinutes * 60_000);
   let closing = false;

@@ -329,6 +329,14 @@ d('dashboard API', () => {
     expect(m).toMatch(/^sonogate_dicom_associations_rejected_total\{reason="calling_ae"\} 0$/m);
     expect(m).toMatch(/^sonogate_dicom_associations\{direction="outbound"\} \d+$/m);
     expect(m).toMatch(/^sonogate_inference_worker_recycles_total 2$/m);
+    // the bytes kept by the rows' account are the sizes on disk of the files they point to (the
+    // runner recorded each result's); no cap configured
+    const files = gateway.store.db.prepare('SELECT path FROM instances WHERE purged_at IS NULL UNION ALL SELECT path FROM outputs').all() as { path: string }[];
+    expect(files.length).toBeGreaterThan(1);
+    const onDisk = files.reduce((n, f) => n + fs.statSync(f.path).size, 0);
+    expect(m).toMatch(new RegExp(`^sonogate_storage_bytes ${onDisk}$`, 'm'));
+    expect(m).toMatch(/^sonogate_storage_cap_bytes 0$/m);
+    expect(m).toMatch(/^sonogate_storage_cap_removed_studies_total 0$/m);
     expect(m).not.toContain('US_SCANNER');
     expect(m).not.toContain('Alice');
     expect(m).not.toContain(PATIENT_ID);

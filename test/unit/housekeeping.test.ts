@@ -425,6 +425,7 @@ test('the storage cap deletes received images, then whole settled studies, oldes
   const h = setup(30, silentLogger(), { days: 90, capBytes: 4200 });
   const { store, hk, settings } = h;
   const audit = new AuditLog(store.db);
+  const metrics = new PipelineMetrics(store, { name: 'm', version: '1', provider: 'cpu' }, { storageCapBytes: 4200, storageCapUnmet: () => hk.capUnmet }, T0);
   // by last activity: A, B, C, D. D was received first but delivered last, so it is the newest
   const a = deliveredStudy(h, '2.25.31', T0);
   const b = deliveredStudy(h, '2.25.32', T0 + 1 * DAY);
@@ -459,6 +460,14 @@ test('the storage cap deletes received images, then whole settled studies, oldes
   expect(JSON.parse(String(trail[0].detail))).toEqual({ maxStorageGB: 1200 / 1e9, keptBytes: 2000, resultFiles: 1 }); // kept when it went: C's and D's images had gone first
   expect(audit.removal('2.25.32')).toEqual({ at: now, username: 'system', action: 'housekeeping.storage_cap' });
   expect(hk.summary(now)).toMatchObject({ studiesRemovedByStorageCap: 2, storageBytes: 1000 });
+  const text = await metrics.render();
+  expect(text).toMatch(/sonogate_storage_cap_removed_studies_total 2\n/);
+  expect(text).toMatch(/sonogate_storage_cap_freed_bytes_total\{what="images"\} 4000\n/);
+  expect(text).toMatch(/sonogate_storage_cap_freed_bytes_total\{what="results"\} 1000\n/);
+  expect(text).toMatch(/sonogate_storage_bytes 1000\n/);
+  expect(text).toMatch(/sonogate_storage_cap_bytes 4200\n/); // the cap the process started with
+  expect(text).toMatch(/sonogate_storage_cap_unmet 0\n/);
+  expect(text).toMatch(/sonogate_retention_removed_studies_total 0\n/); // not counted as result retention
   store.close();
 });
 
@@ -481,6 +490,9 @@ test('the storage cap never touches a study that owes something, even the oldest
   const r = await hk.storageCap(T0 + DAY);
   expect(r).toMatchObject({ imageFiles: 1, studies: 1, unmet: true, more: false, keptAfter: 5 * 1000 + 2 * 500 });
   expect(hk.capUnmet).toBe(true);
+  const text = await new PipelineMetrics(store, { name: 'm', version: '1', provider: 'cpu' }, { storageCapBytes: 1, storageCapUnmet: () => hk.capUnmet }).render();
+  expect(text).toMatch(/sonogate_storage_cap_unmet 1\n/);
+  expect(text).toMatch(/sonogate_storage_bytes 6000\n/);
   expect(store.getStudy('2.25.46')).toBeUndefined();
   expect(fs.existsSync(settled.output)).toBe(false);
   for (const kept of [pending, failedSend, failedRun, receiving, queued]) expect(fs.existsSync(kept.file)).toBe(true);
@@ -510,6 +522,7 @@ test('a cap of 0 removes nothing by size, however much is kept', async () => {
   expect((await h.hk.runRetention(T0 + DAY)).cap).toMatchObject({ capBytes: 0, imageFiles: 0, studies: 0 });
   for (const s of kept) expect([fs.existsSync(s.file), fs.existsSync(s.output)]).toEqual([true, true]);
   expect(h.store.storageBytes()).toMatchObject({ images: 2000, results: 1000 }); // the retention run read the results' sizes
+  expect(await new PipelineMetrics(h.store, { name: 'm', version: '1', provider: 'cpu' }).render()).toMatch(/sonogate_storage_cap_bytes 0\n/);
   h.store.close();
 });
 
