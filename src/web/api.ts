@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import express, { Request, Response, Router } from 'express';
 import { maskSecrets } from '../config/load';
-import type { Config } from '../config/schema';
+import { BYTES_PER_GB, type Config } from '../config/schema';
 import type { StudyStatus } from '../store/rows';
 import { RoutingError, type RoutingSettings } from '../study/routingSettings';
 import type { EchoResult } from '../dispatch/destination';
@@ -116,6 +116,8 @@ export function apiRouter(deps: ApiDeps): Router {
     res.json({
       ...overview,
       model: { name: model.name, version: model.version, provider: model.provider },
+      // what housekeeping.maxStorageGB bounds, and the cap (0: none)
+      storage: { bytes: gateway.store.storageBytes().total, capBytes: Math.round(config.housekeeping.maxStorageGB * BYTES_PER_GB) },
       gateway: {
         aeTitle: config.dicom.aeTitle,
         dicomPort: config.dicom.tls && !config.dicom.tls.plain ? null : config.dicom.port,

@@ -178,6 +178,8 @@ d('dashboard API', () => {
       const o = (await c.get(`/api/overview?tz=${tz}`)).body;
       expect(o.today.since).toBe(Date.parse(`${dayAt(tz)}T00:00:00Z`) - tz * 60_000);
       expect(o.today.studiesReceived).toBeGreaterThanOrEqual(1);
+      expect(o.storage).toEqual({ bytes: gateway.store.storageBytes().total, capBytes: 0 });
+      expect(o.storage.bytes).toBeGreaterThan(0);
     }
     expect((await c.get('/api/studies?label=malignant')).body.total).toBe(0);
     expect((await c.get('/api/studies?offset=1')).body.items).toEqual([]);

@@ -153,6 +153,9 @@ d('dashboard in a browser', () => {
     await page.goto(`${base}/#/overview`);
     await page.waitForSelector(`main[data-page="overview"] ${row}`);
     expect(Number(await page.textContent('#stat-processed .value'))).toBeGreaterThanOrEqual(1);
+    // what housekeeping.maxStorageGB would bound; no cap is configured here
+    expect(await page.textContent('#stat-storage .value')).toMatch(/^\d+(\.\d)? (KB|MB)$/);
+    expect(await page.textContent('#stat-storage .label')).toBe('storage (no cap)');
     expect(await page.textContent('#model-name')).toContain('0.0.1');
     await shot('overview');
 

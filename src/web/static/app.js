@@ -234,6 +234,7 @@
         stat('results sent today', t.resultsSent, '', 'stat-sent'),
         stat('queue (receiving / queued / running)', `${q.receiving} / ${q.queued} / ${q.running}`, '', 'stat-queue'),
         stat('sends pending / retrying / failed', `${q.sendsPending - q.sendsRetrying} / ${q.sendsRetrying} / ${q.sendsFailed}`, q.sendsRetrying || q.sendsFailed ? 'warn' : '', 'stat-sends'),
+        storageStat(o.storage, stat),
       ),
       h(
         'div',
@@ -256,6 +257,23 @@
       h('h2', {}, 'Latest studies'),
       studiesTable(o.recent),
     ];
+  }
+
+  /** Bytes as the storage cap counts them (GB = 10^9 bytes, as housekeeping.maxStorageGB). */
+  function fmtBytes(n) {
+    if (n >= 1e9) return `${(n / 1e9).toFixed(1)} GB`;
+    if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
+    return `${Math.round(n / 1e3)} KB`;
+  }
+
+  /** "storage: X of Y GB": received images and results by the database's account, against housekeeping.maxStorageGB. */
+  function storageStat(s, stat) {
+    const over = s.capBytes > 0 && s.bytes > s.capBytes;
+    const el = s.capBytes > 0
+      ? stat(over ? 'storage, over the cap' : 'storage of the cap', `${fmtBytes(s.bytes)} of ${fmtBytes(s.capBytes)}`, over ? 'warn' : '', 'stat-storage')
+      : stat('storage (no cap)', fmtBytes(s.bytes), '', 'stat-storage');
+    el.title = 'Received images not yet deleted and result files, as the database records them (housekeeping.maxStorageGB bounds this). Not counted: the database file itself, and files no record points to.';
+    return el;
   }
 
   function studiesTable(items, filtered = false) {
