@@ -205,7 +205,7 @@ export class Housekeeping {
   /**
    * The scheduled run: received images first, then whole settled studies (whose images are gone by
    * then), then the storage cap. Also reads the size of result files filed without one, and sums
-   * the rows once to check the kept totals (a daily cost: 50-100 ms per 100,000 studies).
+   * the rows once to check the kept totals (once a day: 20-28 ms for 20,000 studies here).
    */
   async runRetention(now = Date.now()): Promise<{ images: RetentionResult; results: ResultRetentionResult; cap: StorageCapResult }> {
     const images = await this.retention(now);

@@ -335,7 +335,8 @@ export class Store {
   /**
    * Sums the rows again and corrects storage_totals where it differs (only a change made around
    * the triggers could make it, e.g. rows edited by hand). Returns the totals before and after.
-   * Reads every row: 50-100 ms per 100,000 studies, so it is for a daily run, not a scrape.
+   * Reads every row (20-28 ms for 20,000 studies here, about 150 ms for 100,000), so it is for a
+   * daily run, not a scrape.
    */
   recountStorage(): { before: { images: number; results: number }; after: { images: number; results: number } } {
     return this.db.transaction(() => {
