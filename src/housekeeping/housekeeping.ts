@@ -274,10 +274,11 @@ export class Housekeeping {
       this.opts.audit.add({ username: 'system', action: 'housekeeping.storage_cap', outcome: 'ok', detail: { maxStorageGB: gb, imageFiles: result.imageFiles, imageBytes: result.imageBytes } }, now);
     }
 
-    // 2. whole settled studies, as result retention removes them but without its quiet period
+    // 2. whole settled studies, as result retention removes them but without its quiet period; only
+    // those with result files (a study whose analysis failed has none: removing it frees nothing)
     const settled = this.db.prepare(`SELECT 1 FROM studies s WHERE s.study_uid = ? AND ${SETTLED}`);
     if (!result.more && over()) {
-      for (const uid of await this.oldestFirst(SETTLED)) {
+      for (const uid of await this.oldestFirst(`${SETTLED} AND EXISTS (SELECT 1 FROM outputs o WHERE o.study_uid = s.study_uid)`)) {
         if (!over()) break;
         if (result.studies === batch) {
           result.more = true;
@@ -299,18 +300,18 @@ export class Housekeeping {
       this.log.info({ maxStorageGB: gb, ...result }, 'storage cap: received images and settled studies removed, oldest first');
       store.addEvent('housekeeping.storage_cap', null, { imageFiles: result.imageFiles, imageBytes: result.imageBytes, studies: result.studies, files: result.files, bytes: result.bytes }, now);
     }
-    if (result.unmet) this.warnCapUnmet(capBytes, result.keptAfter);
+    if (result.unmet) await this.warnCapUnmet(capBytes, result.keptAfter);
     return result;
   }
 
-  /** The one warning of a run that could not meet the cap: what is left, as counts and the oldest studies' UIDs. */
-  private warnCapUnmet(capBytes: number, keptBytes: number): void {
+  /** The one warning of a run that could not meet the cap: what is left, as counts and the UIDs of the oldest studies holding it. */
+  private async warnCapUnmet(capBytes: number, keptBytes: number): Promise<void> {
     const holding = `(EXISTS (SELECT 1 FROM instances i WHERE i.study_uid = s.study_uid AND i.purged_at IS NULL) OR EXISTS (SELECT 1 FROM outputs o WHERE o.study_uid = s.study_uid))`;
-    const owing = this.db.prepare(`SELECT s.study_uid AS uid FROM studies s WHERE NOT (${OWES_NOTHING}) AND ${holding} ORDER BY s.last_received_at LIMIT 5`).all() as { uid: string }[];
-    const count = (this.db.prepare(`SELECT COUNT(*) AS n FROM studies s WHERE NOT (${OWES_NOTHING}) AND ${holding}`).get() as { n: number }).n;
+    const owing = await this.oldestFirst(`NOT (${OWES_NOTHING}) AND ${holding}`);
+    if (this.opts.gateway.store.isClosed) return;
     const refused = this.db.prepare('SELECT COUNT(*) AS n, IFNULL(SUM(bytes), 0) AS bytes FROM instances WHERE study_uid IS NULL AND purged_at IS NULL').get() as { n: number; bytes: number };
     this.log.warn(
-      { capBytes, keptBytes, studiesOwing: count, oldestOwing: owing.map((r) => r.uid), refusedFiles: refused.n, refusedBytes: refused.bytes },
+      { capBytes, keptBytes, studiesOwing: owing.length, oldestOwing: owing.slice(0, 5), refusedFiles: refused.n, refusedBytes: refused.bytes },
       'storage cap not met: what is left belongs to studies that owe something (unsent results, failures not discarded, in the pipeline) or is refused files; deliver or discard them, or raise housekeeping.maxStorageGB',
     );
   }

@@ -509,8 +509,12 @@ test('the storage cap never touches a study that owes something, even the oldest
   // once delivered or discarded, a study owes nothing and goes like any other, oldest first
   store.markSendSent(send('2.25.41').id, send('2.25.41').generation, 0, T0 + DAY);
   actions.discardSend(send('2.25.42').id, 'alice', T0 + DAY);
-  expect(await hk.storageCap(T0 + 2 * DAY)).toMatchObject({ imageFiles: 2, studies: 2, unmet: true });
+  expect(actions.discardFailure('study', '2.25.43', 'alice', T0 + DAY)).toEqual({ ok: true });
+  expect(await hk.storageCap(T0 + 2 * DAY)).toMatchObject({ imageFiles: 3, studies: 2, unmet: true });
   expect([store.getStudy('2.25.41'), store.getStudy('2.25.42')]).toEqual([undefined, undefined]);
+  // the failed analysis lost its image, but has no result files: removing its record would free nothing
+  expect(fs.existsSync(failedRun.file)).toBe(false);
+  expect(store.getStudy('2.25.43')).toMatchObject({ status: 'failed' });
   expect(log.lines().filter((l) => l.level === 40)).toHaveLength(2); // one more warning: one per run
   store.close();
 });
