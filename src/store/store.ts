@@ -274,7 +274,7 @@ export class Store {
              study_uid = NULL, series_uid = NULL, sop_class_uid = excluded.sop_class_uid,
              transfer_syntax_uid = excluded.transfer_syntax_uid, path = excluded.path, bytes = excluded.bytes,
              received_at = excluded.received_at, calling_ae = excluded.calling_ae, calling_host = excluded.calling_host,
-             status = 'failed', reason = excluded.reason, message = excluded.message`,
+             status = 'failed', reason = excluded.reason, message = excluded.message, purged_at = NULL`,
         )
         .run({ ...r, now });
       this.addEvent('instance.failed', null, { sopInstanceUid: r.sopInstanceUid, reason: r.reason, message: r.message }, now);

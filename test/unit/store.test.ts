@@ -474,6 +474,15 @@ test('the bytes kept follow the rows: a received image until housekeeping delete
     50_000,
   );
   expect(kept(store)).toEqual({ images: 1510, results: 500, unsizedResults: 0 });
+  // housekeeping deletes the refused file; the same broken file sent again is a file on disk again
+  store.db.prepare("UPDATE instances SET purged_at = 55000 WHERE sop_instance_uid = '9.9'").run();
+  expect(kept(store).images).toBe(1500);
+  store.recordRejectedInstance(
+    { sopInstanceUid: '9.9', sopClassUid: '1.2.840.10008.5.1.4.1.1.6.1', transferSyntaxUid: '1.2.840.10008.1.2', path: '/data/failed/9.9.dcm', bytes: 10, callingAe: 'X', callingHost: 'h', reason: 'decode.malformed', message: 'bad' },
+    56_000,
+  );
+  expect(kept(store).images).toBe(1510);
+  expect((store.db.prepare("SELECT purged_at FROM instances WHERE sop_instance_uid = '9.9'").get() as { purged_at: number | null }).purged_at).toBeNull();
 
   // a result filed without its size (an older runner) counts once housekeeping has read it
   store.recordInstance(instance('1.3'), 60_000);
