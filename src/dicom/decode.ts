@@ -8,19 +8,20 @@
  * (toGray or toRgb). Header values are checked against limits before anything frame-sized is
  * allocated, and every failure leaves as a DecodeError with a reason code.
  */
-import { AnalysisRegion, Dataset, DecodedInstance, GrayFrame, RgbFrame } from '../types/domain';
+import { readFile } from 'node:fs/promises';
+import { AnalysisRegion, Dataset, DecodedInstance, FrameSource, GrayFrame, RgbFrame } from '../types/domain';
 import { readPart10 } from './part10';
-import { readFrameExcerpt } from './frameExcerpt';
+import { FrameFile, readFrameExcerpt } from './frameExcerpt';
 import { DecodeError } from './errors';
 import { ImagePixel, readImagePixel } from './imagePixel';
-import { checkFrameIndex, encapsulatedFrames, nativeFrameBytes, nativeFrames, nativeLayout, toByteArrays } from './frames';
+import { checkFrameIndex, concat, encapsulatedFrameParts, nativeFrameBytes, nativeFrames, nativeLayout, swapWords, toByteArrays } from './frames';
 import { decodeFrame, trimCodecs } from './codecs';
 import { applyLut, rgbToGray, ybrFull422ToGray, ybrFullToGray } from './gray';
 import { applyRgbLut, rgbToRgb, ybrFull422ToRgb, ybrFullToRgb } from './rgb';
 import { paletteGrayLut, paletteRgbLut } from './palette';
 import { monochromeLut } from './monochrome';
 import { analysisRegion } from './region';
-import { ACCEPTED_TRANSFER_SYNTAXES, TS, codecFamily, isNativeSyntax } from './transferSyntaxes';
+import { ACCEPTED_TRANSFER_SYNTAXES, CodecFamily, TS, codecFamily, isNativeSyntax } from './transferSyntaxes';
 import { checkDeflatedSize } from './deflate';
 import { DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS, maxInflatedBytes } from './limits';
 
@@ -31,6 +32,8 @@ export { ACCEPTED_TRANSFER_SYNTAXES } from './transferSyntaxes';
 export { readHeader } from './header';
 export type { DicomHeader } from './header';
 export { DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS } from './limits';
+export { openFrameFile } from './frameExcerpt';
+export type { FrameFile } from './frameExcerpt';
 
 export interface DecodeOptions {
   /** refuse instances with more frames (decode.too_large); default DEFAULT_MAX_FRAMES */
@@ -53,6 +56,64 @@ export async function decodeDataset(dataset: Dataset, transferSyntaxUid: string,
 }
 
 /**
+ * The pipeline's frames of a stored instance (dicom/frameExcerpt openFrameFile), read from the file
+ * and decoded to gray a range at a time: the file is never held whole, nor all its frames. The
+ * same checks, in the same order, and the same gray frames as decodeInstance on the whole file.
+ * Never throws anything but DecodeError.
+ */
+export async function frameSourceOfFile(file: FrameFile, opts: Omit<DecodeOptions, 'frame'> = {}): Promise<FrameSource> {
+  const ts = cleanSyntax(file.transferSyntaxUid);
+  return guarded(async () =>
+    grayFrameSource(file.header, ts, opts, true, (info) => {
+      if (!isNativeSyntax(ts)) {
+        const family = codecFamilyOrThrow(ts);
+        return { native: false, info, family, bytes: (f) => file.frame(f) };
+      }
+      refuseNativeYbrTransform(info);
+      // as decodeNative: Big Endian OW words (and 16-bit samples) are swapped back
+      const swap = ts === TS.ExplicitVRBigEndian && (info.bitsAllocated === 16 || file.vr === 'OW');
+      return { native: true, info: nativeLayout(info, file.nativeBytes ?? 0), bytes: async (f) => (swap ? swapWords(await file.frame(f)) : file.frame(f)) };
+    }),
+  );
+}
+
+/**
+ * The same from the file's bytes, parsed whole (a Deflated data set, and whatever openFrameFile
+ * leaves to a whole-file read): the parsed Pixel Data is held, its frames are decoded to gray a
+ * range at a time. Never throws anything but DecodeError.
+ */
+export async function frameSourceOfBytes(bytes: Uint8Array, opts: Omit<DecodeOptions, 'frame'> = {}): Promise<FrameSource> {
+  const parsed = await parse(bytes, opts);
+  const ts = cleanSyntax(parsed.transferSyntaxUid);
+  return guarded(async () => grayFrameSource(parsed.dataset, ts, opts, false, (info) => storedFrames(parsed.dataset, ts, info)));
+}
+
+/** Frames of an instance as they are stored, ready for toGray / toRgb (native) or a codec (encapsulated). */
+type StoredFrames =
+  | { native: true; /** the layout (nativeLayout) */ info: ImagePixel; bytes(f: number): Uint8Array | Promise<Uint8Array> }
+  | { native: false; info: ImagePixel; family: CodecFamily; bytes(f: number): Uint8Array | Promise<Uint8Array> };
+
+/**
+ * What decode() does before its frames, then the frames on demand. `pixelDataKnown`: the caller has
+ * found Pixel Data in the file (a header alone holds dcmjs's marker in its place).
+ */
+function grayFrameSource(ds: Dataset, ts: string, opts: DecodeOptions, pixelDataKnown: boolean, stored: (info: ImagePixel) => StoredFrames): FrameSource {
+  const info = checkedImagePixel(ds, ts, opts, pixelDataKnown);
+  const region: AnalysisRegion = analysisRegion(ds);
+  const palette = info.photometric === 'PALETTE COLOR' ? paletteGrayLut(ds, info.bitsAllocated, info.signed, ts === TS.ExplicitVRBigEndian) : null;
+  const frames = stored(info);
+  return {
+    sopInstanceUid: text(ds.SOPInstanceUID),
+    sopClassUid: text(ds.SOPClassUID),
+    rows: info.rows,
+    columns: info.columns,
+    frameCount: info.frames,
+    region,
+    read: (first, end) => guarded(() => decodeStored(frames, ts, { first, end }, (bytes, layout, how) => toGray(bytes, layout, ds, how, palette))),
+  };
+}
+
+/**
  * One frame (0-based) of a colour instance (RGB, YBR_*, PALETTE COLOR) as it looks: 8-bit RGB,
  * through the same frame reading, codecs, YBR→RGB conversion and palette as the gray frames. Null
  * for a grayscale instance, whose gray frame already is how it looks; that is known from the
@@ -72,11 +133,12 @@ export async function decodeColourFrame(bytes: Uint8Array, frame: number, opts: 
  * as the dashboard preview does. The pipeline calls it with the whole instance already decoded to
  * gray and its masks in memory: parsing the file whole a second time for one frame held another
  * copy of every frame (a 576 MB RGB cine took the worker from 1.8 to 2.8 GB at its end). A Deflated
- * data set cannot be read in part: `bytes` (the file, already read) are parsed whole as before.
+ * data set cannot be read in part: `bytes` (the file, when the caller has read it; else it is read
+ * here) are parsed whole as before.
  */
-export async function decodeColourFrameOfFile(file: string, bytes: Uint8Array, frame: number, opts: Omit<DecodeOptions, 'frame'> = {}): Promise<RgbFrame | null> {
+export async function decodeColourFrameOfFile(file: string, bytes: Uint8Array | null, frame: number, opts: Omit<DecodeOptions, 'frame'> = {}): Promise<RgbFrame | null> {
   const excerpt = await readFrameExcerpt(file, frame);
-  if (!excerpt) return decodeColourFrame(bytes, frame, opts);
+  if (!excerpt) return decodeColourFrame(bytes ?? (await readFile(file)), frame, opts);
   if (!(await guarded(async () => isColour(readImagePixel(excerpt.dataset))))) return null;
   return guarded(() => decodeColour(excerpt.dataset, cleanSyntax(excerpt.transferSyntaxUid), 0, opts));
 }
@@ -138,11 +200,11 @@ function isColour(info: ImagePixel): boolean {
 }
 
 /** The Image Pixel attributes, once the transfer syntax, the Pixel Data and the limits are checked. */
-function checkedImagePixel(ds: Dataset, ts: string, opts: DecodeOptions): ImagePixel {
+function checkedImagePixel(ds: Dataset, ts: string, opts: DecodeOptions, pixelDataKnown = false): ImagePixel {
   if (!ACCEPTED_TRANSFER_SYNTAXES.includes(ts)) {
     throw new DecodeError('decode.unsupported_transfer_syntax', `transfer syntax ${ts || '(none)'} is not supported`);
   }
-  if (ds.PixelData === undefined || ds.PixelData === null || (Array.isArray(ds.PixelData) && ds.PixelData.length === 0)) {
+  if (!pixelDataKnown && (ds.PixelData === undefined || ds.PixelData === null || (Array.isArray(ds.PixelData) && ds.PixelData.length === 0))) {
     throw new DecodeError('decode.no_pixel_data', 'the instance has no Pixel Data');
   }
   const info = readImagePixel(ds);
@@ -178,28 +240,47 @@ function checkLimits(info: ImagePixel, opts: DecodeOptions): void {
 type Convert<T> = (bytes: Uint8Array, info: ImagePixel, how: SampleLayout) => T;
 
 async function decodeFrames<T>(ds: Dataset, ts: string, info: ImagePixel, pick: FramePick, convert: Convert<T>): Promise<T[]> {
-  return isNativeSyntax(ts) ? decodeNative(ds, ts, info, pick, convert) : decodeEncapsulated(ds, ts, info, pick, convert);
+  return decodeStored(storedFrames(ds, ts, info), ts, pick, convert);
 }
 
-function decodeNative<T>(ds: Dataset, ts: string, info: ImagePixel, pick: FramePick, convert: Convert<T>): T[] {
-  if (info.photometric === 'YBR_RCT' || info.photometric === 'YBR_ICT') {
-    throw new DecodeError('decode.unsupported_photometric', `${info.photometric} is only defined for JPEG 2000, not for native pixel data`);
+/** A parsed data set's frames: views into its Pixel Data (native), or each frame's fragments, joined when decoded. */
+function storedFrames(ds: Dataset, ts: string, info: ImagePixel): StoredFrames {
+  if (!isNativeSyntax(ts)) {
+    const family = codecFamilyOrThrow(ts);
+    const parts = encapsulatedFrameParts(ds.PixelData, info.frames);
+    return { native: false, info, family, bytes: (f) => concat(parts[f]) };
   }
+  refuseNativeYbrTransform(info);
   const layout = nativeLayout(info, toByteArrays(ds.PixelData).reduce((n, b) => n + b.length, 0));
   const swapWords = ts === TS.ExplicitVRBigEndian && (info.bitsAllocated === 16 || ds._vrMap?.PixelData === 'OW');
   const raw = nativeFrames(ds.PixelData, layout, nativeFrameBytes(layout), swapWords);
-  return raw.slice(pick.first, pick.end).map((bytes) => convert(bytes, layout, { rgb: false, planar: layout.planar, native: true }));
+  return { native: true, info: layout, bytes: (f) => raw[f] };
 }
 
-async function decodeEncapsulated<T>(ds: Dataset, ts: string, info: ImagePixel, pick: FramePick, convert: Convert<T>): Promise<T[]> {
+function refuseNativeYbrTransform(info: ImagePixel): void {
+  if (info.photometric === 'YBR_RCT' || info.photometric === 'YBR_ICT') {
+    throw new DecodeError('decode.unsupported_photometric', `${info.photometric} is only defined for JPEG 2000, not for native pixel data`);
+  }
+}
+
+function codecFamilyOrThrow(ts: string): CodecFamily {
   const family = codecFamily(ts);
   if (!family) throw new DecodeError('decode.unsupported_transfer_syntax', `no decoder for transfer syntax ${ts}`);
-  const encoded = encapsulatedFrames(ds.PixelData, info.frames).slice(pick.first, pick.end);
+  return family;
+}
+
+async function decodeStored<T>(stored: StoredFrames, ts: string, pick: FramePick, convert: Convert<T>): Promise<T[]> {
   const out: T[] = [];
-  for (const [index, bytes] of encoded.entries()) {
-    const decoded = await decodeFrame(family, ts, bytes, info).catch((e: unknown) => {
+  const { info } = stored;
+  for (let f = pick.first; f < pick.end; f++) {
+    const bytes = await stored.bytes(f);
+    if (stored.native) {
+      out.push(convert(bytes, info, { rgb: false, planar: info.planar, native: true }));
+      continue;
+    }
+    const decoded = await decodeFrame(stored.family, ts, bytes, info).catch((e: unknown) => {
       const error = asDecodeError(e, 'decoder');
-      throw new DecodeError(error.reason, `frame ${pick.first + index + 1} of ${info.frames}: ${error.message}`);
+      throw new DecodeError(error.reason, `frame ${f + 1} of ${info.frames}: ${error.message}`);
     });
     out.push(convert(decoded.data, info, { rgb: decoded.rgb, planar: decoded.planar, native: false }));
     // a long cine must not starve the listener and the dashboard sharing this event loop

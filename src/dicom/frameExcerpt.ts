@@ -1,17 +1,19 @@
 /**
- * One frame of a stored instance without reading the others: the header (everything before Pixel
- * Data), then only that frame's bytes (native) or fragments (encapsulated), found by walking the
- * element headers (PS3.5 7.1 data elements, 7.5 sequences, A.4 encapsulation). A dashboard
- * preview of frame 200 of a 400 MB cine reads about one frame, not the file.
+ * Frames of a stored instance without reading the others: the header (everything before Pixel
+ * Data), then only the bytes (native) or fragments (encapsulated) of the frames wanted, found by
+ * walking the element headers (PS3.5 7.1 data elements, 7.5 sequences, A.4 encapsulation). A
+ * dashboard preview of frame 200 of a 400 MB cine reads about one frame, not the file
+ * (readFrameExcerpt); the pipeline reads a cine a few frames at a time (openFrameFile), so the
+ * inference worker never holds the file, nor all its frames, at once.
  *
- * The result is the header with Pixel Data holding that frame alone and NumberOfFrames 1, so the
- * pipeline's own decoder (decodeDataset) turns it into pixels. A Deflated data set is one deflate
- * stream and cannot be read in part: readFrameExcerpt returns null and the caller reads the file.
+ * readFrameExcerpt gives the header with Pixel Data holding that frame alone and NumberOfFrames 1,
+ * so the pipeline's own decoder (decodeDataset) turns it into pixels. A Deflated data set is one
+ * deflate stream and cannot be read in part: both return null and the caller reads the file.
  */
 import { FileHandle, open } from 'node:fs/promises';
 import { Dataset } from '../types/domain';
 import { DecodeError } from './errors';
-import { checkFrameIndex, groupFragments, nativeFrameBytes, nativeLayout, startsCodestream } from './frames';
+import { checkFrameIndex, concat, groupFragments, nativeFrameBytes, nativeLayout, startsCodestream } from './frames';
 import { ImagePixel, readImagePixel } from './imagePixel';
 import { readPart10, TransferSyntax } from './part10';
 import { isNativeSyntax, TS } from './transferSyntaxes';
@@ -188,7 +190,7 @@ interface Fragment {
 }
 
 /** The Basic Offset Table (offsets from the first fragment's item tag) and the fragments after it. */
-async function fragmentsOf(r: FileReader, pixel: ElementHead): Promise<{ offsets: number[]; first: number; fragments: Fragment[] }> {
+async function fragmentsOf(r: FileReader, pixel: ElementHead): Promise<{ offsets: number[]; first: number; fragments: Fragment[]; end: number }> {
   const le: Syntax = { little: true, explicit: true };
   const bot = await head(r, pixel.valueAt, le);
   if (bot.group !== 0xfffe || bot.element !== ITEM || bot.length === UNDEFINED_LENGTH) {
@@ -202,14 +204,13 @@ async function fragmentsOf(r: FileReader, pixel: ElementHead): Promise<{ offsets
   for (;;) {
     // fragments lie far apart: read just their heads
     const h = await head(r, pos, le, 8);
-    if (h.group === 0xfffe && h.element === SEQUENCE_END) break;
+    if (h.group === 0xfffe && h.element === SEQUENCE_END) return { offsets, first, fragments, end: h.valueAt };
     if (h.group !== 0xfffe || h.element !== ITEM || h.length === UNDEFINED_LENGTH) {
       throw new DecodeError('decode.malformed', `expected a fragment item in Pixel Data at byte ${pos}`);
     }
     fragments.push({ at: h.valueAt, length: h.length });
     pos = h.valueAt + h.length;
   }
-  return { offsets, first, fragments };
 }
 
 /**
@@ -306,4 +307,171 @@ function toArrayBuffer(b: Buffer): ArrayBuffer {
   const out = new ArrayBuffer(b.length);
   new Uint8Array(out).set(b);
   return out;
+}
+
+/**
+ * A stored instance whose frames are read one at a time: its header, and where each frame's bytes
+ * lie in the file. See openFrameFile.
+ */
+export interface FrameFile {
+  /**
+   * the data set before Pixel Data, exactly as `readPart10(file, { untilTag: '7FE00010' })` gives
+   * it (dcmjs's empty PixelData marker included): the same bytes parsed the same way
+   */
+  header: Dataset;
+  transferSyntaxUid: string;
+  /** NumberOfFrames */
+  frames: number;
+  /** native Pixel Data: its value length in bytes; undefined when encapsulated */
+  nativeBytes?: number;
+  /** Pixel Data's VR as written (explicit VR), or null (implicit VR) */
+  vr: string | null;
+  /**
+   * the stored bytes of frame `f` (0-based): native samples as stored (Big Endian words not yet
+   * swapped), or the frame's compressed bitstream, its fragments joined
+   */
+  frame(f: number): Promise<Uint8Array>;
+  /** bytes read from the file so far */
+  readonly bytesRead: number;
+  close(): Promise<void>;
+}
+
+/** Where a stored frame lies: one range (native) or its fragments' payloads (encapsulated). */
+type Ranges = Fragment[];
+
+/**
+ * Opens a stored instance for reading its frames one at a time, or null where the file is to be
+ * read whole as before (then the whole-file decoder gives the same answer it always gave, errors
+ * included): a Deflated data set; anything this walk cannot read or that dcmjs might read
+ * otherwise (a truncated or odd Pixel Data, a Basic Offset Table that points between fragments,
+ * Big Endian frames of an odd byte count, data after Pixel Data that dcmjs cannot parse).
+ *
+ * What it returns matches a whole-file parse: the header is parsed by dcmjs from the same bytes,
+ * and frame f is the bytes the whole-file decoder would decode as frame f (dicom/frames.ts
+ * nativeFrames, and encapsulatedFrames over what dcmjs gives: fragments grouped by the Basic
+ * Offset Table's windows when it has one, as dcmjs groups them).
+ */
+export async function openFrameFile(file: string): Promise<FrameFile | null> {
+  let fh: FileHandle;
+  try {
+    fh = await open(file, 'r');
+  } catch {
+    return null;
+  }
+  try {
+    const r = new FileReader(fh, (await fh.stat()).size);
+    const { start, transferSyntaxUid: ts } = await readMeta(r);
+    if (ts === TransferSyntax.DeflatedExplicitVRLittleEndian) return close(fh);
+    const pixel = await findPixelData(r, start, syntaxOf(ts));
+    if (!pixel) return close(fh);
+    // parsed as the whole-file header read parses it: dcmjs stops at the Pixel Data tag
+    const prefix = await r.bytes(0, pixel.valueAt);
+    const header = readPart10(prefix, { untilTag: '7FE00010' }).dataset;
+    if (!('PixelData' in header)) return close(fh);
+    const info = readImagePixel(header);
+    // a VR other than OB or OW (UN, say) is read by dcmjs in ways of its own
+    if (pixel.vr !== null && pixel.vr !== 'OB' && pixel.vr !== 'OW') return close(fh);
+    const layout = isNativeSyntax(ts) ? nativeRanges(r, pixel, info, ts) : await encapsulatedRanges(r, pixel, info.frames);
+    if (!layout) return close(fh);
+    if (layout.end < r.size && !(await tailParses(r, pixel, layout.end))) return close(fh);
+    const { ranges } = layout;
+    return {
+      header,
+      transferSyntaxUid: ts,
+      frames: info.frames,
+      nativeBytes: isNativeSyntax(ts) ? pixel.length : undefined,
+      vr: pixel.vr,
+      async frame(f: number): Promise<Uint8Array> {
+        checkFrameIndex(f, info.frames);
+        const parts: Uint8Array[] = [];
+        for (const range of ranges(f)) parts.push(await r.bytes(range.at, range.length, 0));
+        return parts.length === 1 ? parts[0] : concat(parts);
+      },
+      get bytesRead() {
+        return r.bytesRead;
+      },
+      close: () => fh.close(),
+    };
+  } catch {
+    return close(fh);
+  }
+}
+
+async function close(fh: FileHandle): Promise<null> {
+  await fh.close().catch(() => undefined);
+  return null;
+}
+
+/** Native frames: one range each, where nativeFrames would cut them from the whole Pixel Data. */
+function nativeRanges(r: FileReader, pixel: ElementHead, info: ImagePixel, ts: string): { ranges: (f: number) => Ranges; end: number } | null {
+  if (pixel.length === UNDEFINED_LENGTH || pixel.length === 0 || pixel.valueAt + pixel.length > r.size) return null;
+  const frameBytes = nativeFrameBytes(nativeLayout(info, pixel.length));
+  if (pixel.length < frameBytes * info.frames) return null;
+  // Big Endian words are swapped over the whole Pixel Data: frame by frame only where frames start on a word
+  if (ts === TS.ExplicitVRBigEndian && frameBytes % 2 === 1) return null;
+  return { ranges: (f) => [{ at: pixel.valueAt + f * frameBytes, length: frameBytes }], end: pixel.valueAt + pixel.length };
+}
+
+/**
+ * Encapsulated frames as the whole-file decoder finds them. dcmjs gives one buffer per Basic
+ * Offset Table window (the fragments whose items start in it, joined) or, without a table, one per
+ * fragment; encapsulatedFrames then drops empty ones and takes one per frame, all of them for a
+ * single frame, or groups them where a codestream starts.
+ */
+async function encapsulatedRanges(r: FileReader, pixel: ElementHead, frames: number): Promise<{ ranges: (f: number) => Ranges; end: number } | null> {
+  if (pixel.length !== UNDEFINED_LENGTH) return null;
+  const { offsets, first, fragments, end } = await fragmentsOf(r, pixel);
+  // dcmjs refuses a Sequence Delimitation Item whose length is not 0
+  if ((await head(r, end - 8, { little: true, explicit: true }, 8)).length !== 0) return null;
+  let units: Ranges[];
+  if (offsets.length > 0) {
+    const bot = await head(r, pixel.valueAt, { little: true, explicit: true });
+    if (bot.length % 4 !== 0) return null;
+    // each window must start on a fragment's item (or the sequence's end), in order
+    const itemAt = new Set([...fragments.map((f) => f.at - 8), end - 8]);
+    const starts = offsets.map((o) => first + o);
+    if (starts.some((s, i) => !itemAt.has(s) || (i > 0 && s < starts[i - 1]))) return null;
+    units = starts.map((s, i) => fragments.filter((f) => f.at - 8 >= s && (i + 1 === starts.length || f.at - 8 < starts[i + 1])));
+  } else {
+    units = fragments.map((f) => [f]);
+  }
+  const size = (u: Ranges) => u.reduce((n, f) => n + f.length, 0);
+  const nonEmpty = units.filter((u) => size(u) > 0);
+  if (nonEmpty.length === 0) return null;
+  let groups: Ranges[];
+  if (frames === 1) groups = [nonEmpty.flat()];
+  else if (nonEmpty.length === frames) groups = nonEmpty;
+  else {
+    const starts: boolean[] = [];
+    for (const u of nonEmpty) starts.push(startsCodestream(await firstBytes(r, u, 8)));
+    groups = groupFragments(nonEmpty, (_, i) => starts[i], frames).map((g) => g.flat());
+  }
+  return { ranges: (f) => groups[f], end };
+}
+
+/** The first `n` bytes of a unit's joined fragments (fewer if it is shorter). */
+async function firstBytes(r: FileReader, unit: Ranges, n: number): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let left = n;
+  for (const f of unit) {
+    if (left <= 0) break;
+    const take = Math.min(left, f.length);
+    parts.push(await r.bytes(f.at, take, 8));
+    left -= take;
+  }
+  return concat(parts);
+}
+
+/**
+ * Whether dcmjs reads what follows Pixel Data (a whole-file parse reads it, and fails on what it
+ * cannot read): the header and that tail parsed as one data set.
+ */
+async function tailParses(r: FileReader, pixel: ElementHead, from: number): Promise<boolean> {
+  try {
+    const bytes = Buffer.concat([await r.bytes(0, pixel.at), await r.bytes(from, r.size - from, 0)]);
+    readPart10(bytes);
+    return true;
+  } catch {
+    return false;
+  }
 }

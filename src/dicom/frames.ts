@@ -88,12 +88,33 @@ export function startsCodestream(b: Uint8Array): boolean {
  * requires one fragment per frame), so fragments are grouped where a new codestream starts.
  */
 export function encapsulatedFrames(pixelData: unknown, frames: number): Uint8Array[] {
+  return encapsulatedFrameParts(pixelData, frames).map(concat);
+}
+
+/**
+ * The same, each frame left as its fragments (views into Pixel Data): a cine's frames are joined
+ * one at a time when decoded, not all at once into a second copy of the Pixel Data.
+ */
+export function encapsulatedFrameParts(pixelData: unknown, frames: number): Uint8Array[][] {
   const fragments = toByteArrays(pixelData).filter((f) => f.length > 0);
   if (fragments.length === 0) throw new DecodeError('decode.no_pixel_data', 'Pixel Data has no fragments');
-  if (frames === 1) return [concat(fragments)];
-  if (fragments.length === frames) return fragments;
+  if (frames === 1) return [fragments];
+  if (fragments.length === frames) return fragments.map((f) => [f]);
+  return groupFragments(fragments, (f) => startsCodestream(f), frames);
+}
 
-  return groupFragments(fragments, (f) => startsCodestream(f), frames).map(concat);
+/**
+ * Big-endian 16-bit words of one frame swapped back (a copy). For a frame of an even byte count
+ * this is what nativeFrames' swap over the whole Pixel Data gives that frame.
+ */
+export function swapWords(frame: Uint8Array): Uint8Array {
+  const out = frame.slice();
+  for (let i = 0; i + 1 < out.length; i += 2) {
+    const t = out[i];
+    out[i] = out[i + 1];
+    out[i + 1] = t;
+  }
+  return out;
 }
 
 /** Fragments grouped into `frames` frames, a new one wherever `startsFrame` says a codestream starts. */

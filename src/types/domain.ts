@@ -54,6 +54,17 @@ export interface DecodedInstance {
   region: AnalysisRegion;
 }
 
+/**
+ * An instance's frames, decoded to gray on demand a range at a time (dicom/decode frameSourceOfFile):
+ * the pipeline analyses a cine a batch of frames at a time and never holds all of them.
+ */
+export interface FrameSource extends Omit<DecodedInstance, 'frames'> {
+  /** NumberOfFrames */
+  frameCount: number;
+  /** frames first … end − 1 (0-based), at full frame size */
+  read(first: number, end: number): Promise<GrayFrame[]>;
+}
+
 /** Output of inference for one frame, at the analysed region's size. */
 export interface FramePrediction {
   /** lesion probability per pixel of the analysis region, width × height */

@@ -6,14 +6,18 @@
  * decoder gives it. The layouts are written by DCMTK (dcmconv, dcmcrle, dcmcjpeg), as a PACS
  * would. A cine larger than the old 64 MB preview limit previews any frame, reading about one
  * frame's bytes; a cut-off file shows the frames it holds and fails with the reason for the rest.
+ *
+ * The pipeline reads a whole cine the same way, a few frames at a time (openFrameFile,
+ * frameSourceOfFile): for the same layouts it gives the header and every gray frame the whole-file
+ * decoder gives, and leaves to that decoder (null) what it cannot read in part.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { decodeDataset, decodeInstance } from '../../src/dicom/decode';
-import { readFrameExcerpt } from '../../src/dicom/frameExcerpt';
-import { writePart10 } from '../../src/dicom/part10';
+import { decodeDataset, decodeInstance, frameSourceOfFile } from '../../src/dicom/decode';
+import { openFrameFile, readFrameExcerpt } from '../../src/dicom/frameExcerpt';
+import { readPart10, writePart10 } from '../../src/dicom/part10';
 import { NotRenderable, renderPng } from '../../src/web/images';
 import { tempDir } from '../helpers/gatewayHarness';
 import { phantomDataset, phantomFile } from '../helpers/phantom';
@@ -43,6 +47,29 @@ async function expectEveryFrameMatches(file: string, frames: number): Promise<vo
     expect(ex.frames).toBe(frames);
     const reference = (await decodeInstance(whole, { frame: f })).frames[0].data;
     expect(Buffer.from(data).equals(Buffer.from(reference))).toBe(true);
+  }
+  await expectPipelineFramesMatch(file);
+}
+
+/** The pipeline's reading of the whole file, two frames at a time, against the whole-file decoder. */
+async function expectPipelineFramesMatch(file: string): Promise<void> {
+  const whole = fs.readFileSync(file);
+  const reference = await decodeInstance(whole);
+  const opened = await openFrameFile(file);
+  expect([path.basename(file), opened !== null]).toEqual([path.basename(file), true]);
+  try {
+    expect(opened!.header).toEqual(readPart10(whole, { untilTag: '7FE00010' }).dataset);
+    const source = await frameSourceOfFile(opened!);
+    const { frames, ...info } = reference;
+    const { read: _read, frameCount, ...sourceInfo } = source;
+    expect(sourceInfo).toEqual(info);
+    expect(frameCount).toBe(frames.length);
+    for (let f = 0; f < frameCount; f += 2) {
+      const got = await source.read(f, Math.min(frameCount, f + 2));
+      got.forEach((g, i) => expect([path.basename(file), f + i, Buffer.from(g.data).equals(Buffer.from(frames[f + i].data))]).toEqual([path.basename(file), f + i, true]));
+    }
+  } finally {
+    await opened?.close();
   }
 }
 
@@ -97,6 +124,7 @@ describe('one frame of a stored file', () => {
         const { data } = await excerptFrame(file, f);
         expect([name, f, Buffer.from(data).equals(Buffer.from(reference))]).toEqual([name, f, true]);
       }
+      await expectPipelineFramesMatch(file);
     }
   });
 
@@ -120,6 +148,37 @@ describe('one frame of a stored file', () => {
     await expect(readFrameExcerpt(path.join(dir, 'missing.dcm'), 0)).rejects.toThrow(/cannot open/);
     fs.writeFileSync(path.join(dir, 'text.dcm'), 'not dicom at all, but longer than a preamble '.repeat(5));
     await expect(readFrameExcerpt(path.join(dir, 'text.dcm'), 0)).rejects.toThrow(/DICOM Part 10 file/);
+  });
+
+  test('the pipeline leaves to the whole-file decoder what it cannot read in part, and only that', async () => {
+    const leftWhole = async (name: string, bytes: Buffer) => {
+      const file = path.join(dir, name);
+      fs.writeFileSync(file, bytes);
+      const opened = await openFrameFile(file);
+      await opened?.close();
+      return opened === null;
+    };
+    const whole = fs.readFileSync(cine);
+    // one deflate stream
+    expect(await leftWhole('p-deflated.dcm', deflatedFile(phantomDataset({ seed: 2, rows: 20, columns: 30, frames: 2 })))).toBe(true);
+    // Pixel Data longer than the file: dcmjs reads what there is, and the decoder says how much is missing
+    expect(await leftWhole('p-cut.dcm', whole.subarray(0, whole.length - 100))).toBe(true);
+    // bytes after Pixel Data that dcmjs cannot parse fail the whole-file read: so they fail as before
+    expect(await leftWhole('p-junk.dcm', Buffer.concat([whole, Buffer.from([1, 2, 3])]))).toBe(true);
+    // a readable element after it does not
+    const padding = Buffer.from('fcfffcff4f4200000400000000000000', 'hex'); // (FFFC,FFFC) OB, 4 bytes
+    expect(await leftWhole('p-padding.dcm', Buffer.concat([whole, padding]))).toBe(false);
+    await expectPipelineFramesMatch(path.join(dir, 'p-padding.dcm'));
+    // not Part 10, not there
+    expect(await leftWhole('p-text.dcm', Buffer.from('not dicom at all, but longer than a preamble '.repeat(5)))).toBe(true);
+    expect(await openFrameFile(path.join(dir, 'missing.dcm'))).toBeNull();
+    if (haveDcmtk) {
+      // Big Endian frames of an odd byte count: words run across frames
+      const odd = path.join(dir, 'p-odd.dcm');
+      fs.writeFileSync(odd, phantomFile({ frames: 3, seed: 5, rows: 7, columns: 9 }));
+      expect(await leftWhole('p-odd-be.dcm', fs.readFileSync(dcmtk('dcmconv', ['+tb'], odd, path.join(dir, 'p-odd-be-src.dcm'))))).toBe(true);
+      await expectPipelineFramesMatch(dcmtk('dcmconv', ['+ti'], odd, path.join(dir, 'p-odd-implicit.dcm')));
+    }
   });
 
   test('a cine over 64 MB previews any frame, reading about that frame', async () => {
