@@ -86,7 +86,7 @@ export async function evaluateImages(
       for (let i = 0; i < truth.length; i++) truth[i] |= mk.data[i];
     }
     if (perturb) truth = (await perturb.mask({ width: img.width, height: img.height, data: truth })).data;
-    const s = diceIou(r.masks[0], truth);
+    const s = diceIou(r.masks.frame(0), truth);
     tpAll += s.tp;
     fpAll += s.fp;
     fnAll += s.fn;

@@ -6,7 +6,8 @@
  * most suspicious frame — the frame with the highest malignancy probability among frames with
  * a lesion, or among all frames when none has one.
  */
-import { DecodedInstance, InstanceResult, Label, Lesion, NetworkAgreement } from '../types/domain';
+import { DecodedInstance, FrameSource, GrayFrame, InstanceResult, Label, Lesion, NetworkAgreement } from '../types/domain';
+import { FrameMasks } from '../postprocess/frameMasks';
 import { extractLesions } from '../postprocess/lesions';
 
 export interface FramePredictor {
@@ -46,75 +47,91 @@ export function suppressedAsNormal(probabilities: Record<Label, number>, opts: P
 }
 
 /**
- * Predicts, then finds lesions, one batch of frames at a time: a batch's probability maps (4 bytes
- * a pixel) are dropped as soon as its lesions and masks are found, so a long cine holds only its
- * masks and class probabilities, not a float map per frame.
+ * Decodes, predicts, then finds lesions, one batch of frames at a time: a batch's gray frames and
+ * probability maps (4 bytes a pixel) are dropped as soon as its lesions and masks are found, so a
+ * long cine holds its masks (one bit a pixel), its lesions and class probabilities, and the gray
+ * of at most two frames (the most suspicious so far with a lesion and without), not its frames.
  */
-export async function analyzeDecoded(decoded: DecodedInstance, predictor: FramePredictor, opts: AnalyzeOptions): Promise<InstanceResult> {
+export async function analyzeFrames(source: FrameSource, predictor: FramePredictor, opts: AnalyzeOptions): Promise<InstanceResult> {
   const t0 = performance.now();
   const idx = (l: Label) => opts.labels.indexOf(l);
-  const masks: Uint8Array[] = [];
+  const pm = (probs: number[]) => probs[idx('malignant')];
+  const masks = new FrameMasks(source.columns * source.rows, source.frameCount);
   const lesions: Lesion[] = [];
-  const frameLabels: Label[] = [];
-  const frameProbabilities: number[][] = [];
-  const frameSpreads: (number | undefined)[] = [];
   const timings = { preprocessMs: 0, inferenceMs: 0, postprocessMs: 0 };
   let lesionMs = 0;
+  let decodeMs = 0;
+  /** the reported frame is the first most suspicious one among frames with a lesion, or among all when none has one */
+  interface Candidate {
+    frame: number;
+    gray: GrayFrame;
+    probs: number[];
+    label: Label;
+    spread: number | undefined;
+  }
+  let withLesion: Candidate | null = null;
+  let any: Candidate | null = null;
   const batchSize = Math.max(1, opts.batchSize);
-  for (let b = 0; b < decoded.frames.length; b += batchSize) {
-    const batch = await predictor.predict(decoded.frames.slice(b, b + batchSize), decoded.region.rect, batchSize);
+  for (let b = 0; b < source.frameCount; b += batchSize) {
+    const td = performance.now();
+    const frames = await source.read(b, Math.min(source.frameCount, b + batchSize));
+    decodeMs += performance.now() - td;
+    const batch = await predictor.predict(frames, source.region.rect, batchSize);
     timings.preprocessMs += batch.timings.preprocessMs;
     timings.inferenceMs += batch.timings.inferenceMs;
     timings.postprocessMs += batch.timings.postprocessMs;
     const t = performance.now();
-    batch.predictions.forEach((p, i) => {
+    for (const [i, p] of batch.predictions.entries()) {
       const f = b + i;
       const probs = p.classProbabilities;
-      frameProbabilities.push(probs);
-      frameSpreads.push(p.classSpread);
       const label = (['normal', 'benign', 'malignant'] as Label[]).reduce((x, y) => (probs[idx(y)] > probs[idx(x)] ? y : x));
-      frameLabels.push(label);
-      const r = extractLesions(p, f, decoded.region, decoded.columns, decoded.rows, {
+      const r = extractLesions(p, f, source.region, source.columns, source.rows, {
         threshold: opts.threshold,
         minAreaPixels: opts.minLesionAreaPixels,
         minRelativeArea: opts.minRelativeLesionArea,
         maxBlackFraction: opts.maxBlackLesionFraction,
         fillHoles: opts.fillLesionHoles,
-        gray: decoded.frames[f].data,
+        gray: frames[i].data,
       });
-      if (suppressedAsNormal({ normal: probs[idx('normal')], benign: probs[idx('benign')], malignant: probs[idx('malignant')] }, opts)) {
-        masks.push(new Uint8Array(decoded.columns * decoded.rows));
-      } else {
-        masks.push(r.mask);
-        lesions.push(...r.lesions);
-      }
-    });
+      const suppressed = suppressedAsNormal({ normal: probs[idx('normal')], benign: probs[idx('benign')], malignant: probs[idx('malignant')] }, opts);
+      masks.push(suppressed ? null : r.mask);
+      if (!suppressed) lesions.push(...r.lesions);
+      const candidate = (): Candidate => ({ frame: f, gray: frames[i], probs, label, spread: p.classSpread });
+      if (!any || pm(probs) > pm(any.probs)) any = candidate();
+      if (!suppressed && r.lesions.length > 0 && (!withLesion || pm(probs) > pm(withLesion.probs))) withLesion = candidate();
+    }
     lesionMs += performance.now() - t;
   }
-  const pm = (f: number) => frameProbabilities[f][idx('malignant')];
-  const withLesion = new Set(lesions.map((l) => l.frameIndex));
-  const candidates = withLesion.size ? [...withLesion] : frameProbabilities.map((_, f) => f);
-  const reported = candidates.reduce((a, b) => (pm(b) > pm(a) ? b : a));
-  const cp = frameProbabilities[reported];
-  const spread = frameSpreads[reported];
+  const reported: Candidate | null = withLesion ?? any;
+  if (!reported) throw new Error('the instance has no frames');
+  const { probs: cp, spread } = reported;
   const agreement: NetworkAgreement | undefined =
     opts.lowAgreementAbove !== undefined && spread !== undefined ? { spread, lowAbove: opts.lowAgreementAbove, low: spread > opts.lowAgreementAbove } : undefined;
   if (agreement?.low && opts.classFromMostSuspiciousNetwork) agreement.fromMostSuspicious = true;
+  const { read: _read, ...info } = source;
   return {
-    source: decoded,
+    source: info,
     masks,
     lesions,
     classProbabilities: { normal: cp[idx('normal')], benign: cp[idx('benign')], malignant: cp[idx('malignant')] },
-    label: frameLabels[reported],
+    label: reported.label,
     malignancyProbability: cp[idx('malignant')],
-    reportedFrameIndex: reported,
+    reportedFrameIndex: reported.frame,
+    reportedFrame: reported.gray,
     ...(agreement ? { agreement } : {}),
     timingsMs: {
+      decode: decodeMs,
       preprocess: timings.preprocessMs,
       inference: timings.inferenceMs,
       upsample: timings.postprocessMs,
       postprocess: lesionMs,
-      predictTotal: performance.now() - t0 - lesionMs,
+      predictTotal: performance.now() - t0 - lesionMs - decodeMs,
     },
   };
+}
+
+/** analyzeFrames over frames already decoded (the offline evaluation, tests). */
+export function analyzeDecoded(decoded: DecodedInstance, predictor: FramePredictor, opts: AnalyzeOptions): Promise<InstanceResult> {
+  const { frames, ...info } = decoded;
+  return analyzeFrames({ ...info, frameCount: frames.length, read: async (first, end) => frames.slice(first, end) }, predictor, opts);
 }

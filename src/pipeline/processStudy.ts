@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { DecodeError, decodeColourFrameOfFile, decodeInstance, isUltrasoundSopClass, readHeader } from '../dicom/decode';
+import { DecodeError, decodeColourFrameOfFile, FrameFile, frameSourceOfBytes, frameSourceOfFile, isUltrasoundSopClass, openFrameFile, readHeader } from '../dicom/decode';
 import { readPart10, writePart10 } from '../dicom/part10';
 import { buildKeyImages, keyImages } from '../report/keyImages';
 import { buildOverlay } from '../report/overlay';
@@ -20,7 +20,7 @@ import { isMultiFrame, reportedLesions } from '../report/common';
 import { Dataset, InstanceResult, KeyImageCandidate, LABEL_SEVERITY, ModelInfo } from '../types/domain';
 import { InstanceOutcome, OutputObject, StudyJobInput, StudyJobOutput, StudyProcessor } from '../types/pipeline';
 import type { AnalyzeRules } from '../config/schema';
-import { AnalyzeOptions, analyzeDecoded, FramePredictor } from './analyzeInstance';
+import { AnalyzeOptions, analyzeFrames, FramePredictor } from './analyzeInstance';
 import { ANALYZE_EVERYTHING, checkAnalyzeRules } from './route';
 
 export interface PipelineOptions extends AnalyzeOptions {
@@ -63,7 +63,13 @@ function keyImageOf(header: Dataset, result: InstanceResult): KeyImageCandidate 
   };
 }
 
-/** Analyses one Part 10 file and writes its result objects into outDir. */
+/**
+ * Analyses one Part 10 file and writes its result objects into outDir. The file is read a batch of
+ * frames at a time (dicom/frameExcerpt openFrameFile), so a long cine costs the worker its masks and
+ * a batch of frames, not the file and every frame decoded; what that cannot read in part (a
+ * Deflated data set, an odd Pixel Data) is read whole, as it always was, with the same results and
+ * errors.
+ */
 export async function processInstanceFile(
   file: string,
   outDir: string,
@@ -71,17 +77,38 @@ export async function processInstanceFile(
   opts: PipelineOptions,
 ): Promise<{ outcome: InstanceOutcome; outputs: OutputObject[] }> {
   const t0 = performance.now();
-  let bytes: Buffer;
+  const frameFile = await openFrameFile(file);
   try {
-    bytes = fs.readFileSync(file);
-  } catch (e) {
-    return { outcome: { sopInstanceUid: path.basename(file), status: 'failed', reason: 'internal', message: `cannot read ${file}: ${(e as Error).message}` }, outputs: [] };
+    return await processOpened(file, frameFile, outDir, predictor, opts, t0);
+  } finally {
+    await frameFile?.close();
   }
+}
+
+async function processOpened(
+  file: string,
+  frameFile: FrameFile | null,
+  outDir: string,
+  predictor: FramePredictor,
+  opts: PipelineOptions,
+  t0: number,
+): Promise<{ outcome: InstanceOutcome; outputs: OutputObject[] }> {
+  // the file's bytes, where it is read whole
+  let bytes: Buffer | null = null;
   let header: Dataset;
-  try {
-    header = readPart10(bytes, { untilTag: '7FE00010' }).dataset;
-  } catch (e) {
-    return { outcome: { sopInstanceUid: path.basename(file), status: 'failed', reason: 'decode.malformed', message: `not a readable DICOM file: ${(e as Error).message}` }, outputs: [] };
+  if (frameFile) {
+    header = frameFile.header;
+  } else {
+    try {
+      bytes = fs.readFileSync(file);
+    } catch (e) {
+      return { outcome: { sopInstanceUid: path.basename(file), status: 'failed', reason: 'internal', message: `cannot read ${file}: ${(e as Error).message}` }, outputs: [] };
+    }
+    try {
+      header = readPart10(bytes, { untilTag: '7FE00010' }).dataset;
+    } catch (e) {
+      return { outcome: { sopInstanceUid: path.basename(file), status: 'failed', reason: 'decode.malformed', message: `not a readable DICOM file: ${(e as Error).message}` }, outputs: [] };
+    }
   }
   const sop = String(header.SOPInstanceUID ?? path.basename(file));
   if (!isUltrasoundSopClass(String(header.SOPClassUID ?? ''))) {
@@ -92,10 +119,11 @@ export async function processInstanceFile(
   let result: InstanceResult;
   const timings: Record<string, number> = {};
   try {
-    const decoded = await decodeInstance(bytes);
-    timings.decode = performance.now() - t0;
-    result = await analyzeDecoded(decoded, predictor, opts);
-    Object.assign(timings, result.timingsMs);
+    const source = frameFile ? await frameSourceOfFile(frameFile) : await frameSourceOfBytes(bytes!);
+    const opened = performance.now() - t0;
+    // frames are decoded batch by batch inside the analysis: decode is the opening and those reads
+    result = await analyzeFrames(source, predictor, opts);
+    Object.assign(timings, result.timingsMs, { decode: opened + result.timingsMs.decode });
   } catch (e) {
     const reason = e instanceof DecodeError ? e.reason : 'inference.failed';
     return { outcome: { sopInstanceUid: sop, status: 'failed', reason, message: (e as Error).message }, outputs: [] };
@@ -135,7 +163,7 @@ export async function processInstanceFile(
       malignancyProbability: result.malignancyProbability,
       lesionCount: result.lesions.filter((l) => l.frameIndex === result.reportedFrameIndex).length,
       largestLesion: summarize(result),
-      frames: result.source.frames.length,
+      frames: result.source.frameCount,
       timingsMs: timings,
       ...(result.agreement ? { networkSpread: result.agreement.spread, lowAgreement: result.agreement.low } : {}),
       keyImage: keyImageOf(header, result),

@@ -151,8 +151,7 @@ function overlaySvg(width: number, height: number, band: number, fontSize: numbe
 /** Renders the overlay picture: RGB, 8 bits, interleaved; the image plus the caption band below it. */
 export async function renderOverlay(result: InstanceResult, model: ModelInfo, colourFrame?: RgbFrame | null): Promise<{ width: number; height: number; rgb: Buffer }> {
   const f = result.reportedFrameIndex;
-  const frame = result.source.frames[f];
-  if (!frame) throw new Error(`overlay: no decoded frame ${f}`);
+  const frame = result.reportedFrame;
   const { width, height } = frame;
   const stroke = Math.max(1, Math.round(Math.min(width, height) / 250));
   // the font follows the image width but never drops below 12 px: long lines wrap instead
@@ -163,8 +162,7 @@ export async function renderOverlay(result: InstanceResult, model: ModelInfo, co
   const band = Math.round(fontSize * LINE_HEIGHT * rows.length + fontSize);
 
   const rgb = basePicture(frame, colourFrame);
-  const mask = result.masks[f];
-  if (mask) paintContour(rgb, mask, width, height, stroke);
+  if (f < result.masks.length) paintContour(rgb, result.masks.frame(f), width, height, stroke);
   const lesions = result.lesions.filter((l) => l.frameIndex === f);
   const svg = overlaySvg(width, height, band, fontSize, rows, lesions, stroke);
 

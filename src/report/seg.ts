@@ -3,6 +3,7 @@
  * dcmjs's Segmentation derivation assumes cross-sectional geometry that ultrasound lacks
  * (NOTES.md "Writing SEG and SR").
  */
+import { FrameMasks } from '../postprocess/frameMasks';
 import { Dataset, InstanceResult, ModelInfo } from '../types/domain';
 import { Codes } from './codes';
 import { BuildOptions, NOT_FOR_DIAGNOSIS, commonAttributes, imageReference, lateralityCode } from './common';
@@ -21,19 +22,11 @@ const FRAME_CONTENT_POINTER = 0x00209111; // (0020,9111) Frame Content Sequence
 /**
  * BINARY segmentation pixels (PS3.3 C.8.20.2, PS3.5 8.1.1): one bit per pixel, least significant
  * bit first, as ONE continuous stream over all frames; a frame does not start on a byte boundary
- * when rows × columns is not a multiple of 8. Padded to an even length (PS3.5 7.1.1).
+ * when rows × columns is not a multiple of 8. Padded to an even length (PS3.5 7.1.1). The pipeline's
+ * masks are kept in this form as they are found (postprocess/frameMasks.ts).
  */
 export function packBinaryFrames(masks: Uint8Array[], pixelsPerFrame: number): Uint8Array {
-  const bits = masks.length * pixelsPerFrame;
-  const bytes = Math.ceil(bits / 8);
-  const out = new Uint8Array(bytes + (bytes % 2));
-  let bit = 0;
-  for (const mask of masks) {
-    for (let i = 0; i < pixelsPerFrame; i++, bit++) {
-      if (mask[i]) out[bit >> 3] |= 1 << (bit & 7);
-    }
-  }
-  return out;
+  return FrameMasks.of(masks, pixelsPerFrame).packed();
 }
 
 /**
@@ -45,9 +38,7 @@ export function buildSeg(source: Dataset, result: InstanceResult, model: ModelIn
   const columns = Number(source.Columns);
   const frames = Number(source.NumberOfFrames ?? 1) || 1;
   if (result.masks.length !== frames) throw new Error(`SEG: ${result.masks.length} masks for ${frames} source frames`);
-  for (const mask of result.masks) {
-    if (mask.length !== rows * columns) throw new Error(`SEG: mask of ${mask.length} pixels for a ${columns}×${rows} source`);
-  }
+  if (result.masks.pixelsPerFrame !== rows * columns) throw new Error(`SEG: mask of ${result.masks.pixelsPerFrame} pixels for a ${columns}×${rows} source`);
 
   const ds = commonAttributes(source, model, 'seg', opts);
   const dimensionOrganizationUid = derivedUid('dimensions', ds.SOPInstanceUID);
@@ -57,7 +48,7 @@ export function buildSeg(source: Dataset, result: InstanceResult, model: ModelIn
   // the side goes on the segment's anatomic region instead (PS3.3 C.8.20.4, Anatomic Region Modifier).
   if (side) region.AnatomicRegionModifierSequence = [side];
 
-  const perFrame = result.masks.map((_, f) => ({
+  const perFrame = Array.from({ length: frames }, (_, f) => ({
     DerivationImageSequence: [
       {
         SourceImageSequence: [{ ...imageReference(source, f), PurposeOfReferenceCodeSequence: [Codes.sourceImageForProcessing] }],
@@ -131,7 +122,7 @@ export function buildSeg(source: Dataset, result: InstanceResult, model: ModelIn
     BitsStored: 1,
     HighBit: 0,
     PixelRepresentation: 0,
-    PixelData: [packBinaryFrames(result.masks, rows * columns).buffer],
+    PixelData: [result.masks.packed().buffer],
     _vrMap: { PixelData: 'OB' },
   };
 }

@@ -3,6 +3,8 @@
  * Each stage takes one of these and returns another; no stage reaches into another's internals.
  */
 
+import type { FrameMasks } from '../postprocess/frameMasks';
+
 /** A naturalized dcmjs dataset (keyword → value), as produced by DicomMetaDictionary.naturalizeDataset. */
 export type Dataset = Record<string, any>;
 
@@ -65,6 +67,9 @@ export interface FrameSource extends Omit<DecodedInstance, 'frames'> {
   read(first: number, end: number): Promise<GrayFrame[]>;
 }
 
+/** What an analysis keeps of its instance: no pixels (InstanceResult.reportedFrame holds the one the overlay needs). */
+export type InstanceInfo = Omit<DecodedInstance, 'frames'> & { frameCount: number };
+
 /** Output of inference for one frame, at the analysed region's size. */
 export interface FramePrediction {
   /** lesion probability per pixel of the analysis region, width × height */
@@ -120,9 +125,9 @@ export const LABEL_SEVERITY: Readonly<Record<Label, number>> = { normal: 0, beni
 
 /** The analysis of one source instance: masks and lesions per frame, and one classification. */
 export interface InstanceResult {
-  source: DecodedInstance;
-  /** binary lesion mask per frame at full frame size (1 = lesion), after postprocessing */
-  masks: Uint8Array[];
+  source: InstanceInfo;
+  /** the lesion mask of every frame at full frame size (1 = lesion), after postprocessing: one bit a pixel */
+  masks: FrameMasks;
   lesions: Lesion[];
   /** class probabilities of the reported frame */
   classProbabilities: Record<Label, number>;
@@ -131,6 +136,8 @@ export interface InstanceResult {
   malignancyProbability: number;
   /** frame whose classification and lesion are reported (the most suspicious one) */
   reportedFrameIndex: number;
+  /** that frame's gray pixels: the overlay's picture for a grayscale source */
+  reportedFrame: GrayFrame;
   /** the networks' agreement on the reported frame; undefined for a model without outputs.spread */
   agreement?: NetworkAgreement;
   timingsMs: Record<string, number>;

@@ -3,6 +3,7 @@
  * known lesion ellipse, the sizes are measured on that mask, so report builders can be tested
  * without the model.
  */
+import { FrameMasks } from '../../src/postprocess/frameMasks';
 import { Dataset, InstanceResult, Label, Lesion, NetworkAgreement } from '../../src/types/domain';
 import { traceOutline } from '../../src/postprocess/outline';
 import { PhantomOptions, phantomDataset, phantomLesion, phantomPixels, phantomRegion } from './phantom';
@@ -20,6 +21,10 @@ export interface LesionCase {
   /** naturalized source dataset, without its PixelData: the builders must not need it */
   source: Dataset;
   result: InstanceResult;
+  /** the masks the result holds, one byte a pixel, as made here (what a SEG must give back) */
+  masks: Uint8Array[];
+  /** every frame's gray pixels */
+  gray: Uint8Array[];
 }
 
 function ellipseMask(rows: number, columns: number, frame: number): Uint8Array {
@@ -104,21 +109,24 @@ export function lesionCase(opts: LesionCaseOptions = {}): LesionCase {
         sopClassUid: source.SOPClassUID,
         rows,
         columns,
-        frames: gray.map((data) => ({ width: columns, height: rows, data })),
+        frameCount: frames,
         region: {
           rect: r,
           calibration: mmPerPixel === null ? null : { mmPerPixelX: mmPerPixel, mmPerPixelY: mmPerPixel },
           source: mmPerPixel === null ? 'whole-frame' : 'ultrasound-region',
         },
       },
-      masks,
+      masks: FrameMasks.of(masks, rows * columns),
       lesions,
       classProbabilities,
       label,
       malignancyProbability: malignancy,
       reportedFrameIndex,
+      reportedFrame: { width: columns, height: rows, data: gray[reportedFrameIndex] },
       ...(opts.agreement ? { agreement: opts.agreement } : {}),
       timingsMs: {},
     },
+    masks,
+    gray,
   };
 }

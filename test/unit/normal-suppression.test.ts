@@ -7,6 +7,7 @@
 import path from 'node:path';
 import { analyzeDecoded, AnalyzeOptions, FramePredictor, suppressedAsNormal } from '../../src/pipeline/analyzeInstance';
 import { configSchema } from '../../src/config/schema';
+import { FrameMasks } from '../../src/postprocess/frameMasks';
 import { loadModelSpec } from '../../src/inference/modelSpec';
 import { analyzeOptions } from '../../src/runtime';
 import { FramePrediction } from '../../src/types/domain';
@@ -45,7 +46,7 @@ const base: AnalyzeOptions = {
   suppressLesionsWhenNormal: false,
 };
 
-const lesionFrames = (r: { masks: Uint8Array[] }) => r.masks.map((m) => m.reduce((a, b) => a + b, 0));
+const lesionFrames = (r: { masks: FrameMasks }) => Array.from({ length: r.masks.length }, (_, f) => r.masks.frame(f).reduce((a, b) => a + b, 0));
 
 describe('suppressing lesions on frames the classifier calls normal', () => {
   test('the bound on P(normal) is strict, and absent means never', () => {

@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { join } from 'path';
 import sharp from 'sharp';
 import { readPart10 } from '../../src/dicom/part10';
+import { FrameMasks } from '../../src/postprocess/frameMasks';
 import { buildOverlay, captionLines, renderOverlay, wrap } from '../../src/report/overlay';
 import { checkFile, tempDir, writeDataset } from '../helpers/dicomTools';
 import { LesionCaseOptions, lesionCase } from '../helpers/lesionResult';
@@ -33,8 +34,8 @@ async function overlayFor(name: string, opts: LesionCaseOptions) {
 
 describe('Secondary Capture overlay', () => {
   test('burns the contour into the reported frame and captions it below, with the disclaimer', async () => {
-    const { source, result, read, pydicom, rgbAt } = await overlayFor('calibrated', {});
-    const frame = result.source.frames[0];
+    const { source, result, masks, read, pydicom, rgbAt } = await overlayFor('calibrated', {});
+    const frame = result.reportedFrame;
     expect(pydicom.sopClassUid).toBe('1.2.840.10008.5.1.4.1.1.7');
     expect(read.PhotometricInterpretation).toBe('RGB');
     expect(read.PlanarConfiguration).toBe(0);
@@ -55,7 +56,7 @@ describe('Secondary Capture overlay', () => {
     // the image itself is the source frame in grey, except where the contour and axes are drawn
     expect(rgbAt(3, 3)).toEqual([frame.data[3 * frame.width + 3], frame.data[3 * frame.width + 3], frame.data[3 * frame.width + 3]]);
     const lesion = result.lesions[0];
-    const mask = result.masks[0];
+    const mask = masks[0];
     const y = lesion.bbox.y0 + Math.round((lesion.bbox.y1 - lesion.bbox.y0) / 4); // clear of the long axis line
     let leftEdge = lesion.bbox.x0;
     while (!mask[y * frame.width + leftEdge]) leftEdge++;
@@ -99,7 +100,7 @@ describe('Secondary Capture overlay', () => {
   test("the disagreement line is drawn in the warning colour, like the disclaimer", async () => {
     const amber = async (name: string, low: boolean) => {
       const { result, pydicom } = await overlayFor(name, { label: 'benign', agreement: { spread: low ? 0.2 : 0.01, lowAbove: 0.0667, low } });
-      const f = result.source.frames[0];
+      const f = result.reportedFrame;
       const band = pydicom.pixels!.subarray(f.height * f.width * 3);
       let n = 0;
       for (let i = 0; i < band.length; i += 3) if (band[i] > 200 && band[i + 1] > 150 && band[i + 1] < 240 && band[i + 2] < 80) n++;
@@ -117,7 +118,7 @@ describe('Secondary Capture overlay', () => {
     const called = captionLines(lesionCase({ lesion: false, seed: 3, label: 'malignant' }).result, model);
     expect(called).toContain("No lesion outlined: the call is the whole image's");
     expect(called).not.toContain('No lesion found');
-    const frame = result.source.frames[0];
+    const frame = result.reportedFrame;
     for (let y = 0; y < frame.height; y += 7) {
       for (let x = 0; x < frame.width; x += 7) {
         const [r, g, b] = rgbAt(x, y);
@@ -136,14 +137,14 @@ describe('Secondary Capture overlay', () => {
     const c = lesionCase({ seed: 9 });
     const one = c.result.lesions[0];
     // a second lesion: the first one's mask shifted right by 150 px
-    const frame = c.result.source.frames[0];
-    const mask = c.result.masks[0];
+    const frame = c.result.reportedFrame;
+    const mask = c.masks[0];
     const shifted = new Uint8Array(mask.length);
     for (let y = 0; y < frame.height; y++) for (let x = 0; x + 150 < frame.width; x++) shifted[y * frame.width + x + 150] = mask[y * frame.width + x] | 0;
     const moved = (v: number[]) => [v[0] + 150, v[1], v[2] + 150, v[3]];
     const second = { ...one, index: 2, bbox: { ...one.bbox, x0: one.bbox.x0 + 150, x1: one.bbox.x1 + 150 }, longAxisLine: moved(one.longAxisLine), shortAxisLine: moved(one.shortAxisLine) };
     const yellowNear = async (lesions: typeof c.result.lesions, masks: Uint8Array[]) => {
-      const { width, rgb } = await renderOverlay({ ...c.result, lesions, masks }, model);
+      const { width, rgb } = await renderOverlay({ ...c.result, lesions, masks: FrameMasks.of(masks, mask.length) }, model);
       // yellow text pixels above-left of each lesion's box, clear of the contour's ring around it
       return lesions.map((l) => {
         let n = 0;
@@ -165,13 +166,13 @@ describe('Secondary Capture overlay', () => {
 
   test('a hole in a lesion gets no ring of its own (it would look like a second lesion)', async () => {
     const c = lesionCase({ seed: 13 });
-    const frame = c.result.source.frames[0];
+    const frame = c.result.reportedFrame;
     const l = c.result.lesions[0];
-    const mask = c.result.masks[0].slice();
+    const mask = c.masks[0].slice();
     const cx = Math.round((l.bbox.x0 + l.bbox.x1) / 2);
     const cy = Math.round((l.bbox.y0 + l.bbox.y1) / 2);
     for (let y = cy - 6; y < cy + 6; y++) for (let x = cx - 6; x < cx + 6; x++) mask[y * frame.width + x] = 0;
-    const { width, rgb } = await renderOverlay({ ...c.result, masks: [mask], lesions: [{ ...l, longAxisLine: [0, 0, 0, 0], shortAxisLine: [0, 0, 0, 0] }] }, model);
+    const { width, rgb } = await renderOverlay({ ...c.result, masks: FrameMasks.of([mask], mask.length), lesions: [{ ...l, longAxisLine: [0, 0, 0, 0], shortAxisLine: [0, 0, 0, 0] }] }, model);
     const yellow = (x: number, y: number) => rgb[(y * width + x) * 3] === 255 && rgb[(y * width + x) * 3 + 1] === 255 && rgb[(y * width + x) * 3 + 2] === 0;
     let inHole = 0;
     for (let y = cy - 6; y < cy + 6; y++) for (let x = cx - 6; x < cx + 6; x++) inHole += yellow(x, y) ? 1 : 0;

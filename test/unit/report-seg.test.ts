@@ -1,6 +1,7 @@
 import { readFileSync, rmSync } from 'fs';
 import { join } from 'path';
 import { readPart10 } from '../../src/dicom/part10';
+import { FrameMasks } from '../../src/postprocess/frameMasks';
 import { packBinaryFrames, buildSeg } from '../../src/report/seg';
 import { Dataset } from '../../src/types/domain';
 import { checkFile, pydicomRead, sharedDir, tempDir, writeDataset } from '../helpers/dicomTools';
@@ -34,16 +35,34 @@ describe('BINARY bit packing (PS3.5 8.1.1)', () => {
     // bits 0 and 8 from frame 1; bits 9, 10 and 17 from frame 2; one zero byte pads to even length
     expect(Array.from(packed)).toEqual([0b00000001, 0b00000111, 0b00000010, 0]);
   });
+
+  test("the pipeline's masks are that stream as frames are found, and give each frame back", () => {
+    const f1 = Uint8Array.from([1, 0, 0, 0, 0, 0, 0, 0, 1]);
+    const f3 = Uint8Array.from([0, 1, 1, 0, 0, 0, 0, 0, 255]);
+    const masks = new FrameMasks(9, 3);
+    masks.push(f1);
+    expect(Array.from(masks.packed())).toEqual([0b00000001, 0b00000001]); // the frames so far, even length
+    masks.push(null); // a frame without lesion
+    masks.push(f3);
+    expect(masks.length).toBe(3);
+    expect(Array.from(masks.packed())).toEqual(Array.from(packBinaryFrames([f1, new Uint8Array(9), f3], 9)));
+    expect(masks.packed().byteLength).toBe(masks.packed().buffer.byteLength); // the SEG takes its buffer whole
+    expect(Array.from(masks.frame(2))).toEqual([0, 1, 1, 0, 0, 0, 0, 0, 1]);
+    expect(Array.from(masks.frame(1))).toEqual(Array(9).fill(0));
+    expect(() => masks.push(f1)).toThrow(/room for 3 frames/);
+    expect(() => masks.frame(3)).toThrow(/no frame 3/);
+    expect(() => new FrameMasks(9, 1).push(new Uint8Array(8))).toThrow(/8 pixels where a frame has 9/);
+  });
 });
 
 describe('SEG of the lesion mask', () => {
   test('single-frame MONOCHROME2: valid, joins the study, masks round-trip exactly', () => {
-    const { source, result, read, pydicom } = segFor('single', {});
+    const { source, masks, read, pydicom } = segFor('single', {});
     expect(pydicom.sopClassUid).toBe('1.2.840.10008.5.1.4.1.1.66.4');
     expect([pydicom.patientName, pydicom.patientId, pydicom.studyInstanceUid]).toEqual(['Phantom^Patient', 'PHANTOM1', source.StudyInstanceUID]);
     expect(pydicom.shape).toEqual([251, 333]);
-    expect(pydicom.pixels!.equals(allMasks(result.masks))).toBe(true);
-    expect(allMasks(result.masks).reduce((a, b) => a + b, 0)).toBeGreaterThan(1000); // a real lesion, not an empty test
+    expect(pydicom.pixels!.equals(allMasks(masks))).toBe(true);
+    expect(allMasks(masks).reduce((a, b) => a + b, 0)).toBeGreaterThan(1000); // a real lesion, not an empty test
 
     for (const key of ['PatientName', 'PatientID', 'PatientBirthDate', 'PatientSex', 'StudyInstanceUID', 'StudyDate', 'StudyTime', 'AccessionNumber', 'StudyID', 'StudyDescription']) {
       expect([key, String(read[key])]).toEqual([key, String(source[key])]);
@@ -79,18 +98,18 @@ describe('SEG of the lesion mask', () => {
   });
 
   test('RGB source: one binary frame of the same size', () => {
-    const { result, pydicom, read } = segFor('rgb', { photometric: 'RGB', seed: 3 });
+    const { masks, pydicom, read } = segFor('rgb', { photometric: 'RGB', seed: 3 });
     expect(read.PhotometricInterpretation).toBe('MONOCHROME2');
     expect(pydicom.shape).toEqual([251, 333]);
-    expect(pydicom.pixels!.equals(allMasks(result.masks))).toBe(true);
+    expect(pydicom.pixels!.equals(allMasks(masks))).toBe(true);
   });
 
   test('multi-frame: empty frames are kept so SEG frame n is source frame n', () => {
-    const { source, result, pydicom, read } = segFor('multi', { frames: 3, emptyFrames: [1], seed: 4 });
+    const { source, masks, pydicom, read } = segFor('multi', { frames: 3, emptyFrames: [1], seed: 4 });
     expect(read.NumberOfFrames).toBe(3);
     expect(read.SharedFunctionalGroupsSequence[0].SegmentIdentificationSequence[0].ReferencedSegmentNumber).toBe(1);
     expect(pydicom.shape).toEqual([3, 251, 333]);
-    expect(pydicom.pixels!.equals(allMasks(result.masks))).toBe(true);
+    expect(pydicom.pixels!.equals(allMasks(masks))).toBe(true);
     const frameSize = 251 * 333;
     expect(pydicom.pixels!.subarray(frameSize, 2 * frameSize).every((v) => v === 0)).toBe(true);
     expect(pydicom.pixels!.subarray(2 * frameSize).some((v) => v === 1)).toBe(true);
@@ -104,10 +123,10 @@ describe('SEG of the lesion mask', () => {
   });
 
   test('601 × 503 × 2 frames: the second frame does not start on a byte boundary and still decodes exactly', () => {
-    const { result, pydicom, read } = segFor('odd', { rows: 503, columns: 601, frames: 2, seed: 5 });
+    const { masks, pydicom, read } = segFor('odd', { rows: 503, columns: 601, frames: 2, seed: 5 });
     expect((601 * 503) % 8).not.toBe(0);
     expect(pydicom.shape).toEqual([2, 503, 601]);
-    expect(pydicom.pixels!.equals(allMasks(result.masks))).toBe(true);
+    expect(pydicom.pixels!.equals(allMasks(masks))).toBe(true);
     const bytes = Math.ceil((2 * 601 * 503) / 8);
     expect(read.PixelData[0].byteLength).toBe(bytes + (bytes % 2));
   });
@@ -132,7 +151,8 @@ describe('SEG of the lesion mask', () => {
 
   test('refuses masks that do not match the source frames', () => {
     const c = lesionCase({ frames: 2, seed: 8 });
-    expect(() => buildSeg(c.source, { ...c.result, masks: c.result.masks.slice(0, 1) }, model)).toThrow(/1 masks for 2 source frames/);
+    expect(() => buildSeg(c.source, { ...c.result, masks: FrameMasks.of(c.masks.slice(0, 1), 251 * 333) }, model)).toThrow(/1 masks for 2 source frames/);
+    expect(() => buildSeg(c.source, { ...c.result, masks: FrameMasks.of(c.masks.map((m) => m.subarray(1)), 251 * 333 - 1) }, model)).toThrow(/mask of 83582 pixels for a 333×251 source/);
   });
 });
 
