@@ -49,7 +49,10 @@ const CHARSET_REFUSAL = /character set/i;
  * dropped rather than carried into the results as garbage; the alphabetic name stays.
  */
 export function readPart10(bytes: Uint8Array, options: { untilTag?: string } = {}): ParsedPart10 {
-  const ab = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+  // dcmjs reads an ArrayBuffer (and copies the values it returns): a file read whole is passed as
+  // it is, not copied first (a cine read whole would otherwise be held twice while it is parsed)
+  const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer;
+  const ab = whole ? (bytes.buffer as ArrayBuffer) : bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
   const read = (ignoreErrors: boolean) => DicomMessage.readFile(ab, { ignoreErrors, untilTag: options.untilTag, includeUntilTagValue: false });
   let dict: ReturnType<typeof read>;
   let charsetFallback = false;
