@@ -77,17 +77,6 @@ export async function frameSourceOfFile(file: FrameFile, opts: Omit<DecodeOption
   );
 }
 
-/**
- * The same from the file's bytes, parsed whole (a Deflated data set, and whatever openFrameFile
- * leaves to a whole-file read): the parsed Pixel Data is held, its frames are decoded to gray a
- * range at a time. Never throws anything but DecodeError.
- */
-export async function frameSourceOfBytes(bytes: Uint8Array, opts: Omit<DecodeOptions, 'frame'> = {}): Promise<FrameSource> {
-  const parsed = await parse(bytes, opts);
-  const ts = cleanSyntax(parsed.transferSyntaxUid);
-  return guarded(async () => grayFrameSource(parsed.dataset, ts, opts, false, (info) => storedFrames(parsed.dataset, ts, info)));
-}
-
 /** Frames of an instance as they are stored, ready for toGray / toRgb (native) or a codec (encapsulated). */
 type StoredFrames =
   | { native: true; /** the layout (nativeLayout) */ info: ImagePixel; bytes(f: number): Uint8Array | Promise<Uint8Array> }

@@ -130,8 +130,13 @@ export async function analyzeFrames(source: FrameSource, predictor: FramePredict
   };
 }
 
+/** Frames already decoded, as a FrameSource. */
+export function framesInMemory(decoded: DecodedInstance): FrameSource {
+  const { frames, ...info } = decoded;
+  return { ...info, frameCount: frames.length, read: async (first, end) => frames.slice(first, end) };
+}
+
 /** analyzeFrames over frames already decoded (the offline evaluation, tests). */
 export function analyzeDecoded(decoded: DecodedInstance, predictor: FramePredictor, opts: AnalyzeOptions): Promise<InstanceResult> {
-  const { frames, ...info } = decoded;
-  return analyzeFrames({ ...info, frameCount: frames.length, read: async (first, end) => frames.slice(first, end) }, predictor, opts);
+  return analyzeFrames(framesInMemory(decoded), predictor, opts);
 }

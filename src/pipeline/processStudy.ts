@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { DecodeError, decodeColourFrameOfFile, FrameFile, frameSourceOfBytes, frameSourceOfFile, isUltrasoundSopClass, openFrameFile, readHeader } from '../dicom/decode';
+import { DecodeError, decodeColourFrameOfFile, decodeInstance, FrameFile, frameSourceOfFile, isUltrasoundSopClass, openFrameFile, readHeader } from '../dicom/decode';
 import { readPart10, writePart10 } from '../dicom/part10';
 import { buildKeyImages, keyImages } from '../report/keyImages';
 import { buildOverlay } from '../report/overlay';
@@ -20,7 +20,7 @@ import { isMultiFrame, reportedLesions } from '../report/common';
 import { Dataset, InstanceResult, KeyImageCandidate, LABEL_SEVERITY, ModelInfo } from '../types/domain';
 import { InstanceOutcome, OutputObject, StudyJobInput, StudyJobOutput, StudyProcessor } from '../types/pipeline';
 import type { AnalyzeRules } from '../config/schema';
-import { AnalyzeOptions, analyzeFrames, FramePredictor } from './analyzeInstance';
+import { AnalyzeOptions, analyzeFrames, FramePredictor, framesInMemory } from './analyzeInstance';
 import { ANALYZE_EVERYTHING, checkAnalyzeRules } from './route';
 
 export interface PipelineOptions extends AnalyzeOptions {
@@ -119,7 +119,9 @@ async function processOpened(
   let result: InstanceResult;
   const timings: Record<string, number> = {};
   try {
-    const source = frameFile ? await frameSourceOfFile(frameFile) : await frameSourceOfBytes(bytes!);
+    // a file read whole is decoded to gray at once, as it always was: its gray frames (a byte a
+    // pixel) cost less to hold than its parsed Pixel Data (3 bytes a pixel for colour)
+    const source = frameFile ? await frameSourceOfFile(frameFile) : framesInMemory(await decodeInstance(bytes!));
     const opened = performance.now() - t0;
     // frames are decoded batch by batch inside the analysis: decode is the opening and those reads
     result = await analyzeFrames(source, predictor, opts);
