@@ -2,6 +2,7 @@
  * Part 10 file reading and writing with dcmjs: naturalized dataset ⇄ bytes.
  * The one place that touches dcmjs's DicomDict / DicomMessage API.
  */
+import fs from 'node:fs';
 import dcmjs from 'dcmjs';
 import { Dataset } from '../types/domain';
 
@@ -19,6 +20,44 @@ export const IMPLEMENTATION_VERSION_NAME = 'SONOGATE_010';
 
 /** Serialises a naturalized dataset as a Part 10 file in Explicit VR Little Endian. */
 export function writePart10(dataset: Dataset): Buffer {
+  return Buffer.from(part10Dict(dataset).write({ fragmentMultiframe: false }));
+}
+
+/** Pixel Data's tag, as denaturalized data sets key it: every other tag of a result object sorts before it */
+const PIXEL_DATA_TAG = '7FE00010';
+
+/**
+ * writePart10 into a file, byte for byte, with native Pixel Data (one buffer, OB or OW, even
+ * length) written from its own buffer after the rest: dcmjs copies a value several times over as
+ * it writes it (a stream per element, per data set and for the file, then one buffer of all), which
+ * for the SEG of a long cine (one bit a pixel of every frame) cost some seven times its size at once.
+ */
+export function writePart10File(file: string, dataset: Dataset): void {
+  const pixels = dataset.PixelData;
+  const vr = dataset._vrMap?.PixelData;
+  if (Array.isArray(pixels) && pixels.length === 1 && pixels[0] instanceof ArrayBuffer && pixels[0].byteLength % 2 === 0 && (vr === 'OB' || vr === 'OW')) {
+    const { PixelData: _pixels, ...rest } = dataset;
+    const dict = part10Dict(rest);
+    // dcmjs writes the elements in tag order: Pixel Data is last when nothing sorts after it
+    if (Object.keys(dict.dict).every((tag) => tag.toUpperCase() < PIXEL_DATA_TAG)) {
+      const element = Buffer.alloc(12); // (7FE0,0010), VR, 2 reserved bytes, 4-byte length (PS3.5 7.1.2)
+      element.writeUInt16LE(0x7fe0, 0);
+      element.writeUInt16LE(0x0010, 2);
+      element.write(vr, 4, 'latin1');
+      element.writeUInt32LE(pixels[0].byteLength, 8);
+      const fd = fs.openSync(file, 'w');
+      try {
+        for (const part of [Buffer.from(dict.write({ fragmentMultiframe: false })), element, new Uint8Array(pixels[0])]) fs.writeSync(fd, part);
+      } finally {
+        fs.closeSync(fd);
+      }
+      return;
+    }
+  }
+  fs.writeFileSync(file, writePart10(dataset));
+}
+
+function part10Dict(dataset: Dataset): InstanceType<typeof DicomDict> {
   const meta = {
     FileMetaInformationVersion: new Uint8Array([0, 1]).buffer,
     MediaStorageSOPClassUID: dataset.SOPClassUID,
@@ -29,7 +68,7 @@ export function writePart10(dataset: Dataset): Buffer {
   };
   const dict = new DicomDict(DicomMetaDictionary.denaturalizeDataset(meta));
   dict.dict = DicomMetaDictionary.denaturalizeDataset(dataset);
-  return Buffer.from(dict.write({ fragmentMultiframe: false }));
+  return dict;
 }
 
 export interface ParsedPart10 {

@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DecodeError, decodeColourFrameOfFile, decodeInstance, FrameFile, frameSourceOfFile, isUltrasoundSopClass, openFrameFile, readHeader } from '../dicom/decode';
-import { readPart10, writePart10 } from '../dicom/part10';
+import { readPart10, writePart10, writePart10File } from '../dicom/part10';
 import { buildKeyImages, keyImages } from '../report/keyImages';
 import { buildOverlay } from '../report/overlay';
 import { buildSeg } from '../report/seg';
@@ -136,7 +136,7 @@ async function processOpened(
     let seg: Dataset | null = null;
     const write = (kind: OutputObject['kind'], ds: Dataset) => {
       const f = path.join(outDir, `${kind}-${ds.SOPInstanceUID}.dcm`);
-      fs.writeFileSync(f, writePart10(ds));
+      writePart10File(f, ds);
       outputs.push(outputObject(kind, ds, f, sop));
     };
     if (opts.outputs.seg && result.lesions.length > 0) {

@@ -1,6 +1,6 @@
 import { readFileSync, rmSync } from 'fs';
 import { join } from 'path';
-import { readPart10 } from '../../src/dicom/part10';
+import { readPart10, writePart10, writePart10File } from '../../src/dicom/part10';
 import { FrameMasks } from '../../src/postprocess/frameMasks';
 import { packBinaryFrames, buildSeg } from '../../src/report/seg';
 import { Dataset } from '../../src/types/domain';
@@ -147,6 +147,17 @@ describe('SEG of the lesion mask', () => {
     expect(v2.SOPInstanceUID).not.toBe(a.SOPInstanceUID);
     expect(v2.SeriesInstanceUID).not.toBe(a.SeriesInstanceUID);
     expect(a.StudyInstanceUID).toBe(c.source.StudyInstanceUID);
+  });
+
+  test('written to a file from its own bit stream, byte for byte what writePart10 gives (as is any object without Pixel Data)', () => {
+    const c = lesionCase({ rows: 503, columns: 601, frames: 3, emptyFrames: [1], seed: 10 });
+    const seg = buildSeg(c.source, c.result, model, { now });
+    const file = join(dir, 'seg-file.dcm');
+    writePart10File(file, seg);
+    expect(readFileSync(file).equals(writePart10(seg))).toBe(true);
+    const { PixelData: _pixels, ...noPixels } = seg;
+    writePart10File(file, noPixels);
+    expect(readFileSync(file).equals(writePart10(noPixels))).toBe(true);
   });
 
   test('refuses masks that do not match the source frames', () => {
