@@ -7,7 +7,7 @@
  *
  * Options (environment): MEM_FRAMES (400), MEM_ROWS / MEM_COLUMNS (600 × 800), MEM_RGB (1),
  * MEM_RECYCLE_MB (inference.workerRecycleRssMB; 0 = never), MEM_IDLE_SECONDS (30),
- * SONOGATE_MODEL (model/model.json). Prints one JSON line.
+ * MEM_BATCH (inference.batchSize, 8), SONOGATE_MODEL (model/model.json). Prints one JSON line.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -26,6 +26,7 @@ const COLS = env('MEM_COLUMNS', 800);
 const RGB = env('MEM_RGB', 1) === 1;
 const RECYCLE_MB = env('MEM_RECYCLE_MB', 0);
 const IDLE_S = env('MEM_IDLE_SECONDS', 30);
+const BATCH = env('MEM_BATCH', 8);
 const MODEL = path.resolve(process.env.SONOGATE_MODEL ?? path.join(ROOT, 'model', 'model.json'));
 
 /** VmRSS and VmHWM (peak) of a process, in MB. */
@@ -48,7 +49,7 @@ async function main(): Promise<void> {
     fs.writeFileSync(file, phantomFile({ seed: 7, frames: FRAMES, rows: ROWS, columns: COLS, photometric: RGB ? 'RGB' : 'MONOCHROME2' }));
     const fileMB = Math.round(fs.statSync(file).size / 2 ** 20);
     for (const out of ['out', 'out2']) fs.mkdirSync(path.join(dir, out));
-    const config = parseConfig({ inference: { model: MODEL, providers: ['cpu'] } });
+    const config = parseConfig({ inference: { model: MODEL, providers: ['cpu'], batchSize: BATCH } });
     const model = loadModelSpec(MODEL);
     const options = { ...analyzeOptions(config, model), outputs: config.outputs, model: { name: model.spec.name, version: model.spec.version } };
     const recycled: number[] = [];
@@ -91,6 +92,7 @@ async function main(): Promise<void> {
       console.log(
         JSON.stringify({
           file: { frames: FRAMES, rows: ROWS, columns: COLS, rgb: RGB, MB: fileMB },
+          batchSize: BATCH,
           recycleMB: RECYCLE_MB,
           poolStartMs: startMs,
           status: r.outcome.status,
