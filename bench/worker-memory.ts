@@ -7,7 +7,8 @@
  *
  * Options (environment): MEM_FRAMES (400), MEM_ROWS / MEM_COLUMNS (600 × 800), MEM_RGB (1),
  * MEM_RECYCLE_MB (inference.workerRecycleRssMB; 0 = never), MEM_IDLE_SECONDS (30),
- * MEM_BATCH (inference.batchSize, 8), SONOGATE_MODEL (model/model.json). Prints one JSON line.
+ * MEM_BATCH (inference.batchSize, 8), MEM_DEFLATED (0; 1 = Deflated Explicit VR Little Endian, which
+ * the worker still reads whole), SONOGATE_MODEL (model/model.json). Prints one JSON line.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -16,7 +17,8 @@ import { parseConfig } from '../src/config/load';
 import { loadModelSpec } from '../src/inference/modelSpec';
 import { InferencePool } from '../src/inference/workerPool';
 import { analyzeOptions } from '../src/runtime';
-import { phantomFile } from '../test/helpers/phantom';
+import { deflatedFile } from '../test/helpers/dicomBuild';
+import { phantomDataset, phantomFile } from '../test/helpers/phantom';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const env = (k: string, d: number) => (process.env[k] ? Number(process.env[k]) : d);
@@ -27,6 +29,7 @@ const RGB = env('MEM_RGB', 1) === 1;
 const RECYCLE_MB = env('MEM_RECYCLE_MB', 0);
 const IDLE_S = env('MEM_IDLE_SECONDS', 30);
 const BATCH = env('MEM_BATCH', 8);
+const DEFLATED = env('MEM_DEFLATED', 0) === 1;
 const MODEL = path.resolve(process.env.SONOGATE_MODEL ?? path.join(ROOT, 'model', 'model.json'));
 
 /** VmRSS and VmHWM (peak) of a process, in MB. */
@@ -46,7 +49,8 @@ async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sonogate-mem-'));
   try {
     const file = path.join(dir, 'cine.dcm');
-    fs.writeFileSync(file, phantomFile({ seed: 7, frames: FRAMES, rows: ROWS, columns: COLS, photometric: RGB ? 'RGB' : 'MONOCHROME2' }));
+    const phantom = { seed: 7, frames: FRAMES, rows: ROWS, columns: COLS, photometric: RGB ? ('RGB' as const) : ('MONOCHROME2' as const) };
+    fs.writeFileSync(file, DEFLATED ? deflatedFile(phantomDataset(phantom)) : phantomFile(phantom));
     const fileMB = Math.round(fs.statSync(file).size / 2 ** 20);
     for (const out of ['out', 'out2']) fs.mkdirSync(path.join(dir, out));
     const config = parseConfig({ inference: { model: MODEL, providers: ['cpu'], batchSize: BATCH } });
@@ -91,7 +95,7 @@ async function main(): Promise<void> {
       const sameResult = JSON.stringify(again.outcome.largestLesion) === JSON.stringify(r.outcome.largestLesion) && again.outcome.label === r.outcome.label;
       console.log(
         JSON.stringify({
-          file: { frames: FRAMES, rows: ROWS, columns: COLS, rgb: RGB, MB: fileMB },
+          file: { frames: FRAMES, rows: ROWS, columns: COLS, rgb: RGB, deflated: DEFLATED, MB: fileMB },
           batchSize: BATCH,
           recycleMB: RECYCLE_MB,
           poolStartMs: startMs,
