@@ -16,48 +16,12 @@ import { Housekeeping } from '../src/housekeeping/housekeeping';
 import { createLogger } from '../src/log';
 import { Store } from '../src/store/store';
 import { AuditLog } from '../src/web/audit';
+import { fileSyntheticStudy } from './syntheticStudy';
 
 const DAY = 86_400_000;
 const N = Number(process.argv[2] ?? 200);
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sonogate-retention-'));
 const store = Store.open(dataDir);
-
-function fileStudy(uid: string, at: number): void {
-  const sop = `${uid}.1.1`;
-  const image = path.join(dataDir, 'instances', uid, `${uid}.1`, `${sop}.dcm`);
-  fs.mkdirSync(path.dirname(image), { recursive: true });
-  fs.writeFileSync(image, Buffer.alloc(121 * 1024, 7));
-  store.recordInstance({ sopInstanceUid: sop, sopClassUid: '1.2.840.10008.5.1.4.1.1.6.1', transferSyntaxUid: '1.2.840.10008.1.2.1', studyUid: uid, seriesUid: `${uid}.1`, path: image, bytes: 121 * 1024, callingAe: 'US', callingHost: '127.0.0.1', patientName: 'Test^Patient' }, at);
-  store.queueStudyIfQuiet(uid, 0, at + 1000);
-  const job = store.claimNextJob((s, run) => path.join(dataDir, 'results', s, `run-${run}`), at + 2000)!;
-  fs.mkdirSync(job.outDir, { recursive: true });
-  // overlay (uncompressed RGB) 360 KB, SEG 60 KB, SR 50 KB, KOS 10 KB: about 0.48 MB
-  const outputs = (
-    [
-      ['overlay', '1.2.840.10008.5.1.4.1.1.7', 360],
-      ['seg', '1.2.840.10008.5.1.4.1.1.66.4', 60],
-      ['sr', '1.2.840.10008.5.1.4.1.1.88.33', 50],
-      ['kos', '1.2.840.10008.5.1.4.1.1.88.59', 10],
-    ] as const
-  ).map(([kind, sopClassUid, kb], i) => {
-    const file = path.join(job.outDir, `${kind}-${sop}.9${i}.dcm`);
-    fs.writeFileSync(file, Buffer.alloc(kb * 1024, 3));
-    return { kind, path: file, sopClassUid, sopInstanceUid: `${sop}.9${i}`, seriesInstanceUid: `${uid}.9${i}`, sourceSopInstanceUid: kind === 'kos' ? null : sop };
-  });
-  store.completeJob(
-    job.jobId,
-    {
-      outputs,
-      instances: [{ sopInstanceUid: sop, status: 'analysed', label: 'benign', probability: 0.8, malignancyProbability: 0.1, lesionCount: 1, frames: 1, largestLesion: { longAxis: 14.2, shortAxis: 8.1, area: 91.5, unit: 'mm' }, timingsMs: { decode: 13, inference: 20, report: 30, total: 70 } }],
-      label: 'benign',
-      malignancyProbability: 0.1,
-      timingsMs: { total: 80 },
-    },
-    [{ destination: 'pacs', aeTitle: 'PACS', host: '127.0.0.1', port: 104 }],
-    at + 3000,
-  );
-  for (const s of store.listSends({ studyUid: uid })) store.markSendSent(s.id, s.generation, 0, at + 4000);
-}
 
 function sizes(label: string): Record<string, unknown> {
   const size = (f: string) => (fs.existsSync(f) ? fs.statSync(f).size : 0);
@@ -80,7 +44,7 @@ function sizes(label: string): Record<string, unknown> {
 
 async function main(): Promise<void> {
   const now = Date.now();
-  for (let i = 1; i <= N; i++) fileStudy(`2.25.${9000 + i}`, now - 100 * DAY + i);
+  for (let i = 1; i <= N; i++) fileSyntheticStudy(store, dataDir, `2.25.${9000 + i}`, now - 100 * DAY + i, { delivered: true });
   store.db.pragma('wal_checkpoint(TRUNCATE)');
   sizes(`${N} settled studies, 100 days old`);
 
@@ -102,7 +66,7 @@ async function main(): Promise<void> {
   store.db.pragma('wal_checkpoint(TRUNCATE)');
   sizes('after a WAL checkpoint');
 
-  for (let i = 1; i <= N; i++) fileStudy(`2.25.${20000 + i}`, now - 10 * DAY + i);
+  for (let i = 1; i <= N; i++) fileSyntheticStudy(store, dataDir, `2.25.${20000 + i}`, now - 10 * DAY + i, { delivered: true });
   store.db.pragma('wal_checkpoint(TRUNCATE)');
   sizes(`${N} new studies filed after the run (freed pages reused)`);
   store.db.exec('VACUUM');

@@ -20,6 +20,7 @@ import { Housekeeping } from '../src/housekeeping/housekeeping';
 import { createLogger } from '../src/log';
 import { Store } from '../src/store/store';
 import { AuditLog } from '../src/web/audit';
+import { fileSyntheticStudy } from './syntheticStudy';
 
 const DAY = 86_400_000;
 const N = Number(process.argv[2] ?? 2000);
@@ -27,42 +28,6 @@ const SMALL = process.argv.includes('small');
 const KB = (kb: number) => (SMALL ? 1 : kb) * 1024;
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sonogate-cap-'));
 const store = Store.open(dataDir);
-
-function fileStudy(uid: string, at: number, delivered: boolean): void {
-  const sop = `${uid}.1.1`;
-  const image = path.join(dataDir, 'instances', uid, `${uid}.1`, `${sop}.dcm`);
-  fs.mkdirSync(path.dirname(image), { recursive: true });
-  fs.writeFileSync(image, Buffer.alloc(KB(121), 7));
-  store.recordInstance({ sopInstanceUid: sop, sopClassUid: '1.2.840.10008.5.1.4.1.1.6.1', transferSyntaxUid: '1.2.840.10008.1.2.1', studyUid: uid, seriesUid: `${uid}.1`, path: image, bytes: KB(121), callingAe: 'US', callingHost: '127.0.0.1', patientName: 'Test^Patient' }, at);
-  store.queueStudyIfQuiet(uid, 0, at + 1000);
-  const job = store.claimNextJob((s, run) => path.join(dataDir, 'results', s, `run-${run}`), at + 2000)!;
-  fs.mkdirSync(job.outDir, { recursive: true });
-  const outputs = (
-    [
-      ['overlay', '1.2.840.10008.5.1.4.1.1.7', 360],
-      ['seg', '1.2.840.10008.5.1.4.1.1.66.4', 60],
-      ['sr', '1.2.840.10008.5.1.4.1.1.88.33', 50],
-      ['kos', '1.2.840.10008.5.1.4.1.1.88.59', 10],
-    ] as const
-  ).map(([kind, sopClassUid, kb], i) => {
-    const file = path.join(job.outDir, `${kind}-${sop}.9${i}.dcm`);
-    fs.writeFileSync(file, Buffer.alloc(KB(kb), 3));
-    return { kind, path: file, sopClassUid, sopInstanceUid: `${sop}.9${i}`, seriesInstanceUid: `${uid}.9${i}`, sourceSopInstanceUid: kind === 'kos' ? null : sop, bytes: KB(kb) };
-  });
-  store.completeJob(
-    job.jobId,
-    {
-      outputs,
-      instances: [{ sopInstanceUid: sop, status: 'analysed', label: 'benign', probability: 0.8, malignancyProbability: 0.1, lesionCount: 1, frames: 1, timingsMs: { decode: 13, inference: 20, report: 30, total: 70 } }],
-      label: 'benign',
-      malignancyProbability: 0.1,
-      timingsMs: { total: 80 },
-    },
-    [{ destination: 'pacs', aeTitle: 'PACS', host: '127.0.0.1', port: 104 }],
-    at + 3000,
-  );
-  if (delivered) for (const s of store.listSends({ studyUid: uid })) store.markSendSent(s.id, s.generation, 0, at + 4000);
-}
 
 function timed<T>(fn: () => T, reps = 5): { value: T; ms: number[] } {
   const ms: number[] = [];
@@ -77,7 +42,7 @@ function timed<T>(fn: () => T, reps = 5): { value: T; ms: number[] } {
 
 async function main(): Promise<void> {
   const now = Date.now();
-  for (let i = 0; i < N; i++) fileStudy(`2.25.${30000 + i}`, now - 5 * DAY + i * 60_000, i % 10 !== 0);
+  for (let i = 0; i < N; i++) fileSyntheticStudy(store, dataDir, `2.25.${30000 + i}`, now - 5 * DAY + i * 60_000, { delivered: i % 10 !== 0, bytes: KB });
   store.db.pragma('wal_checkpoint(TRUNCATE)');
   const kept = store.storageBytes().total;
   console.log(JSON.stringify({ studies: N, smallFiles: SMALL, keptBytes: kept, owing: Math.ceil(N / 10) }));
