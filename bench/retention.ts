@@ -11,11 +11,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Housekeeping } from '../src/housekeeping/housekeeping';
-import { createLogger } from '../src/log';
 import { Store } from '../src/store/store';
-import { AuditLog } from '../src/web/audit';
+import { housekeepingFor, timedRun } from './housekeepingRun';
 import { fileSyntheticStudy } from './syntheticStudy';
 
 const DAY = 86_400_000;
@@ -48,20 +45,9 @@ async function main(): Promise<void> {
   store.db.pragma('wal_checkpoint(TRUNCATE)');
   sizes(`${N} settled studies, 100 days old`);
 
-  const hk = new Housekeeping({
-    settings: { retentionDays: 30, resultRetentionDays: 90, maxStorageGB: 0, retentionSchedule: '30 3 * * *', storageCapSchedule: '*/15 * * * *', retrySweepSchedule: '*/10 * * * *', summarySchedule: '0 7 * * *' },
-    gateway: { store, destination: () => undefined, kickSender: () => undefined },
-    dataDir,
-    destinations: ['pacs'],
-    audit: new AuditLog(store.db),
-    logger: createLogger('silent'),
-  });
-  const lag = monitorEventLoopDelay({ resolution: 1 });
-  lag.enable();
-  const t = Date.now();
-  const r = await hk.runRetention(now);
-  lag.disable();
-  console.log(JSON.stringify({ run: { ms: Date.now() - t, eventLoopMaxStallMs: Math.round(lag.max / 1e6), images: r.images, results: r.results } }));
+  const hk = housekeepingFor(store, dataDir, { retentionDays: 30, resultRetentionDays: 90 });
+  const { ms, eventLoopMaxStallMs, result: r } = await timedRun(() => hk.runRetention(now));
+  console.log(JSON.stringify({ run: { ms, eventLoopMaxStallMs, images: r.images, results: r.results } }));
   sizes('after one housekeeping run');
   store.db.pragma('wal_checkpoint(TRUNCATE)');
   sizes('after a WAL checkpoint');

@@ -14,12 +14,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { parseConfig } from '../src/config/load';
-import { Housekeeping } from '../src/housekeeping/housekeeping';
-import { createLogger } from '../src/log';
 import { Store } from '../src/store/store';
-import { AuditLog } from '../src/web/audit';
+import { housekeepingFor, timedRun } from './housekeepingRun';
 import { fileSyntheticStudy } from './syntheticStudy';
 
 const DAY = 86_400_000;
@@ -54,31 +50,15 @@ async function main(): Promise<void> {
     }),
   );
 
-  const settings = parseConfig({ housekeeping: { maxStorageGB: kept / 2 / 1e9 } }).housekeeping;
-  const hk = new Housekeeping({
-    settings,
-    gateway: { store, destination: () => undefined, kickSender: () => undefined },
-    dataDir,
-    destinations: ['pacs'],
-    audit: new AuditLog(store.db),
-    logger: createLogger('silent'),
-  });
-  const lag = monitorEventLoopDelay({ resolution: 1 });
-  lag.enable();
-  let t = Date.now();
-  const r = await hk.storageCap(now);
-  lag.disable();
-  console.log(JSON.stringify({ capRun: { ms: Date.now() - t, eventLoopMaxStallMs: Math.round(lag.max / 1e6), ...r } }));
+  const hk = housekeepingFor(store, dataDir, { maxStorageGB: kept / 2 / 1e9 });
+  const { result: r, ...capTimes } = await timedRun(() => hk.storageCap(now));
+  console.log(JSON.stringify({ capRun: { ...capTimes, ...r } }));
   const untouched = (store.db.prepare("SELECT COUNT(DISTINCT study_uid) AS n FROM sends WHERE status = 'pending'").get() as { n: number }).n;
   console.log(JSON.stringify({ owingStudiesLeft: untouched, studiesLeft: store.listStudies({ limit: 1e9 }).length }));
 
   // a run with nothing to do (under the cap) is a read of the total
-  lag.reset();
-  lag.enable();
-  t = Date.now();
-  const idle = await hk.storageCap(now);
-  lag.disable();
-  console.log(JSON.stringify({ idleRun: { ms: Date.now() - t, eventLoopMaxStallMs: Math.round(lag.max / 1e6), studies: idle.studies } }));
+  const { result: idle, ...idleTimes } = await timedRun(() => hk.storageCap(now));
+  console.log(JSON.stringify({ idleRun: { ...idleTimes, studies: idle.studies } }));
   store.close();
   fs.rmSync(dataDir, { recursive: true, force: true });
 }
