@@ -5,7 +5,7 @@
  */
 import { Dataset, InstanceResult, Lesion, ModelInfo, NetworkAgreement } from '../types/domain';
 import { Code, Codes } from './codes';
-import { derivedUid } from './uids';
+import { RESULT_REVISION, resultObjectUid } from './uids';
 
 export type ResultKind = 'seg' | 'sr' | 'overlay' | 'kos';
 
@@ -60,13 +60,14 @@ const SERIES_DESCRIPTION: Record<ResultKind, string> = {
 };
 
 /**
- * Series: one per source series, model version and kind, so all results of a source series land in
- * one series. Instance: one per source instance, model version and kind.
+ * Series: one per source series, model version, results revision and kind, so all results of a
+ * source series land in one series. Instance: one per source instance, model version, results
+ * revision (src/report/uids.ts) and kind.
  */
-export function resultUids(source: Dataset, model: ModelInfo, kind: ResultKind) {
+export function resultUids(source: Dataset, model: ModelInfo, kind: ResultKind, revision: number = RESULT_REVISION) {
   return {
-    seriesInstanceUid: derivedUid('series', source.SeriesInstanceUID, model.name, model.version, kind),
-    sopInstanceUid: derivedUid('instance', source.SOPInstanceUID, model.name, model.version, kind),
+    seriesInstanceUid: resultObjectUid(['series', source.SeriesInstanceUID, model.name, model.version, kind], revision),
+    sopInstanceUid: resultObjectUid(['instance', source.SOPInstanceUID, model.name, model.version, kind], revision),
   };
 }
 

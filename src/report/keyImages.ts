@@ -9,7 +9,7 @@ import { Dataset, KeyImageCandidate, LABEL_SEVERITY, ModelInfo } from '../types/
 import { Codes } from './codes';
 import { BuildOptions, NOT_FOR_DIAGNOSIS, commonAttributes } from './common';
 import { evidence, Item, languageAndObserver, textItem } from './srItems';
-import { derivedUid } from './uids';
+import { RESULT_REVISION, resultObjectUid } from './uids';
 
 export type { KeyImageCandidate };
 
@@ -61,13 +61,13 @@ export function keyObjectDescription(flagged: KeyImageCandidate[], analysed: num
  * so the same set gives the same document (a resend replaces it) and a study that grew gives a new one.
  * Returns null when no image is flagged.
  */
-export function buildKeyImages(study: Dataset, candidates: KeyImageCandidate[], analysedUids: string[], model: ModelInfo, opts: BuildOptions = {}): Dataset | null {
+export function buildKeyImages(study: Dataset, candidates: KeyImageCandidate[], analysedUids: string[], model: ModelInfo, opts: BuildOptions = {}, revision: number = RESULT_REVISION): Dataset | null {
   const flagged = keyImages(candidates);
   if (flagged.length === 0) return null;
   analysedUids = [...new Set(analysedUids)];
   const uids = {
-    seriesInstanceUid: derivedUid('series', study.StudyInstanceUID, model.name, model.version, 'kos'),
-    sopInstanceUid: derivedUid('kos', study.StudyInstanceUID, model.name, model.version, ...[...analysedUids].sort()),
+    seriesInstanceUid: resultObjectUid(['series', study.StudyInstanceUID, model.name, model.version, 'kos'], revision),
+    sopInstanceUid: resultObjectUid(['kos', study.StudyInstanceUID, model.name, model.version, ...[...analysedUids].sort()], revision),
   };
   const ds = commonAttributes(study, model, 'kos', opts, uids);
   const refs = flagged.map((c) => ({
