@@ -54,9 +54,10 @@ def train_py(*options):
 def member_facts(out):
     with open(os.path.join(out, "best.json")) as f:
         best = json.load(f)
-    with open(os.path.join(out, "history.json")) as f:
-        history = json.load(f)
-    return {"best_epoch": best["epoch"], "epochs": len(history), "train_seconds": best["train_seconds"]}
+    with open(os.path.join(out, "trained.json")) as f:
+        trained = json.load(f)
+    # best.json's train_seconds is the time at the best epoch; the run's own total is trained.json's
+    return {"best_epoch": best["epoch"], "best_train_seconds": best["train_seconds"], **trained}
 
 
 def main(argv):

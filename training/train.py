@@ -475,6 +475,8 @@ def train(args, data, spec, device, cuda, log):
                          "history": history, "train_seconds": train_seconds}, ckpt_path)
     with open(os.path.join(args.out, "history.json"), "w") as f:
         json.dump(history, f)
+    with open(os.path.join(args.out, "trained.json"), "w") as f:  # the whole run's, not the best epoch's
+        json.dump({"epochs": len(history), "train_seconds": round(train_seconds)}, f)
     log("best epoch %d (val dice %.4f, auc %.4f), %.0f s of training" % (best["epoch"], best["dice"], best["auc_malignant"], train_seconds))
     best = {**best, "epochs_run": epoch}
     if args.compact_out:

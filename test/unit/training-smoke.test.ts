@@ -73,6 +73,9 @@ write_packed(sys.argv[1], 32, {'train': make(24), 'val': make(9)})
     const log1 = train([...common, '--epochs', '2']);
     expect(log1).toMatch(/epoch {3}2 .*val dice/);
     expect(JSON.parse(fs.readFileSync(path.join(run, 'history.json'), 'utf8'))).toHaveLength(2);
+    const trained = () => JSON.parse(fs.readFileSync(path.join(run, 'trained.json'), 'utf8')) as { epochs: number; train_seconds: number };
+    const first = trained(); // the whole run's epochs and time, which cpu_recipe.py records
+    expect(first.epochs).toBe(2);
     expect(fs.existsSync(path.join(out, 'run.pt.part0'))).toBe(true);
 
     // the compact parts load back to the chosen weights, within float16 rounding
@@ -94,6 +97,8 @@ print(max(float((a[k].float() - b[k]).abs().max() / (a[k].float().abs().max() + 
     expect(log2).toMatch(/resumed at epoch 2/);
     expect(log2).toMatch(/epoch {3}3 /);
     expect(JSON.parse(fs.readFileSync(path.join(run, 'history.json'), 'utf8'))).toHaveLength(3);
+    expect(trained().epochs).toBe(3); // counted over the resumed run, not only this call's epoch
+    expect(trained().train_seconds).toBeGreaterThanOrEqual(first.train_seconds);
     expect(fs.existsSync(path.join(run, 'checkpoint.pt.tmp'))).toBe(false);
 
     // a save that dies half-way (as under kill -9) leaves the previous checkpoint whole, so
@@ -707,6 +712,21 @@ print(' '.join(type(m).__name__ for m in e.members))
     expect(err).toMatch(/do not reproduce attention-unet-busi\.onnx/);
     expect(fs.existsSync(path.join(dir, 'not-written'))).toBe(false);
   }, 60_000);
+
+  test("cpu_recipe.py records each member's whole run (trained.json), not only its time to the best epoch", () => {
+    const member = fs.mkdtempSync(path.join(dir, 'member-'));
+    fs.writeFileSync(path.join(member, 'best.json'), JSON.stringify({ epoch: 43, train_seconds: 1499 }));
+    fs.writeFileSync(path.join(member, 'trained.json'), JSON.stringify({ epochs: 84, train_seconds: 2848 }));
+    const facts = py(
+      `
+import json, sys
+from cpu_recipe import member_facts
+print(json.dumps(member_facts(sys.argv[1]), sort_keys=True))
+`,
+      [member],
+    );
+    expect(JSON.parse(facts)).toEqual({ best_epoch: 43, best_train_seconds: 1499, epochs: 84, train_seconds: 2848 });
+  });
 
   test('learning rate: warm-up, then cosine down to zero', () => {
     const out = py(`
