@@ -1,4 +1,4 @@
-"""The two-hour CPU recipe as one command (model/EXPERIMENTS.md, rule 32): train `npm run train`'s
+"""Rule 32's CPU recipe as one command (model/EXPERIMENTS.md; tried, not adopted as `npm run train`): train `npm run train`'s
 network twice, with two seeds and half the time each, then export the two chosen checkpoints
 averaged in one ONNX graph (training/train.py does each step; this file only sequences them).
 
@@ -77,7 +77,7 @@ def main(argv):
         "best_epoch": None,
         "train_seconds": sum(f["train_seconds"] for f in facts),
         "time_budget_seconds": args.member_seconds * len(members),
-        "recipe": "npm run train (training/cpu_recipe.py): %d networks of the same design (an Attention U-Net decoder "
+        "recipe": "training/cpu_recipe.py: %d networks of the same design (an Attention U-Net decoder "
                   "and mask-guided class head on a MobileNetV2 encoder started from ImageNet weights, 128 x 128, "
                   "per-image soft Dice, scale range 0.5-1.3, a penalty on lesion-like pixels of images without a "
                   "lesion), seeds %s, %g s of training each on the CPU, each checkpoint chosen on val at 1/2, 3/4, "
