@@ -1,6 +1,7 @@
-"""Rule 32's CPU recipe as one command (model/EXPERIMENTS.md; tried, not adopted as `npm run train`): train `npm run train`'s
-network twice, with two seeds and half the time each, then export the two chosen checkpoints
-averaged in one ONNX graph (training/train.py does each step; this file only sequences them).
+"""Rule 32's CPU recipe as one command (model/EXPERIMENTS.md; tried, not adopted as `npm run train`):
+train `npm run train`'s network twice, with two seeds and half the time each, then export the two
+chosen checkpoints averaged in one ONNX graph (training/train.py does each step; this file only
+sequences them).
 
     /usr/bin/python3 training/cpu_recipe.py [--out DIR] [--model-dir DIR] [--resume] [train.py options]
 
