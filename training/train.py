@@ -86,6 +86,10 @@ def parse_args():
                    help="share of the schedule (steps, or seconds under --time-budget) spent at --low-size")
     p.add_argument("--train-only", action="store_true", help="stop after training (no test, no export)")
     p.add_argument("--compact-out", help="also write the best weights here as float16 parts (training/weights.py)")
+    p.add_argument("--reset-average-at-switch", action="store_true",
+                   help="with --low-size: at the first full-size epoch, restart the moving average of the weights "
+                        "(the weights validated and kept) from the network's own, instead of carrying the low-size "
+                        "average for several epochs (rule 33 in model/EXPERIMENTS.md)")
     p.add_argument("--channels-last", action="store_true",
                    help="train in channels-last memory layout (same network and weights; faster convolutions on some GPUs)")
     p.add_argument("--zoom-range", default="%g,%g" % DEFAULT_ZOOM,
@@ -157,6 +161,8 @@ def parse_args():
             p.error("--class-temperature must be 'fit' or a positive number")
     if args.low_size and (args.low_size % 16 or not 0 <= args.low_share < 1):
         p.error("--low-size must be a multiple of 16 and --low-share in [0, 1)")
+    if args.reset_average_at_switch and not args.low_size:
+        p.error("--reset-average-at-switch needs --low-size (there is no switch without it)")
     return args
 
 
@@ -398,6 +404,8 @@ def train(args, data, spec, device, cuda, log):
     # the val pictures at other scales (--val-zooms), made once
     zoomed_val = {z: zoom_images_and_masks(data["val"][0], data["val"][1], z) for z in args.val_zooms if z != 1.0}
     epoch = start_epoch
+    # the step the moving average counts its warm-up from (--reset-average-at-switch moves it)
+    average_from = next((e["average_from_step"] for e in reversed(history) if "average_from_step" in e), 0)
 
     def at_low_size():
         return bool(args.low_size) and progress() < args.low_share
@@ -407,6 +415,10 @@ def train(args, data, spec, device, cuda, log):
         te = time.time()
         low_phase = at_low_size()  # an epoch runs at one size; the schedule switches between epochs
         xs, ms = (x_low, m_low) if low_phase else (x_train, m_train)
+        if args.reset_average_at_switch and not low_phase and history and history[-1]["size"] != args.size:
+            ema.load_state_dict(model.state_dict())
+            average_from = step  # the average's warm-up starts again, as at the first step
+            log("switch to %dx%d: the moving average of the weights restarts from the network's" % (args.size, args.size))
         perm = torch.randperm(len(x_train), generator=g, device=device)
         tot = torch.zeros(3, device=device)
         for s in range(steps_per_epoch):
@@ -432,7 +444,7 @@ def train(args, data, spec, device, cuda, log):
                     torch._foreach_add_(l2sp_params, drift, alpha=-opt.param_groups[0]["lr"] * args.encoder_l2sp)
             step += 1
             with torch.no_grad():
-                d = min(ema_decay, (1 + step) / (10 + step))
+                d = min(ema_decay, (1 + step - average_from) / (10 + step - average_from))
                 torch._foreach_mul_(ema_float, d)
                 torch._foreach_add_(ema_float, model_float, alpha=1 - d)
                 for pe, pm in zip(ema_other, model_other):
@@ -455,7 +467,8 @@ def train(args, data, spec, device, cuda, log):
         if not low_phase and args.select_normal_weight:
             score -= args.select_normal_weight * val["normal_outlined"]
         tot = (tot / steps_per_epoch).tolist()
-        history.append({"epoch": epoch, "size": xs.shape[-1], "loss": tot[0], "seg": tot[1], "cls": tot[2], **val})
+        history.append({"epoch": epoch, "size": xs.shape[-1], "loss": tot[0], "seg": tot[1], "cls": tot[2],
+                        **({"average_from_step": average_from} if average_from else {}), **val})
         mark = ""
         if score > best["score"]:
             best = {"score": score, "epoch": epoch, **val}
@@ -686,7 +699,8 @@ def export(model, args, spec, threshold, best, test, log, tta=False, members=Non
     if args.class_weight != 0.5:
         training["class_weight"] = args.class_weight
     if args.low_size:
-        training["progressive_resizing"] = {"size": args.low_size, "share": args.low_share}
+        training["progressive_resizing"] = {"size": args.low_size, "share": args.low_share,
+                                            **({"average_reset_at_switch": True} if args.reset_average_at_switch else {})}
     if members:
         # the path under the repository (several runs name their weights best.pt)
         training["ensemble"] = [os.path.relpath(os.path.abspath(p), ROOT) for p in members]

@@ -137,7 +137,22 @@ print(torch.load(sys.argv[1], map_location='cpu')['epoch'])
     const best = JSON.parse(fs.readFileSync(path.join(run, 'best.json'), 'utf8')) as { epoch: number };
     expect(best.epoch).toBeGreaterThanOrEqual(3);
     expect(() => train(['--arrays', path.join(dir, 'packed.pt.gz'), '--size', '32', '--out', run, '--low-size', '20'])).toThrow(/multiple of 16/);
-  }, 120_000);
+    expect(history.some((e) => 'average_from_step' in e)).toBe(false);
+
+    // --reset-average-at-switch (rule 33): the moving average restarts at the first full-size epoch,
+    // once, and a resumed run keeps counting its warm-up from there
+    const reset = path.join(dir, 'progressive-reset');
+    const common = ['--arrays', path.join(dir, 'packed.pt.gz'), '--size', '32', '--base', '4', '--batch', '8', '--train-only', '--out', reset, '--low-size', '16', '--low-share', '0.5', '--reset-average-at-switch'];
+    const logR = train([...common, '--epochs', '3']);
+    expect(logR.match(/moving average of the weights restarts/g)).toHaveLength(1);
+    const logR2 = train([...common, '--epochs', '4', '--resume']);
+    expect(logR2).not.toMatch(/moving average of the weights restarts/);
+    const h = JSON.parse(fs.readFileSync(path.join(reset, 'history.json'), 'utf8')) as { size: number; average_from_step?: number }[];
+    expect(h.map((e) => e.size)).toEqual([16, 16, 32, 32]);
+    const stepsPerEpoch = 24 / 8; // the 24 synthetic train images in batches of 8
+    expect(h.map((e) => e.average_from_step)).toEqual([undefined, undefined, 2 * stepsPerEpoch, 2 * stepsPerEpoch]);
+    expect(() => train(['--arrays', path.join(dir, 'packed.pt.gz'), '--size', '32', '--out', reset, '--reset-average-at-switch'])).toThrow(/needs --low-size/);
+  }, 180_000);
 
   test('channels-last training (the GPU layout) hands back weights a plain network loads and runs alike', () => {
     const run = path.join(dir, 'cl');
