@@ -78,6 +78,8 @@ def main(argv):
         "best_epoch": None,
         "train_seconds": sum(f["train_seconds"] for f in facts),
         "time_budget_seconds": args.member_seconds * len(members),
+        # what else every training/train.py call was given (e.g. --channels-last, rule 34), so the facts say it
+        "extra_options": passthrough,
         "recipe": "training/cpu_recipe.py: %d networks of the same design (an Attention U-Net decoder "
                   "and mask-guided class head on a MobileNetV2 encoder started from ImageNet weights, 128 x 128, "
                   "per-image soft Dice, scale range 0.5-1.3, a penalty on lesion-like pixels of images without a "
