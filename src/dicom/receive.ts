@@ -276,7 +276,7 @@ export class IncomingInstance extends Writable {
       this.paused = true;
       this.flow.pause();
       // one pair of listeners per pause, both removed by whichever fires first: a long cine onto
-      // a slow disk pauses dozens of times, and a 'close' listener left behind at each pause
+      // a slow disk pauses about once per 4 MiB buffered, and a 'close' listener left behind at each pause
       // piled up until Node warned of a leak (MaxListenersExceededWarning, on stderr)
       const resume = () => {
         this.off('drain', resume);
