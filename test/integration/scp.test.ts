@@ -332,8 +332,8 @@ test('a long multi-frame cine is streamed to disk intact', async () => {
 
 test('a cine onto a disk slower than the network pauses the socket many times without piling up listeners (no MaxListenersExceededWarning)', async () => {
   // a disk that takes 10 ms per chunk: the receive buffer (4 MiB) fills and the socket is paused
-  // and resumed about once per buffer, so at most about twelve times for this 48 MB cine (10 to 12
-  // on the machines we measured; one CI run saw exactly 10). Each pause used to add a 'close' listener
+  // and resumed about once per buffer, so at most about twelve times for this 48 MB cine (10, 11 and
+  // 12 in three runs here; one CI run saw exactly 10). Each pause used to add a 'close' listener
   // that was never removed: past ten Node printed "Possible EventEmitter memory leak detected"
   // on stderr (outside the JSON log), under load, on every long cine.
   const slowDisk: FileOps = {
