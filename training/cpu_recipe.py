@@ -1,7 +1,8 @@
-"""Rule 32's CPU recipe as one command (model/EXPERIMENTS.md; tried, not adopted as `npm run train`):
-train `npm run train`'s network twice, with two seeds and half the time each, then export the two
-chosen checkpoints averaged in one ONNX graph (training/train.py does each step; this file only
-sequences them).
+"""The CPU recipe as one command (model/EXPERIMENTS.md, rules 32, 34 and 37): train one network
+design twice, with two seeds and half the time each, then export the two chosen checkpoints averaged
+in one ONNX graph (training/train.py does each step; this file only sequences them). `npm run train`
+runs it with --channels-last --member-seconds 2700 (rule 34's command, adopted under rule 37); run
+without options it is rule 32's command (2,820 s each, the default memory layout).
 
     /usr/bin/python3 training/cpu_recipe.py [--out DIR] [--model-dir DIR] [--resume] [train.py options]
 
@@ -18,7 +19,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
-# the network and options of rule 22 (npm run train's recipe before rule 32)
+# the network and options of rule 22 (npm run train's one-network recipe before rule 37)
 NETWORK = ["--arch", "mobilenetv2", "--encoder-lr", "0.3", "--lr", "1e-3", "--size", "128", "--dice", "image",
            "--normal-penalty", "0.25", "--zoom-range", "0.5,1.3", "--val-zooms", "0.5,0.75,1,1.25",
            "--select-normal-weight", "0.25"]
@@ -85,7 +86,7 @@ def main(argv):
                   "per-image soft Dice, scale range 0.5-1.3, a penalty on lesion-like pixels of images without a "
                   "lesion), seeds %s, %g s of training each on the CPU, each checkpoint chosen on val at 1/2, 3/4, "
                   "1 and 5/4 size with a cost for outlined normal val images; logits averaged in the ONNX graph; "
-                  "descriptor head and class temperature fitted on val (model/EXPERIMENTS.md, rule 32)"
+                  "descriptor head and class temperature fitted on val (model/EXPERIMENTS.md, rules 32, 34 and 37)"
                   % (len(members), ", ".join(str(s) for s, _ in members), args.member_seconds),
     }
     facts_path = os.path.join(args.out, "facts.json")
