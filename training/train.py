@@ -3,19 +3,21 @@
 
 One command (from the repository root):   npm run train  [-- --resume]
   = npm run train:weights   (the ImageNet MobileNetV2 weights, once: training/pretrained/extract_nsfwjs.js --ensure)
-    && /usr/bin/python3 training/train.py --arch mobilenetv2 --encoder-lr 0.3 --lr 1e-3 --size 128 --dice image
-      --normal-penalty 0.25 --zoom-range 0.5,1.3 --val-zooms 0.5,0.75,1,1.25 --select-normal-weight 0.25
-      --time-budget 6300 --descriptor-head fit --class-temperature fit
-    (since session 25, rule 22 in model/EXPERIMENTS.md: the Attention U-Net's decoder and class head
-    on a MobileNetV2 encoder that starts from ImageNet weights, 105 min of training on a 2-core CPU
-    at 128x128 (160 epochs in session 25's run) with a soft Dice per lesion image, scale augmentation 0.5-1.3 and
-    a penalty on lesion-like pixels in images without a lesion, the checkpoint chosen on val at four
-    scales; the exported graph resizes its 256x256 input to 128 and its mask back
-    (training/resized.py); then about 5 min to fit the lesion-descriptor regression
-    (training/descriptor_head.py) and a temperature for the class logits on val
-    (training/temperature.py); about two hours with loading, validation, the test score and the
-    export). The schedule follows elapsed time, so a faster machine trains more epochs in the same
-    time; --epochs N without --time-budget gives a fixed number of epochs instead.
+    && /usr/bin/python3 training/cpu_recipe.py --channels-last --member-seconds 2700
+    (since session 41, rule 37 in model/EXPERIMENTS.md: this file twice with --arch mobilenetv2
+    --encoder-lr 0.3 --lr 1e-3 --size 128 --dice image --normal-penalty 0.25 --zoom-range 0.5,1.3
+    --val-zooms 0.5,0.75,1,1.25 --select-normal-weight 0.25 --train-only, seeds 20261126 and 20261127,
+    2,700 s each in channels-last, then once with --export-only --checkpoints <both> --descriptor-head
+    fit --class-temperature fit: the Attention U-Net's decoder and class head on a MobileNetV2 encoder
+    that starts from ImageNet weights, at 128x128 with a soft Dice per lesion image, scale
+    augmentation 0.5-1.3 and a penalty on lesion-like pixels in images without a lesion, each
+    checkpoint chosen on val at four scales; the exported graph averages the two, resizes its
+    256x256 input to 128 and its mask back (training/resized.py), and adds the lesion-descriptor
+    regression (training/descriptor_head.py) and a class temperature (training/temperature.py)
+    fitted on val; 109-120 min on a 2-core CPU with loading, validation, the test score and the
+    export. Before rule 37 it was this file once with --time-budget 6300, rule 22.) The schedule
+    follows elapsed time, so a faster machine trains more epochs in the same time; --epochs N
+    without --time-budget gives a fixed number of epochs instead.
 
 On a GPU (see training/gpu/run.sh): --device cuda --arrays <packed train+val> --time-budget S
 --train-only --compact-out DIR trains without the BUSI folder and hands back the best weights;
