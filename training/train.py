@@ -109,6 +109,11 @@ def parse_args():
                    "pixel-averaged BCE barely sees); 0 = off")
     p.add_argument("--class-weight", type=float, default=0.5,
                    help="weight of the class cross-entropy against the mask loss (0.5 in every shipped network)")
+    p.add_argument("--class-detach-at", type=float, default=None,
+                   help="from this share of the schedule on (0..1), the class loss trains only the class head:\n"
+                   "its pooled input is detached, so the encoder and decoder learn from the mask loss alone\n"
+                   "(rule 38 in model/EXPERIMENTS.md: val AUC peaked at 30-40 %% of the two-hour members and fell\n"
+                   "while Dice still rose); default: never",)
     p.add_argument("--select-normal-weight", type=float, default=0.0,
                    help="choose the checkpoint by its val score minus this weight times the share of normal val\n"
                    "images with any pixel above %g at full size (a false outline there); 0 = off" % SELECT_OUTLINE_THRESHOLD)
@@ -200,6 +205,15 @@ def load_packed(path):
         out[split] = (e["images"].float().numpy(), unpack_masks(e["masks_bits"], e["images"].shape[-1]).numpy(),
                       e["labels"].numpy(), np.array(e["files"]))
     return out, d["size"]
+
+
+def forward_for_loss(model, x, class_head_only=False):
+    """Mask and class logits for the training loss; with class_head_only (--class-detach-at) the class
+    head's pooled input is detached, so the class loss reaches the head's own weights and nothing else."""
+    if not class_head_only:
+        return model(x)
+    mask_logits, pooled = model.features(x)
+    return mask_logits, model.cls(pooled.detach())
 
 
 def lr_factor(progress, warmup=0.05):
@@ -386,6 +400,8 @@ def train(args, data, spec, device, cuda, log):
         % ("per lesion image" if args.dice == "image" else "over the batch",
            " + %g x the top-1 %% lesion probability of images without a lesion" % args.normal_penalty if args.normal_penalty else "",
            args.class_weight, args.lr, *args.zoom_range, args.seed))
+    if args.class_detach_at is not None:
+        log("from %.0f%% of the schedule on, the class loss trains the class head only (its input detached)" % (100 * args.class_detach_at))
     if anchor is not None:
         log("L2-SP: the encoder is pulled back towards its starting weights by lr x %g x (w - w0) after each step" % args.encoder_l2sp)
     if args.low_size:
@@ -431,7 +447,8 @@ def train(args, data, spec, device, cuda, log):
             x, m = augment(xs[idx], ms[idx], g, args.zoom_range)
             x = x.contiguous(memory_format=fmt)
             with autocast():
-                ml, cl = model(x)
+                ml, cl = forward_for_loss(model, x, args.class_detach_at is not None
+                                          and progress(time.time() - te) >= args.class_detach_at)
             ml, cl = ml.float(), cl.float()
             seg = F.binary_cross_entropy_with_logits(ml, m) + soft_dice_loss(ml, m, args.dice == "image")
             if args.normal_penalty:
@@ -701,6 +718,8 @@ def export(model, args, spec, threshold, best, test, log, tta=False, members=Non
         training["normal_penalty"] = args.normal_penalty
     if args.class_weight != 0.5:
         training["class_weight"] = args.class_weight
+    if args.class_detach_at is not None:
+        training["class_detach_at"] = args.class_detach_at
     if args.low_size:
         training["progressive_resizing"] = {"size": args.low_size, "share": args.low_share,
                                             **({"average_reset_at_switch": True} if args.reset_average_at_switch else {})}

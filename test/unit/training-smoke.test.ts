@@ -847,6 +847,31 @@ print('%.4f %.4f %.4f' % (float(normal_outline_loss(logits, t)), float(normal_ou
     expect(log).toMatch(/epoch +1 /);
   }, 120_000);
 
+  test('--class-detach-at: from that share of the schedule on, the class loss trains the class head and nothing else', () => {
+    const out = py(`
+import sys, torch, torch.nn.functional as F
+sys.path.insert(0, '.')
+from train import forward_for_loss
+from model import AttentionUNet, MobileAttentionUNet
+for net in (AttentionUNet(4), MobileAttentionUNet()):
+    x = torch.rand(2, 1, 64, 64)
+    for only in (False, True):
+        net.zero_grad()
+        ml, cl = forward_for_loss(net, x, only)
+        F.cross_entropy(cl, torch.tensor([1, 2])).backward()
+        head = sum(float(p.grad.abs().sum()) for p in net.cls.parameters())
+        rest = sum(float(p.grad.abs().sum()) for n, p in net.named_parameters() if not n.startswith('cls.') and p.grad is not None)
+        print(int(head > 0), int(rest > 0), end=' ')
+    net.eval()
+    print(int(torch.allclose(forward_for_loss(net, x, True)[1], net(x)[1])))
+`);
+    // per network: the whole network learns from the class loss, then the head alone; the logits are the same either way
+    expect(out.trim().split('\n')).toEqual(['1 1 1 0 1', '1 1 1 0 1']);
+    const log = train(['--arrays', path.join(dir, 'packed.pt.gz'), '--size', '32', '--base', '4', '--batch', '8', '--train-only', '--out', path.join(dir, 'detach'), '--epochs', '1', '--class-detach-at', '0.5']);
+    expect(log).toMatch(/from 50% of the schedule on, the class loss trains the class head only/);
+    expect(log).toMatch(/epoch +1 /);
+  }, 120_000);
+
   test('--dice image: one soft Dice per lesion image, averaged, so a small lesion weighs as much as a large one', () => {
     // a batch of three: a large lesion predicted well, a small lesion missed, a normal image
     const out = py(`
