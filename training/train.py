@@ -114,6 +114,10 @@ def parse_args():
                    "its pooled input is detached, so the encoder and decoder learn from the mask loss alone\n"
                    "(rule 38 in model/EXPERIMENTS.md: val AUC peaked at 30-40 %% of the two-hour members and fell\n"
                    "while Dice still rose); default: never",)
+    p.add_argument("--class-mixup", type=float, default=0.0,
+                   help="manifold mixup on the class head's input: each image's pooled features blended with\n"
+                   "another's of the batch by lam ~ Beta(A, A), and the two labels' losses alike (rule 39 in\n"
+                   "model/EXPERIMENTS.md); 0 = off")
     p.add_argument("--select-normal-weight", type=float, default=0.0,
                    help="choose the checkpoint by its val score minus this weight times the share of normal val\n"
                    "images with any pixel above %g at full size (a false outline there); 0 = off" % SELECT_OUTLINE_THRESHOLD)
@@ -208,12 +212,24 @@ def load_packed(path):
 
 
 def forward_for_loss(model, x, class_head_only=False):
-    """Mask and class logits for the training loss; with class_head_only (--class-detach-at) the class
-    head's pooled input is detached, so the class loss reaches the head's own weights and nothing else."""
-    if not class_head_only:
-        return model(x)
+    """Mask logits and the class head's pooled input for the training loss; with class_head_only
+    (--class-detach-at) the pooled input is detached, so the class loss reaches the head's own
+    weights and nothing else."""
     mask_logits, pooled = model.features(x)
-    return mask_logits, model.cls(pooled.detach())
+    return mask_logits, pooled.detach() if class_head_only else pooled
+
+
+def class_loss(head, pooled, y, weight, mix=None):
+    """The class cross-entropy (label smoothing 0.05). mix = (lam, perm), --class-mixup: the head sees
+    each image's pooled features blended with another's of the batch, lam x own + (1 - lam) x the
+    other's, and the loss blends the two labels' cross-entropies alike (manifold mixup on the class
+    head's input only; the outlines are untouched)."""
+    if mix is None:
+        return F.cross_entropy(head(pooled), y, weight=weight, label_smoothing=0.05)
+    lam, perm = mix
+    logits = head(lam * pooled + (1 - lam) * pooled[perm])
+    return (lam * F.cross_entropy(logits, y, weight=weight, label_smoothing=0.05)
+            + (1 - lam) * F.cross_entropy(logits, y[perm], weight=weight, label_smoothing=0.05))
 
 
 def lr_factor(progress, warmup=0.05):
@@ -380,6 +396,7 @@ def train(args, data, spec, device, cuda, log):
     counts = np.bincount(yi, minlength=3)
     cw = torch.tensor(len(yi) / (3 * counts), dtype=torch.float32, device=device)
     g = torch.Generator(device=device).manual_seed(args.seed)
+    mix_rng = np.random.default_rng(args.seed + 1)  # --class-mixup's blend weights (not kept by --resume)
     start_epoch, step, best, history, train_seconds = 0, 0, {"score": -1}, [], 0.0
     ckpt_path = os.path.join(args.out, "checkpoint.pt")
     best_path = os.path.join(args.out, "best.pt")
@@ -400,6 +417,8 @@ def train(args, data, spec, device, cuda, log):
         % ("per lesion image" if args.dice == "image" else "over the batch",
            " + %g x the top-1 %% lesion probability of images without a lesion" % args.normal_penalty if args.normal_penalty else "",
            args.class_weight, args.lr, *args.zoom_range, args.seed))
+    if args.class_mixup:
+        log("class head: manifold mixup of its pooled input, Beta(%g, %g)" % (args.class_mixup, args.class_mixup))
     if args.class_detach_at is not None:
         log("from %.0f%% of the schedule on, the class loss trains the class head only (its input detached)" % (100 * args.class_detach_at))
     if anchor is not None:
@@ -447,13 +466,19 @@ def train(args, data, spec, device, cuda, log):
             x, m = augment(xs[idx], ms[idx], g, args.zoom_range)
             x = x.contiguous(memory_format=fmt)
             with autocast():
-                ml, cl = forward_for_loss(model, x, args.class_detach_at is not None
-                                          and progress(time.time() - te) >= args.class_detach_at)
-            ml, cl = ml.float(), cl.float()
+                ml, pooled = forward_for_loss(model, x, args.class_detach_at is not None
+                                              and progress(time.time() - te) >= args.class_detach_at)
+            ml = ml.float()
             seg = F.binary_cross_entropy_with_logits(ml, m) + soft_dice_loss(ml, m, args.dice == "image")
             if args.normal_penalty:
                 seg = seg + args.normal_penalty * normal_outline_loss(ml, m)
-            cls = F.cross_entropy(cl, y_train[idx], weight=cw, label_smoothing=0.05)
+            mix = None
+            if args.class_mixup:
+                mix = (float(mix_rng.beta(args.class_mixup, args.class_mixup)),
+                       torch.randperm(len(idx), generator=g, device=device))
+            with autocast():
+                cls = class_loss(model.cls, pooled, y_train[idx], cw, mix)
+            cls = cls.float()
             loss = seg + args.class_weight * cls
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -720,6 +745,8 @@ def export(model, args, spec, threshold, best, test, log, tta=False, members=Non
         training["class_weight"] = args.class_weight
     if args.class_detach_at is not None:
         training["class_detach_at"] = args.class_detach_at
+    if args.class_mixup:
+        training["class_mixup"] = args.class_mixup
     if args.low_size:
         training["progressive_resizing"] = {"size": args.low_size, "share": args.low_share,
                                             **({"average_reset_at_switch": True} if args.reset_average_at_switch else {})}

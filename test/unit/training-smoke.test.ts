@@ -857,18 +857,42 @@ for net in (AttentionUNet(4), MobileAttentionUNet()):
     x = torch.rand(2, 1, 64, 64)
     for only in (False, True):
         net.zero_grad()
-        ml, cl = forward_for_loss(net, x, only)
-        F.cross_entropy(cl, torch.tensor([1, 2])).backward()
+        ml, pooled = forward_for_loss(net, x, only)
+        F.cross_entropy(net.cls(pooled), torch.tensor([1, 2])).backward()
         head = sum(float(p.grad.abs().sum()) for p in net.cls.parameters())
         rest = sum(float(p.grad.abs().sum()) for n, p in net.named_parameters() if not n.startswith('cls.') and p.grad is not None)
         print(int(head > 0), int(rest > 0), end=' ')
     net.eval()
-    print(int(torch.allclose(forward_for_loss(net, x, True)[1], net(x)[1])))
+    print(int(torch.allclose(net.cls(forward_for_loss(net, x, True)[1]), net(x)[1])))
 `);
     // per network: the whole network learns from the class loss, then the head alone; the logits are the same either way
     expect(out.trim().split('\n')).toEqual(['1 1 1 0 1', '1 1 1 0 1']);
     const log = train(['--arrays', path.join(dir, 'packed.pt.gz'), '--size', '32', '--base', '4', '--batch', '8', '--train-only', '--out', path.join(dir, 'detach'), '--epochs', '1', '--class-detach-at', '0.5']);
     expect(log).toMatch(/from 50% of the schedule on, the class loss trains the class head only/);
+    expect(log).toMatch(/epoch +1 /);
+  }, 120_000);
+
+  test('--class-mixup: the class head sees two images\' pooled features blended, and the loss blends their labels alike', () => {
+    const out = py(`
+import sys, torch, torch.nn.functional as F
+sys.path.insert(0, '.')
+from train import class_loss
+torch.manual_seed(0)
+head = torch.nn.Linear(6, 3)
+pooled = torch.randn(4, 6); y = torch.tensor([0, 1, 2, 2]); w = torch.tensor([2.0, 0.5, 1.0]); perm = torch.tensor([1, 0, 3, 2])
+plain = float(class_loss(head, pooled, y, w))
+same = float(class_loss(head, pooled, y, w, (1.0, perm)))
+mixed = float(class_loss(head, pooled, y, w, (0.7, perm)))
+blend = head(0.7 * pooled + 0.3 * pooled[perm])
+ce = lambda t: F.cross_entropy(blend, t, weight=w, label_smoothing=0.05)
+print('%.6f %.6f %.6f %.6f' % (plain, same, mixed, float(0.7 * ce(y) + 0.3 * ce(y[perm]))))
+`);
+    const [plain, same, mixed, byHand] = out.trim().split(' ').map(Number);
+    expect(same).toBeCloseTo(plain, 6); // lam = 1: the plain loss
+    expect(mixed).toBeCloseTo(byHand, 6);
+    expect(Math.abs(mixed - plain)).toBeGreaterThan(1e-3);
+    const log = train(['--arrays', path.join(dir, 'packed.pt.gz'), '--size', '32', '--base', '4', '--batch', '8', '--train-only', '--out', path.join(dir, 'mixup'), '--epochs', '1', '--class-mixup', '0.4']);
+    expect(log).toMatch(/class head: manifold mixup of its pooled input, Beta\(0\.4, 0\.4\)/);
     expect(log).toMatch(/epoch +1 /);
   }, 120_000);
 
