@@ -112,7 +112,7 @@ def parse_args():
     p.add_argument("--class-detach-at", type=float, default=None,
                    help="from this share of the schedule on (0..1), the class loss trains only the class head:\n"
                    "its pooled input is detached, so the encoder and decoder learn from the mask loss alone\n"
-                   "(rule 38 in model/EXPERIMENTS.md: val AUC peaked at 30-40 %% of the two-hour members and fell\n"
+                   "(rule 38 in model/EXPERIMENTS.md: val AUC peaked at 20-32 %% of the 2,700 s networks and fell\n"
                    "while Dice still rose); default: never",)
     p.add_argument("--class-mixup", type=float, default=0.0,
                    help="manifold mixup on the class head's input: each image's pooled features blended with\n"
