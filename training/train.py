@@ -396,7 +396,6 @@ def train(args, data, spec, device, cuda, log):
     counts = np.bincount(yi, minlength=3)
     cw = torch.tensor(len(yi) / (3 * counts), dtype=torch.float32, device=device)
     g = torch.Generator(device=device).manual_seed(args.seed)
-    mix_rng = np.random.default_rng(args.seed + 1)  # --class-mixup's blend weights (not kept by --resume)
     start_epoch, step, best, history, train_seconds = 0, 0, {"score": -1}, [], 0.0
     ckpt_path = os.path.join(args.out, "checkpoint.pt")
     best_path = os.path.join(args.out, "best.pt")
@@ -474,7 +473,8 @@ def train(args, data, spec, device, cuda, log):
                 seg = seg + args.normal_penalty * normal_outline_loss(ml, m)
             mix = None
             if args.class_mixup:
-                mix = (float(mix_rng.beta(args.class_mixup, args.class_mixup)),
+                # the blend weight derives from the seed and the step, so --resume draws the same ones
+                mix = (float(np.random.default_rng([args.seed, step]).beta(args.class_mixup, args.class_mixup)),
                        torch.randperm(len(idx), generator=g, device=device))
             with autocast():
                 cls = class_loss(model.cls, pooled, y_train[idx], cw, mix)
